@@ -1,0 +1,84 @@
+//! The APIs Strom serves and the version ranges it advertises in ApiVersions.
+//!
+//! The advertised set is kept consistent with one real Kafka release (3.0-era ranges, trimmed to what Strom
+//! implements), because kafka-python and aiokafka infer a broker release from a few advertised versions and pick
+//! every request version from that guess. Produce advertises v0 although only v3+ (RecordBatch v2) is served:
+//! librdkafka before 2.11.1 enables gzip/snappy/lz4 only when Produce v0 is in the advertised range, exactly as
+//! Apache Kafka 4.0 still advertises it and rejects the old versions.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One served API: the range advertised to clients and the lowest version actually decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSupport {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    /// Versions in `min_version..serve_min_version` are advertised for feature detection but refused.
+    pub serve_min_version: i16,
+}
+
+impl ApiSupport {
+    const fn new(key: ApiKey, min_version: i16, max_version: i16) -> Self {
+        Self { key, min_version, max_version, serve_min_version: min_version }
+    }
+
+    /// Whether a request at `version` can be decoded and handled.
+    pub fn serves(&self, version: i16) -> bool {
+        (self.serve_min_version..=self.max_version).contains(&version)
+    }
+}
+
+/// Every API Strom answers, in API key order.
+pub const SUPPORTED_APIS: &[ApiSupport] = &[
+    ApiSupport { key: ApiKey::Produce, min_version: 0, max_version: 9, serve_min_version: 3 },
+    ApiSupport::new(ApiKey::Fetch, 4, 12),
+    ApiSupport::new(ApiKey::ListOffsets, 1, 7),
+    ApiSupport::new(ApiKey::Metadata, 0, 11),
+    ApiSupport::new(ApiKey::ApiVersions, 0, 3),
+    ApiSupport::new(ApiKey::CreateTopics, 2, 7),
+    ApiSupport::new(ApiKey::DeleteTopics, 1, 6),
+    ApiSupport::new(ApiKey::DeleteRecords, 0, 2),
+    ApiSupport::new(ApiKey::InitProducerId, 0, 4),
+    ApiSupport::new(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    ApiSupport::new(ApiKey::DescribeConfigs, 1, 4),
+    ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
+    ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),
+    ApiSupport::new(ApiKey::CreatePartitions, 0, 3),
+    ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
+    ApiSupport::new(ApiKey::DescribeCluster, 0, 0),
+];
+
+/// The support entry for a raw API key, if Strom serves it.
+pub fn lookup(api_key: i16) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS.iter().find(|a| a.key as i16 == api_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_version_is_decodable_by_the_message_crate() {
+        for api in SUPPORTED_APIS {
+            let valid = api.key.valid_versions();
+            assert!(api.serve_min_version >= valid.min, "{:?}", api.key);
+            assert!(api.max_version <= valid.max, "{:?}", api.key);
+            assert!(api.min_version <= api.serve_min_version, "{:?}", api.key);
+        }
+    }
+
+    #[test]
+    fn librdkafka_pinned_feature_versions_are_advertised() {
+        let advertises = |key: ApiKey, v: i16| {
+            let a = lookup(key as i16).unwrap();
+            (a.min_version..=a.max_version).contains(&v)
+        };
+        // MsgVer2, compression feature detection, zstd, idempotence, timestamp lookups.
+        assert!(advertises(ApiKey::Produce, 3) && advertises(ApiKey::Fetch, 4));
+        assert!(advertises(ApiKey::Produce, 0));
+        assert!(advertises(ApiKey::Produce, 7) && advertises(ApiKey::Fetch, 10));
+        assert!(advertises(ApiKey::InitProducerId, 0));
+        assert!(advertises(ApiKey::ListOffsets, 1));
+    }
+}
