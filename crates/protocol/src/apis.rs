@@ -20,7 +20,12 @@ pub struct ApiSupport {
 
 impl ApiSupport {
     const fn new(key: ApiKey, min_version: i16, max_version: i16) -> Self {
-        Self { key, min_version, max_version, serve_min_version: min_version }
+        Self {
+            key,
+            min_version,
+            max_version,
+            serve_min_version: min_version,
+        }
     }
 
     /// Whether a request at `version` can be decoded and handled.
@@ -31,7 +36,12 @@ impl ApiSupport {
 
 /// Every API Strom answers, in API key order.
 pub const SUPPORTED_APIS: &[ApiSupport] = &[
-    ApiSupport { key: ApiKey::Produce, min_version: 0, max_version: 9, serve_min_version: 3 },
+    ApiSupport {
+        key: ApiKey::Produce,
+        min_version: 0,
+        max_version: 9,
+        serve_min_version: 3,
+    },
     ApiSupport::new(ApiKey::Fetch, 4, 12),
     ApiSupport::new(ApiKey::ListOffsets, 1, 7),
     ApiSupport::new(ApiKey::Metadata, 0, 11),

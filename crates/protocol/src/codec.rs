@@ -31,9 +31,18 @@ pub enum DecodeError {
     #[error("unknown API key {api_key}")]
     UnknownApiKey { api_key: i16, correlation_id: i32 },
     #[error("{api_key:?} v{version} is not supported")]
-    UnsupportedVersion { api_key: ApiKey, version: i16, correlation_id: i32 },
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    },
     #[error("malformed {api_key:?} v{version} request: {reason}")]
-    Malformed { api_key: ApiKey, version: i16, correlation_id: i32, reason: String },
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reason: String,
+    },
 }
 
 impl DecodeError {
@@ -59,18 +68,32 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
 
     let Some(support) = apis::lookup(raw_key) else {
-        return Err(DecodeError::UnknownApiKey { api_key: raw_key, correlation_id });
+        return Err(DecodeError::UnknownApiKey {
+            api_key: raw_key,
+            correlation_id,
+        });
     };
     let api_key = support.key;
     if !support.serves(version) {
-        return Err(DecodeError::UnsupportedVersion { api_key, version, correlation_id });
+        return Err(DecodeError::UnsupportedVersion {
+            api_key,
+            version,
+            correlation_id,
+        });
     }
-    let malformed = |reason: String| DecodeError::Malformed { api_key, version, correlation_id, reason };
+    let malformed = |reason: String| DecodeError::Malformed {
+        api_key,
+        version,
+        correlation_id,
+        reason,
+    };
 
     let mut buf = frame;
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| malformed(format!("header: {e:#}")))?;
-    let body = RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let header = RequestHeader::decode(&mut buf, header_version)
+        .map_err(|e| malformed(format!("header: {e:#}")))?;
+    let body =
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
     Ok(Request {
         api_key,
         api_version: version,
@@ -93,11 +116,21 @@ pub fn encode_response(
     out.put_i32(0);
     header
         .encode(&mut out, header_version)
-        .map_err(|e| EncodeError { api_key, version, reason: format!("{e:#}") })?;
-    body.encode(&mut out, version)
-        .map_err(|e| EncodeError { api_key, version, reason: format!("{e:#}") })?;
-    let size = i32::try_from(out.len() - LENGTH_PREFIX)
-        .map_err(|_| EncodeError { api_key, version, reason: "response over 2 GiB".into() })?;
+        .map_err(|e| EncodeError {
+            api_key,
+            version,
+            reason: format!("{e:#}"),
+        })?;
+    body.encode(&mut out, version).map_err(|e| EncodeError {
+        api_key,
+        version,
+        reason: format!("{e:#}"),
+    })?;
+    let size = i32::try_from(out.len() - LENGTH_PREFIX).map_err(|_| EncodeError {
+        api_key,
+        version,
+        reason: "response over 2 GiB".into(),
+    })?;
     out[..LENGTH_PREFIX].copy_from_slice(&size.to_be_bytes());
     Ok(out)
 }
@@ -115,8 +148,13 @@ pub struct EncodeError {
 /// format, carrying UNSUPPORTED_VERSION and the full list so the client can retry with a version it shares.
 pub fn unsupported_api_versions_response(correlation_id: i32) -> BytesMut {
     let body = api_versions_body(kafka_protocol::ResponseError::UnsupportedVersion.code());
-    encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))
-        .expect("an ApiVersions v0 response always encodes")
+    encode_response(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(body),
+    )
+    .expect("an ApiVersions v0 response always encodes")
 }
 
 /// The ApiVersions response body listing every served API.
@@ -137,9 +175,15 @@ pub fn api_versions_body(error_code: i16) -> kafka_protocol::messages::ApiVersio
 }
 
 /// Splits an encoded response (without length prefix) into its correlation id and body, for clients and tests.
-pub fn split_response(mut frame: Bytes, api_key: ApiKey, version: i16) -> Result<(i32, Bytes), ResponseDecodeError> {
+pub fn split_response(
+    mut frame: Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<(i32, Bytes), ResponseDecodeError> {
     if frame.remaining() < 4 {
-        return Err(ResponseDecodeError("response shorter than its header".into()));
+        return Err(ResponseDecodeError(
+            "response shorter than its header".into(),
+        ));
     }
     let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
         .map_err(|e| ResponseDecodeError(format!("{e:#}")))?;
@@ -147,8 +191,13 @@ pub fn split_response(mut frame: Bytes, api_key: ApiKey, version: i16) -> Result
 }
 
 /// Decodes a response body of a known API and version.
-pub fn decode_response(api_key: ApiKey, version: i16, mut body: Bytes) -> Result<ResponseKind, ResponseDecodeError> {
-    ResponseKind::decode(api_key, &mut body, version).map_err(|e| ResponseDecodeError(format!("{e:#}")))
+pub fn decode_response(
+    api_key: ApiKey,
+    version: i16,
+    mut body: Bytes,
+) -> Result<ResponseKind, ResponseDecodeError> {
+    ResponseKind::decode(api_key, &mut body, version)
+        .map_err(|e| ResponseDecodeError(format!("{e:#}")))
 }
 
 /// A response did not decode.

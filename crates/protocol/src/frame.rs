@@ -32,7 +32,10 @@ pub fn check(buf: &[u8], max_size: usize) -> Result<Option<usize>, FrameError> {
     }
     let size = size as usize;
     if size > max_size {
-        return Err(FrameError::TooLarge { size, max: max_size });
+        return Err(FrameError::TooLarge {
+            size,
+            max: max_size,
+        });
     }
     if buf.len() - LENGTH_PREFIX < size {
         return Ok(None);
@@ -72,13 +75,19 @@ mod tests {
     fn oversized_frame_is_refused_before_the_body_arrives() {
         assert_eq!(
             check(&[0x7f, 0xff, 0xff, 0xff], 100),
-            Err(FrameError::TooLarge { size: i32::MAX as usize, max: 100 })
+            Err(FrameError::TooLarge {
+                size: i32::MAX as usize,
+                max: 100
+            })
         );
         assert_eq!(announced_size(&[0x7f, 0xff, 0xff, 0xff], 100), None);
     }
 
     #[test]
     fn negative_size_is_refused() {
-        assert_eq!(check(&[0xff, 0xff, 0xff, 0xff], 100), Err(FrameError::Negative(-1)));
+        assert_eq!(
+            check(&[0xff, 0xff, 0xff, 0xff], 100),
+            Err(FrameError::Negative(-1))
+        );
     }
 }

@@ -4,8 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use strom_protocol::kafka::messages::{
-    fetch_request, metadata_request, produce_request, ApiKey, FetchRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, RequestKind, TopicName,
+    fetch_request, metadata_request, produce_request, ApiKey, FetchRequest, MetadataRequest,
+    ProduceRequest, RequestHeader, RequestKind, TopicName,
 };
 use strom_protocol::kafka::protocol::{Encodable, StrBytes};
 use strom_protocol::{apis, decode_request, DecodeError};
@@ -17,7 +17,9 @@ fn encode_request(api_key: ApiKey, version: i16, correlation_id: i32, body: &Req
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("codec-test")));
     let mut buf = BytesMut::new();
-    header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .unwrap();
     body.encode(&mut buf, version).unwrap();
     buf.freeze()
 }
@@ -30,7 +32,10 @@ fn served_versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
 fn metadata(topics: &[String]) -> RequestKind {
     let topics = topics
         .iter()
-        .map(|t| metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+        .map(|t| {
+            metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+        })
         .collect();
     RequestKind::Metadata(MetadataRequest::default().with_topics(Some(topics)))
 }
@@ -46,17 +51,31 @@ fn produce(topic: &str, partitions: i32, payload: &[u8]) -> RequestKind {
     let topic = produce_request::TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partition_data(data);
-    RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![topic]))
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![topic]),
+    )
 }
 
 fn fetch(topic: &str, partitions: i32) -> RequestKind {
     let parts = (0..partitions)
-        .map(|p| fetch_request::FetchPartition::default().with_partition(p).with_fetch_offset(p as i64 * 10))
+        .map(|p| {
+            fetch_request::FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(p as i64 * 10)
+        })
         .collect();
     let topic = fetch_request::FetchTopic::default()
         .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partitions(parts);
-    RequestKind::Fetch(FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_topics(vec![topic]))
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_topics(vec![topic]),
+    )
 }
 
 fn check_roundtrip_and_prefixes(api_key: ApiKey, body: RequestKind) {
@@ -68,9 +87,16 @@ fn check_roundtrip_and_prefixes(api_key: ApiKey, body: RequestKind) {
         assert_eq!(decoded.correlation_id, 7);
         assert_eq!(decoded.client_id.as_deref(), Some("codec-test"));
         // Re-encoding the decoded body reproduces the exact bytes.
-        assert_eq!(encode_request(api_key, version, 7, &decoded.body), frame, "{api_key:?} v{version}");
+        assert_eq!(
+            encode_request(api_key, version, 7, &decoded.body),
+            frame,
+            "{api_key:?} v{version}"
+        );
         for cut in 0..frame.len() {
-            assert!(decode_request(frame.slice(..cut)).is_err(), "{api_key:?} v{version} prefix {cut} decoded");
+            assert!(
+                decode_request(frame.slice(..cut)).is_err(),
+                "{api_key:?} v{version} prefix {cut} decoded"
+            );
         }
     }
 }
@@ -117,7 +143,10 @@ fn unknown_api_key_is_reported_with_its_correlation_id() {
     buf.put_i32(42);
     assert_eq!(
         decode_request(buf.freeze()),
-        Err(DecodeError::UnknownApiKey { api_key: 999, correlation_id: 42 })
+        Err(DecodeError::UnknownApiKey {
+            api_key: 999,
+            correlation_id: 42
+        })
     );
 }
 
@@ -128,27 +157,24 @@ fn advertised_but_unserved_produce_versions_are_refused() {
     raw[2..4].copy_from_slice(&2i16.to_be_bytes());
     assert!(matches!(
         decode_request(raw.freeze()),
-        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::Produce, version: 2, correlation_id: 5 })
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::Produce,
+            version: 2,
+            correlation_id: 5
+        })
     ));
 }
 
 #[test]
 fn api_versions_fallback_is_a_v0_response_with_unsupported_version() {
     let frame = strom_protocol::codec::unsupported_api_versions_response(9).freeze();
-    let (correlation_id, body) = strom_protocol::codec::split_response(frame.slice(4..), ApiKey::ApiVersions, 0).unwrap();
+    let (correlation_id, body) =
+        strom_protocol::codec::split_response(frame.slice(4..), ApiKey::ApiVersions, 0).unwrap();
     assert_eq!(correlation_id, 9);
-    let RequestOrResponse::ApiVersions(resp) = decode_api_versions(body) else { unreachable!() };
+    let response = strom_protocol::codec::decode_response(ApiKey::ApiVersions, 0, body).unwrap();
+    let strom_protocol::kafka::messages::ResponseKind::ApiVersions(resp) = response else {
+        panic!("unexpected {response:?}")
+    };
     assert_eq!(resp.error_code, 35);
     assert_eq!(resp.api_keys.len(), apis::SUPPORTED_APIS.len());
-}
-
-enum RequestOrResponse {
-    ApiVersions(strom_protocol::kafka::messages::ApiVersionsResponse),
-}
-
-fn decode_api_versions(body: Bytes) -> RequestOrResponse {
-    match strom_protocol::codec::decode_response(ApiKey::ApiVersions, 0, body).unwrap() {
-        strom_protocol::kafka::messages::ResponseKind::ApiVersions(r) => RequestOrResponse::ApiVersions(r),
-        other => panic!("unexpected {other:?}"),
-    }
 }

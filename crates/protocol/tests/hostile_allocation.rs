@@ -38,7 +38,7 @@ fn frame_with_huge_count(api_key: i16, version: i16, flexible: bool) -> bytes::B
     buf.put_i16(-1); // null client id
     if flexible {
         buf.put_u8(0); // no header tagged fields
-        // compact array count: unsigned varint of (i32::MAX as u32) + 1
+                       // compact array count: unsigned varint of (i32::MAX as u32) + 1
         let mut n: u32 = (i32::MAX as u32) + 1;
         while n >= 0x80 {
             buf.put_u8((n as u8) | 0x80);
@@ -58,14 +58,26 @@ fn frame_with_huge_count(api_key: i16, version: i16, flexible: bool) -> bytes::B
 fn hostile_array_count_allocates_nothing_large() {
     // (api key, version, flexible): Metadata v1 (classic array), Metadata v9 (compact array), Produce v3 topic data,
     // Fetch v12 topics, CreateTopics v2.
-    let cases = [(3, 1, false), (3, 9, true), (0, 3, false), (1, 12, true), (19, 2, false)];
+    let cases = [
+        (3, 1, false),
+        (3, 9, true),
+        (0, 3, false),
+        (1, 12, true),
+        (19, 2, false),
+    ];
     for (api_key, version, flexible) in cases {
         let frame = frame_with_huge_count(api_key, version, flexible);
         assert_eq!(frame.len(), 100);
         LARGEST.store(0, Ordering::Relaxed);
         let result = decode_request(frame);
         let largest = LARGEST.load(Ordering::Relaxed);
-        assert!(result.is_err(), "api {api_key} v{version} decoded a truncated array");
-        assert!(largest < 256 * 1024, "api {api_key} v{version} allocated {largest} bytes at once");
+        assert!(
+            result.is_err(),
+            "api {api_key} v{version} decoded a truncated array"
+        );
+        assert!(
+            largest < 256 * 1024,
+            "api {api_key} v{version} allocated {largest} bytes at once"
+        );
     }
 }

@@ -1,0 +1,373 @@
+//! Broker configuration: embedded defaults, a `server.properties`-style file with Kafka's key names, then
+//! command-line overrides.
+//!
+//! Every key a Kafka operator would type keeps Kafka's name (`log.dirs`, `num.partitions`, `log.retention.ms`,
+//! ...). Keys Strom does not know are reported and ignored, as Kafka does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use strom_log::{CleanupPolicy, LogConfig, TimestampType};
+use thiserror::Error;
+
+/// A configuration value could not be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("line {line}: expected `key=value`, found {text:?}")]
+    Syntax { line: usize, text: String },
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Everything the broker process needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id` (or `broker.id`).
+    pub node_id: i32,
+    /// `log.dirs` (first entry) / `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `listeners` / `--listen`.
+    pub listen: SocketAddr,
+    /// `advertised.listeners` / `--advertised`: host and port clients are told to connect to. `None` advertises
+    /// the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// `num.partitions`: partitions of an auto-created topic or of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`: the largest request frame accepted before allocation.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: a connection that completes no request for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `log.flush.interval.messages`: once a partition holds this many unflushed records, the append that crossed
+    /// the line waits for an fsync before it is acknowledged. `i64::MAX` (Kafka's default) leaves flushing to
+    /// acks=all and the interval flusher.
+    pub flush_interval_messages: i64,
+    /// `log.flush.interval.ms`: the background flusher's period, bounding what acks=0/1 data a power loss can
+    /// take.
+    pub flush_interval_ms: u64,
+    /// `log.retention.check.interval.ms`: how often retention and compaction run.
+    pub retention_check_interval_ms: u64,
+    /// `min.insync.replicas`: default for topics.
+    pub min_insync_replicas: i32,
+    /// Defaults for every topic's log, from the `log.*` keys and `message.max.bytes`.
+    pub log: LogConfig,
+    /// Keys set explicitly in the config file, for DescribeConfigs' `STATIC_BROKER_CONFIG` source.
+    pub explicit: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("./strom-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            num_partitions: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            connections_max_idle_ms: 10 * 60 * 1000,
+            flush_interval_messages: i64::MAX,
+            flush_interval_ms: 1000,
+            retention_check_interval_ms: 5 * 60 * 1000,
+            min_insync_replicas: 1,
+            log: LogConfig::default(),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Applies a `server.properties`-style text on top of `self`. Returns the keys that were not recognised.
+    pub fn apply_properties(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
+        let mut unknown = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(['=', ':']) else {
+                return Err(ConfigError::Syntax {
+                    line: index + 1,
+                    text: raw.to_string(),
+                });
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if self.set(key, value)? {
+                self.explicit.insert(key.to_string(), value.to_string());
+            } else {
+                unknown.push(key.to_string());
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// Sets one key. Returns `Ok(false)` for a key Strom does not know.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, value)?,
+            "log.dirs" | "log.dir" => {
+                let first = value.split(',').next().unwrap_or("").trim();
+                if first.is_empty() {
+                    return Err(invalid("needs a directory"));
+                }
+                self.data_dir = PathBuf::from(first);
+            }
+            "listeners" => self.listen = parse_listener(value).map_err(|r| invalid(&r))?,
+            "advertised.listeners" => {
+                let addr = strip_listener_name(value);
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| invalid("expected host:port"))?;
+                let port = port.parse().map_err(|_| invalid("bad port"))?;
+                self.advertised = Some((host.to_string(), port));
+            }
+            "num.partitions" => self.num_partitions = positive(key, value)?,
+            "default.replication.factor" => {
+                if parse::<i32>(key, value)? != 1 {
+                    return Err(invalid(
+                        "a single Strom broker can only hold replication factor 1",
+                    ));
+                }
+            }
+            "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = positive::<i32>(key, value)? as usize
+            }
+            "connections.max.idle.ms" => {
+                self.connections_max_idle_ms = positive::<i64>(key, value)? as u64
+            }
+            "log.flush.interval.messages" => self.flush_interval_messages = positive(key, value)?,
+            "log.flush.interval.ms" => self.flush_interval_ms = positive::<i64>(key, value)? as u64,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = positive::<i64>(key, value)? as u64
+            }
+            "min.insync.replicas" => self.min_insync_replicas = positive(key, value)?,
+            "log.segment.bytes" => self.log.segment_bytes = positive::<i64>(key, value)? as u64,
+            "log.roll.ms" => self.log.segment_ms = positive(key, value)?,
+            "log.roll.hours" => self.log.segment_ms = positive::<i64>(key, value)? * 3_600_000,
+            "log.retention.ms" => self.log.retention_ms = retention(key, value, 1)?,
+            "log.retention.minutes" => self.log.retention_ms = retention(key, value, 60_000)?,
+            "log.retention.hours" => self.log.retention_ms = retention(key, value, 3_600_000)?,
+            "log.retention.bytes" => self.log.retention_bytes = retention(key, value, 1)?,
+            "log.cleanup.policy" => {
+                self.log.cleanup_policy = parse_cleanup_policy(value).map_err(|r| invalid(&r))?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log.delete_retention_ms = non_negative(key, value)?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log.min_compaction_lag_ms = non_negative(key, value)?
+            }
+            "message.max.bytes" => {
+                self.log.max_message_bytes = positive::<i32>(key, value)? as usize
+            }
+            "log.index.interval.bytes" => {
+                self.log.index_interval_bytes = non_negative::<i32>(key, value)? as usize
+            }
+            "log.index.size.max.bytes" => {
+                self.log.segment_index_bytes = positive::<i32>(key, value)? as usize
+            }
+            "log.message.timestamp.type" => {
+                self.log.message_timestamp_type =
+                    parse_timestamp_type(value).map_err(|r| invalid(&r))?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The host and port written into Metadata responses.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+}
+
+fn strip_listener_name(value: &str) -> &str {
+    let first = value.split(',').next().unwrap_or("").trim();
+    first.split_once("://").map_or(first, |(_, addr)| addr)
+}
+
+fn parse_listener(value: &str) -> Result<SocketAddr, String> {
+    let addr = strip_listener_name(value);
+    let addr = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.replace("localhost", "127.0.0.1")
+    };
+    addr.parse()
+        .map_err(|e| format!("expected HOST:PORT with an IP address ({e})"))
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: format!("expected {}", std::any::type_name::<T>()),
+    })
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    key: &str,
+    value: &str,
+) -> Result<T, ConfigError> {
+    let v: T = parse(key, value)?;
+    if v <= T::default() {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn non_negative<T: std::str::FromStr + PartialOrd + Default>(
+    key: &str,
+    value: &str,
+) -> Result<T, ConfigError> {
+    let v: T = parse(key, value)?;
+    if v < T::default() {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: "must not be negative".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// Retention values: -1 means unlimited, otherwise a non-negative amount in `unit`s.
+fn retention(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError> {
+    let v: i64 = parse(key, value)?;
+    match v {
+        -1 => Ok(-1),
+        v if v >= 0 => v.checked_mul(unit).ok_or_else(|| ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: "too large".into(),
+        }),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: "-1 or >= 0".into(),
+        }),
+    }
+}
+
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+/// `delete`, `compact`, or both separated by a comma (in either order).
+pub(crate) fn parse_cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    let mut policy = CleanupPolicy {
+        delete: false,
+        compact: false,
+    };
+    for part in value.split(',').map(str::trim) {
+        match part {
+            "delete" => policy.delete = true,
+            "compact" => policy.compact = true,
+            other => {
+                return Err(format!(
+                    "unknown cleanup policy {other:?}; expected delete, compact or both"
+                ))
+            }
+        }
+    }
+    Ok(policy)
+}
+
+pub(crate) fn format_cleanup_policy(policy: &CleanupPolicy) -> String {
+    match (policy.compact, policy.delete) {
+        (true, true) => "compact,delete".into(),
+        (true, false) => "compact".into(),
+        _ => "delete".into(),
+    }
+}
+
+pub(crate) fn parse_timestamp_type(value: &str) -> Result<TimestampType, String> {
+    match value {
+        "CreateTime" => Ok(TimestampType::CreateTime),
+        "LogAppendTime" => Ok(TimestampType::LogAppendTime),
+        other => Err(format!(
+            "expected CreateTime or LogAppendTime, found {other:?}"
+        )),
+    }
+}
+
+pub(crate) fn format_timestamp_type(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_keys_from_a_properties_file() {
+        let mut config = BrokerConfig::default();
+        let unknown = config
+            .apply_properties(
+                "# comment\nlog.dirs=/tmp/a,/tmp/b\nnum.partitions = 3\nlog.retention.hours=2\n\
+                 log.segment.bytes=1048576\nmessage.max.bytes=2000000\nlisteners=PLAINTEXT://127.0.0.1:9099\n\
+                 log.cleanup.policy=compact,delete\nsome.unknown.key=1\n",
+            )
+            .unwrap();
+        assert_eq!(unknown, vec!["some.unknown.key".to_string()]);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/a"));
+        assert_eq!(config.num_partitions, 3);
+        assert_eq!(config.log.retention_ms, 7_200_000);
+        assert_eq!(config.log.segment_bytes, 1_048_576);
+        assert_eq!(config.log.max_message_bytes, 2_000_000);
+        assert_eq!(config.listen, "127.0.0.1:9099".parse().unwrap());
+        assert!(config.log.cleanup_policy.compact && config.log.cleanup_policy.delete);
+        assert_eq!(
+            config.explicit.get("num.partitions").map(String::as_str),
+            Some("3")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut config = BrokerConfig::default();
+        let err = config
+            .apply_properties("num.partitions=zero\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+        let err = config.apply_properties("just some words\n").unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Syntax {
+                line: 1,
+                text: "just some words".into()
+            }
+        );
+        assert!(config.set("num.partitions", "0").is_err());
+        assert!(config.set("log.cleanup.policy", "forever").is_err());
+    }
+}

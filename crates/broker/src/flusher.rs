@@ -1,0 +1,81 @@
+//! Group commit: one task fsyncs every partition that has waiting acknowledgements, so concurrent acks=all
+//! producers (on any partitions, over any connections) share fsyncs instead of paying one each.
+//!
+//! Producers push the partition they appended to and then wait on its flushed offset. The task takes everything
+//! queued at that moment, deduplicates, and fsyncs the batch on a blocking thread; appends that arrive meanwhile
+//! form the next batch. The same task runs the `log.flush.interval.ms` flush of all dirty partitions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::partition::Partition;
+use crate::topics::Topics;
+
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::UnboundedSender<Arc<Partition>>,
+}
+
+impl Flusher {
+    /// Starts the flush task; it ends when every `Flusher` handle is dropped or `shutdown` fires.
+    pub fn start(
+        topics: Arc<Topics>,
+        interval: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(rx, topics, interval, shutdown));
+        Self { tx }
+    }
+
+    /// Asks for `partition` to be fsynced soon; await [`Partition::wait_flushed`] for the result.
+    pub fn request(&self, partition: Arc<Partition>) {
+        // A send error means the broker is shutting down; the waiting ack then fails with the closed channel.
+        let _ = self.tx.send(partition);
+    }
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Arc<Partition>>,
+    topics: Arc<Topics>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { return };
+                let mut batch = vec![first];
+                while let Ok(p) = rx.try_recv() {
+                    batch.push(p);
+                }
+                batch
+            }
+            _ = ticker.tick() => {
+                topics.all().iter().flat_map(|t| t.partitions.iter().filter(|p| p.is_dirty()).cloned()).collect()
+            }
+            _ = shutdown.changed() => return,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let mut batch = batch;
+        batch.sort_by_key(|p| Arc::as_ptr(p) as usize);
+        batch.dedup_by_key(|p| Arc::as_ptr(p) as usize);
+        let result = tokio::task::spawn_blocking(move || {
+            for p in &batch {
+                if let Err(e) = p.flush() {
+                    tracing::error!(partition = %p.name(), error = %e, "fsync failed");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "flush task failed");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! AlterConfigs (topic resources): the given set replaces the topic's overrides; anything not named returns to
+//! the broker default, as in Kafka.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::alter_configs_response::AlterConfigsResourceResponse;
+use strom_protocol::kafka::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::describe_configs::RESOURCE_TOPIC;
+use super::str_bytes;
+use crate::server::BrokerState;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let outcome = if resource.resource_type == RESOURCE_TOPIC {
+                let overrides: BTreeMap<String, String> = resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                state
+                    .topics
+                    .set_configs(
+                        resource.resource_name.as_str(),
+                        overrides,
+                        request.validate_only,
+                    )
+                    .map_err(|e| (e.code(), e.to_string()))
+            } else {
+                Err(super::incremental_alter_configs::unsupported_resource(
+                    resource.resource_type,
+                ))
+            };
+            match outcome {
+                Ok(()) => response,
+                Err((code, message)) => response
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,99 @@
+//! CreateTopics: -1 partitions / replication factor mean the broker defaults; `validate_only` checks without
+//! creating; per-topic configs are validated by name and value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use strom_protocol::kafka::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use strom_protocol::kafka::ResponseError;
+
+use super::str_bytes;
+use crate::server::BrokerState;
+use crate::topic_config::TOPIC_CONFIGS;
+use crate::topics::TopicError;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &request.topics {
+        *seen.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let node = state.config.node_id;
+    let results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(t.name.clone());
+            let fail = |code: i16, message: String| {
+                result.clone().with_error_code(code).with_error_message(Some(str_bytes(message)))
+            };
+            if seen.get(&name).copied().unwrap_or(0) > 1 {
+                return fail(ResponseError::InvalidRequest.code(), format!("topic '{name}' appears more than once in the request"));
+            }
+            let mut partitions = t.num_partitions;
+            if !t.assignments.is_empty() {
+                if t.num_partitions != -1 || t.replication_factor != -1 {
+                    return fail(
+                        ResponseError::InvalidRequest.code(),
+                        "give either replica assignments or partitions and replication factor, not both".into(),
+                    );
+                }
+                if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1) {
+                    return fail(
+                        ResponseError::InvalidReplicaAssignment.code(),
+                        format!("this cluster has one broker (id {node}); every partition must be assigned to it alone"),
+                    );
+                }
+                partitions = t.assignments.len() as i32;
+            }
+            let mut configs = BTreeMap::new();
+            for c in &t.configs {
+                if let Some(value) = &c.value {
+                    configs.insert(c.name.to_string(), value.to_string());
+                }
+            }
+            match state.topics.create(&name, partitions, t.replication_factor, configs, request.validate_only) {
+                Ok(topic) => {
+                    let mut ok = result.with_num_partitions(if request.validate_only {
+                        if partitions == -1 { state.config.num_partitions } else { partitions }
+                    } else {
+                        topic.partitions.len() as i32
+                    });
+                    ok = ok.with_replication_factor(1);
+                    if version >= 7 {
+                        ok = ok.with_topic_id(topic.id);
+                    }
+                    if version >= 5 {
+                        let configs = TOPIC_CONFIGS
+                            .iter()
+                            .map(|d| {
+                                let source = if topic.overrides.contains_key(d.name) { 1 } else { 5 };
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(d.name))
+                                    .with_value(Some(str_bytes(topic.settings.value_of(d.name))))
+                                    .with_config_source(source)
+                            })
+                            .collect();
+                        ok = ok.with_configs(Some(configs));
+                    }
+                    ok
+                }
+                Err(e) => {
+                    let mut failed = fail(e.code(), e.to_string());
+                    if version >= 5 && matches!(e, TopicError::InvalidConfig(_)) {
+                        failed = failed.with_topic_config_error_code(e.code());
+                    }
+                    failed.with_num_partitions(-1).with_replication_factor(-1)
+                }
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(results)
+}

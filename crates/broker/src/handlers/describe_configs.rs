@@ -1,0 +1,188 @@
+//! DescribeConfigs for topics (every topic config with its effective value and source) and for the broker
+//! (its static configuration, read-only).
+
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use strom_protocol::kafka::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use strom_protocol::kafka::ResponseError;
+
+use super::str_bytes;
+use crate::server::BrokerState;
+use crate::topic_config::{ConfigType, TOPIC_CONFIGS};
+
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+// DescribeConfigs config sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let keys: Option<Vec<String>> = resource
+                .configuration_keys
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            let wanted = |key: &str| keys.as_ref().is_none_or(|k| k.iter().any(|w| w == key));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match resource.resource_type {
+                RESOURCE_TOPIC => match state.topics.get(&name) {
+                    Some(topic) => {
+                        let configs = TOPIC_CONFIGS
+                            .iter()
+                            .filter(|d| wanted(d.name))
+                            .map(|d| {
+                                let broker_value = state.config.explicit.get(d.broker_key);
+                                let (source, synonyms) =
+                                    match (topic.overrides.get(d.name), broker_value) {
+                                        (Some(v), _) => {
+                                            (SOURCE_TOPIC, vec![(d.name, v.clone(), SOURCE_TOPIC)])
+                                        }
+                                        (None, Some(v)) => (
+                                            SOURCE_STATIC_BROKER,
+                                            vec![(d.broker_key, v.clone(), SOURCE_STATIC_BROKER)],
+                                        ),
+                                        (None, None) => (SOURCE_DEFAULT, Vec::new()),
+                                    };
+                                let mut entry = DescribeConfigsResourceResult::default()
+                                    .with_name(str_bytes(d.name))
+                                    .with_value(Some(str_bytes(topic.settings.value_of(d.name))))
+                                    .with_config_source(source);
+                                if request.include_synonyms {
+                                    entry = entry.with_synonyms(
+                                        synonyms
+                                            .into_iter()
+                                            .map(|(n, v, s)| {
+                                                DescribeConfigsSynonym::default()
+                                                    .with_name(str_bytes(n))
+                                                    .with_value(Some(str_bytes(v)))
+                                                    .with_source(s)
+                                            })
+                                            .collect(),
+                                    );
+                                }
+                                if version >= 3 {
+                                    entry = entry.with_config_type(d.config_type as i8);
+                                    if request.include_documentation {
+                                        entry = entry.with_documentation(Some(str_bytes(d.doc)));
+                                    }
+                                }
+                                entry
+                            })
+                            .collect();
+                        result.with_configs(configs)
+                    }
+                    None => result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(str_bytes(format!(
+                            "topic '{name}' does not exist"
+                        )))),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == state.config.node_id.to_string() => {
+                    let configs = broker_configs(state)
+                        .into_iter()
+                        .filter(|(k, _, _)| wanted(k))
+                        .map(|(key, value, config_type)| {
+                            let source = if state.config.explicit.contains_key(key) {
+                                SOURCE_STATIC_BROKER
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            let mut entry = DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(key))
+                                .with_value(Some(str_bytes(value)))
+                                .with_read_only(true)
+                                .with_config_source(source);
+                            if version >= 3 {
+                                entry = entry.with_config_type(config_type as i8);
+                            }
+                            entry
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                RESOURCE_BROKER => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(format!(
+                        "this broker's id is {}",
+                        state.config.node_id
+                    )))),
+                other => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(format!(
+                        "resource type {other} is not supported"
+                    )))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)> {
+    let c = &state.config;
+    let topic_defaults = crate::topic_config::TopicSettings::resolve(c, &Default::default()).ok();
+    let mut out = vec![
+        ("node.id", c.node_id.to_string(), ConfigType::Int),
+        (
+            "log.dirs",
+            c.data_dir.display().to_string(),
+            ConfigType::String,
+        ),
+        (
+            "num.partitions",
+            c.num_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+        ),
+        (
+            "socket.request.max.bytes",
+            c.socket_request_max_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "connections.max.idle.ms",
+            c.connections_max_idle_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "log.flush.interval.ms",
+            c.flush_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "default.replication.factor",
+            "1".to_string(),
+            ConfigType::Int,
+        ),
+    ];
+    if let Some(defaults) = topic_defaults {
+        for d in TOPIC_CONFIGS {
+            if d.broker_key != d.name || d.name == "min.insync.replicas" {
+                out.push((d.broker_key, defaults.value_of(d.name), d.config_type));
+            }
+        }
+    }
+    out
+}

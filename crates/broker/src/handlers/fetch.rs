@@ -1,0 +1,169 @@
+//! Fetch: read whole batches below the high watermark, and long-poll until `min_bytes` are available or
+//! `max_wait_ms` passes. The wait is woken by appends to any requested partition (never by a polling timer), so a
+//! consumer sees a record as soon as it is in the log.
+//!
+//! Strom creates no incremental fetch sessions (KIP-227): every response carries session id 0, which tells the
+//! client to keep sending full fetch requests.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_log::LogError;
+use strom_protocol::kafka::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use strom_protocol::kafka::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use strom_protocol::kafka::ResponseError;
+use tokio::time::Instant;
+
+use super::Handled;
+use crate::partition::{Partition, PartitionError};
+use crate::server::BrokerState;
+
+struct Target {
+    topic_slot: usize,
+    partition_index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    current_leader_epoch: i32,
+    partition: Option<Arc<Partition>>,
+}
+
+pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> Handled {
+    Box::pin(async move {
+        if request.session_id != 0 {
+            let response = FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            return Some(ResponseKind::Fetch(response));
+        }
+        let mut topic_names: Vec<TopicName> = Vec::with_capacity(request.topics.len());
+        let mut targets = Vec::new();
+        for topic in &request.topics {
+            let hosted = state.topics.get(topic.topic.0.as_str());
+            topic_names.push(topic.topic.clone());
+            for p in &topic.partitions {
+                targets.push(Target {
+                    topic_slot: topic_names.len() - 1,
+                    partition_index: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    current_leader_epoch: p.current_leader_epoch,
+                    partition: hosted
+                        .as_ref()
+                        .and_then(|t| t.partition(p.partition))
+                        .cloned(),
+                });
+            }
+        }
+        let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+        let deadline = Instant::now() + max_wait;
+        let min_bytes = request.min_bytes.max(0) as usize;
+        let response_max_bytes = if request.max_bytes <= 0 {
+            usize::MAX
+        } else {
+            request.max_bytes as usize
+        };
+
+        loop {
+            // Register for wake-ups before reading, so an append between the read and the wait is not missed.
+            let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = targets
+                .iter()
+                .filter_map(|t| t.partition.as_ref())
+                .map(|p| {
+                    let mut notified = Box::pin(p.appended());
+                    notified.as_mut().enable();
+                    notified
+                })
+                .collect();
+            let (partitions, bytes, any_error) = read_all(&targets, response_max_bytes, version);
+            if bytes >= min_bytes || any_error || Instant::now() >= deadline {
+                return Some(ResponseKind::Fetch(build_response(
+                    &topic_names,
+                    partitions,
+                )));
+            }
+            if wakeups.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+            } else {
+                tokio::select! {
+                    _ = futures::future::select_all(wakeups.iter_mut()) => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
+    })
+}
+
+/// Reads every target once. Returns per-target partition data, the record bytes gathered, and whether any
+/// partition answered with an error (which, as in Kafka, ends the long poll at once).
+fn read_all(
+    targets: &[Target],
+    response_max_bytes: usize,
+    version: i16,
+) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let data = read_one(
+            t,
+            response_max_bytes.saturating_sub(total),
+            total == 0,
+            version,
+        );
+        if data.error_code != 0 {
+            any_error = true;
+        }
+        total += data.records.as_ref().map_or(0, Bytes::len);
+        out.push((t.topic_slot, data));
+    }
+    (out, total, any_error)
+}
+
+fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> PartitionData {
+    let data = PartitionData::default().with_partition_index(t.partition_index);
+    let Some(p) = &t.partition else {
+        return data
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            .with_high_watermark(-1);
+    };
+    let hw = p.high_watermark();
+    let mut data = data
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_aborted_transactions(Some(Vec::new()));
+    if version >= 5 {
+        data = data.with_log_start_offset(p.log_start_offset());
+    }
+    if t.current_leader_epoch >= 0 && t.current_leader_epoch != p.leader_epoch {
+        let code = if t.current_leader_epoch > p.leader_epoch {
+            ResponseError::UnknownLeaderEpoch.code()
+        } else {
+            ResponseError::FencedLeaderEpoch.code()
+        };
+        return data.with_error_code(code);
+    }
+    match p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data) {
+        Ok(read) => data.with_records(Some(read.records)),
+        Err(PartitionError::Log(LogError::OffsetOutOfRange { .. })) => data
+            .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_records(Some(Bytes::new())),
+        Err(e) => data
+            .with_error_code(super::produce::error_code(&e))
+            .with_records(Some(Bytes::new())),
+    }
+}
+
+fn build_response(
+    topic_names: &[TopicName],
+    partitions: Vec<(usize, PartitionData)>,
+) -> FetchResponse {
+    let mut topics: Vec<FetchableTopicResponse> = topic_names
+        .iter()
+        .map(|name| FetchableTopicResponse::default().with_topic(name.clone()))
+        .collect();
+    for (slot, data) in partitions {
+        topics[slot].partitions.push(data);
+    }
+    FetchResponse::default().with_responses(topics)
+}

@@ -1,0 +1,137 @@
+//! IncrementalAlterConfigs (topic resources): SET, DELETE, APPEND and SUBTRACT applied to the current overrides.
+//! APPEND/SUBTRACT only apply to list-typed configs (`cleanup.policy`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::incremental_alter_configs_request::AlterableConfig;
+use strom_protocol::kafka::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use strom_protocol::kafka::messages::{
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use strom_protocol::kafka::ResponseError;
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::str_bytes;
+use crate::server::BrokerState;
+use crate::topic_config::{self, ConfigType};
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.to_string();
+            let outcome = if resource.resource_type == RESOURCE_TOPIC {
+                match state.topics.get(&name) {
+                    Some(topic) => {
+                        apply(state, &topic.overrides, &resource.configs).and_then(|overrides| {
+                            state
+                                .topics
+                                .set_configs(&name, overrides, request.validate_only)
+                                .map_err(|e| (e.code(), e.to_string()))
+                        })
+                    }
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        format!("topic '{name}' does not exist"),
+                    )),
+                }
+            } else {
+                Err(unsupported_resource(resource.resource_type))
+            };
+            match outcome {
+                Ok(()) => response,
+                Err((code, message)) => response
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn apply(
+    state: &BrokerState,
+    current: &BTreeMap<String, String>,
+    changes: &[AlterableConfig],
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    let invalid = |m: String| (ResponseError::InvalidConfig.code(), m);
+    let mut overrides = current.clone();
+    for change in changes {
+        let key = change.name.to_string();
+        let def = topic_config::lookup(&key)
+            .ok_or_else(|| invalid(format!("unknown topic config {key:?}")))?;
+        let value = change.value.as_ref().map(|v| v.to_string());
+        match change.config_operation {
+            SET => {
+                let v = value.ok_or_else(|| invalid(format!("SET {key} needs a value")))?;
+                overrides.insert(key, v);
+            }
+            DELETE => {
+                overrides.remove(&key);
+            }
+            APPEND | SUBTRACT => {
+                if def.config_type != ConfigType::List {
+                    return Err(invalid(format!(
+                        "{key} is not a list; APPEND and SUBTRACT need a list config"
+                    )));
+                }
+                let effective = overrides.get(&key).cloned().unwrap_or_else(|| {
+                    topic_config::TopicSettings::resolve(&state.config, &BTreeMap::new())
+                        .map(|s| s.value_of(&key))
+                        .unwrap_or_default()
+                });
+                let mut items: Vec<String> = effective
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                for item in value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if change.config_operation == APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                overrides.insert(key, items.join(","));
+            }
+            op => {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("unknown config operation {op}"),
+                ))
+            }
+        }
+    }
+    Ok(overrides)
+}
+
+pub(crate) fn unsupported_resource(resource_type: i8) -> (i16, String) {
+    let message = if resource_type == RESOURCE_BROKER {
+        "broker configs are static in Strom; change the config file and restart".to_string()
+    } else {
+        format!("resource type {resource_type} is not supported")
+    };
+    (ResponseError::InvalidRequest.code(), message)
+}

@@ -1,0 +1,40 @@
+//! InitProducerId for idempotent producers: a fresh producer id with epoch 0, or (v3+, KIP-360) the same id with
+//! a bumped epoch when the client presents its current id and epoch. Transactional ids are not supported yet.
+
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use strom_protocol::kafka::ResponseError;
+
+use crate::server::BrokerState;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default();
+    if request.transactional_id.is_some() {
+        tracing::info!(
+            "refusing InitProducerId with a transactional id: transactions are not supported yet"
+        );
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if request.producer_id.0 >= 0
+        && request.producer_epoch >= 0
+        && request.producer_epoch < i16::MAX - 1
+    {
+        return response
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch + 1);
+    }
+    match state.producer_ids.next(&state.topics) {
+        Ok(id) => response
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate a producer id");
+            response.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
+}

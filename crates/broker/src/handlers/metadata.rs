@@ -1,0 +1,134 @@
+//! Metadata: brokers, controller, and topics with their partitions, creating topics on first use when both the
+//! broker (`auto.create.topics.enable`) and the request (`allow_auto_topic_creation`, v4+) allow it.
+
+use std::sync::Arc;
+
+use strom_protocol::kafka::ResponseError;
+
+use strom_protocol::kafka::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use strom_protocol::kafka::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+
+use super::str_bytes;
+use crate::server::BrokerState;
+use crate::topics::{Topic, TopicError};
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let node = BrokerId(state.config.node_id);
+    let (host, port) = &state.advertised;
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(str_bytes(host.clone()))
+        .with_port(i32::from(*port));
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let wants_all = match &request.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let topics = if wants_all {
+        state
+            .topics
+            .all()
+            .iter()
+            .map(|t| describe_topic(state, t, version))
+            .collect()
+    } else {
+        request
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|requested| {
+                let by_name = requested.name.as_ref().map(|n| n.0.to_string());
+                match by_name {
+                    Some(name) => lookup(state, &name, allow_auto_create, version),
+                    None => {
+                        let found = state
+                            .topics
+                            .all()
+                            .into_iter()
+                            .find(|t| t.id == requested.topic_id);
+                        match found {
+                            Some(t) => describe_topic(state, &t, version),
+                            None => MetadataResponseTopic::default()
+                                .with_name(None)
+                                .with_topic_id(requested.topic_id)
+                                .with_error_code(ResponseError::UnknownTopicId.code()),
+                        }
+                    }
+                }
+            })
+            .collect()
+    };
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics)
+        .with_controller_id(node);
+    if version >= 2 {
+        response = response.with_cluster_id(Some(str_bytes(state.cluster_id.clone())));
+    }
+    response
+}
+
+fn lookup(
+    state: &Arc<BrokerState>,
+    name: &str,
+    allow_auto_create: bool,
+    version: i16,
+) -> MetadataResponseTopic {
+    let result = if allow_auto_create {
+        state.topics.get_or_auto_create(name)
+    } else {
+        Ok(state.topics.get(name))
+    };
+    match result {
+        Ok(Some(topic)) => describe_topic(state, &topic, version),
+        Ok(None) => error_topic(name, ResponseError::UnknownTopicOrPartition.code()),
+        Err(e @ TopicError::InvalidName { .. }) => error_topic(name, e.code()),
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "auto-creating topic failed");
+            error_topic(name, e.code())
+        }
+    }
+}
+
+fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(name))))
+        .with_error_code(code)
+}
+
+fn describe_topic(state: &BrokerState, topic: &Topic, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(state.config.node_id);
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut partition = MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if version >= 7 {
+                partition = partition.with_leader_epoch(p.leader_epoch);
+            }
+            partition
+        })
+        .collect();
+    let mut described = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.to_string()))))
+        .with_is_internal(matches!(
+            &*topic.name,
+            "__consumer_offsets" | "__transaction_state"
+        ))
+        .with_partitions(partitions);
+    if version >= 10 {
+        described = described.with_topic_id(topic.id);
+    }
+    described
+}

@@ -1,0 +1,71 @@
+//! The router: one Kafka API, one handler module. [`handle`] is the table from request type to handler.
+//!
+//! Handlers do all ordered work (appends, topic changes) before they return, and return a future only for what
+//! may wait (an fsync for acks=all, a fetch long poll); see `connection.rs` for why.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use strom_protocol::kafka::messages::{RequestKind, ResponseKind};
+use strom_protocol::kafka::protocol::StrBytes;
+use strom_protocol::Request;
+
+use crate::server::BrokerState;
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod describe_log_dirs;
+mod fetch;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+/// A response to come; `None` means the request gets no response (acks=0 produce).
+pub type Handled = BoxFuture<'static, Option<ResponseKind>>;
+
+fn ready(response: impl Into<ResponseKind>) -> Handled {
+    let response = response.into();
+    Box::pin(async move { Some(response) })
+}
+
+pub fn handle(state: &Arc<BrokerState>, request: Request) -> Handled {
+    let v = request.api_version;
+    match request.body {
+        RequestKind::ApiVersions(r) => ready(api_versions::handle(r, v)),
+        RequestKind::Metadata(r) => ready(metadata::handle(state, r, v)),
+        RequestKind::Produce(r) => produce::handle(state, r, v),
+        RequestKind::Fetch(r) => fetch::handle(state.clone(), r, v),
+        RequestKind::ListOffsets(r) => ready(list_offsets::handle(state, r, v)),
+        RequestKind::CreateTopics(r) => ready(create_topics::handle(state, r, v)),
+        RequestKind::DeleteTopics(r) => ready(delete_topics::handle(state, r, v)),
+        RequestKind::CreatePartitions(r) => ready(create_partitions::handle(state, r, v)),
+        RequestKind::DescribeConfigs(r) => ready(describe_configs::handle(state, r, v)),
+        RequestKind::AlterConfigs(r) => ready(alter_configs::handle(state, r, v)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ready(incremental_alter_configs::handle(state, r, v))
+        }
+        RequestKind::DescribeCluster(r) => ready(describe_cluster::handle(state, r, v)),
+        RequestKind::DeleteRecords(r) => ready(delete_records::handle(state, r, v)),
+        RequestKind::DescribeLogDirs(r) => ready(describe_log_dirs::handle(state, r, v)),
+        RequestKind::InitProducerId(r) => ready(init_producer_id::handle(state, r, v)),
+        RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
+        other => {
+            // decode_request only yields APIs in SUPPORTED_APIS, and every one of them has an arm above.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a decoded request");
+            Box::pin(async { None })
+        }
+    }
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

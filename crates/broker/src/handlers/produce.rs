@@ -1,0 +1,180 @@
+//! Produce: validate and append each partition's batches in request order, then answer once the acks level is
+//! met. acks=1 answers when the batches are in the log; acks=all (-1) answers when they are also fsynced, which on
+//! a single broker is "held by every in-sync replica"; acks=0 gets no response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_log::AppendOutcome;
+use strom_protocol::kafka::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use strom_protocol::kafka::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use strom_protocol::kafka::ResponseError;
+
+use super::{str_bytes, Handled};
+use crate::clock::now_ms;
+use crate::partition::{Partition, PartitionError};
+use crate::server::BrokerState;
+
+/// A partition whose ack must wait for its fsync up to `offset`.
+struct FlushWait {
+    partition: Arc<Partition>,
+    offset: i64,
+    topic_index: usize,
+    partition_index: usize,
+}
+
+pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Handled {
+    let acks = request.acks;
+    let mut waits = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let valid_acks = matches!(acks, -1..=1);
+    let transactional = request.transactional_id.is_some();
+
+    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+        let topic = state.topics.get(topic_data.name.0.as_str());
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
+            let response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1);
+            let fail = |code: i16, message: Option<String>| {
+                let mut r = response.clone().with_error_code(code);
+                if version >= 8 {
+                    r = r.with_error_message(message.map(str_bytes));
+                }
+                r
+            };
+            if !valid_acks {
+                partition_responses.push(fail(ResponseError::InvalidRequiredAcks.code(), None));
+                continue;
+            }
+            if transactional {
+                partition_responses.push(fail(
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    Some("Strom does not support transactions yet".into()),
+                ));
+                continue;
+            }
+            let Some((partition, settings)) = topic
+                .as_ref()
+                .and_then(|t| t.partition(data.index).map(|p| (p.clone(), &t.settings)))
+            else {
+                partition_responses.push(fail(ResponseError::UnknownTopicOrPartition.code(), None));
+                continue;
+            };
+            if acks == -1 && settings.min_insync_replicas > 1 {
+                partition_responses.push(fail(
+                    ResponseError::NotEnoughReplicas.code(),
+                    Some(format!(
+                        "min.insync.replicas={} but the in-sync replica set has 1 broker",
+                        settings.min_insync_replicas
+                    )),
+                ));
+                continue;
+            }
+            let Some(records) = data.records else {
+                partition_responses.push(fail(
+                    ResponseError::InvalidRecord.code(),
+                    Some("no record batch".into()),
+                ));
+                continue;
+            };
+            match partition.append(records, now_ms(), settings.flush_messages) {
+                Ok((
+                    AppendOutcome::Appended {
+                        base_offset,
+                        last_offset,
+                        log_append_time,
+                        log_start_offset,
+                    },
+                    must_flush,
+                )) => {
+                    let mut r = response
+                        .with_base_offset(base_offset)
+                        .with_log_append_time_ms(log_append_time);
+                    if version >= 5 {
+                        r = r.with_log_start_offset(log_start_offset);
+                    }
+                    partition_responses.push(r);
+                    if acks == -1 || must_flush {
+                        state.flusher.request(partition.clone());
+                        waits.push(FlushWait {
+                            partition,
+                            offset: last_offset + 1,
+                            topic_index,
+                            partition_index,
+                        });
+                    }
+                }
+                Ok((
+                    AppendOutcome::Duplicate {
+                        base_offset,
+                        last_offset,
+                        log_start_offset,
+                    },
+                    _,
+                )) => {
+                    let mut r = response
+                        .with_base_offset(base_offset)
+                        .with_log_append_time_ms(-1);
+                    if version >= 5 {
+                        r = r.with_log_start_offset(log_start_offset);
+                    }
+                    partition_responses.push(r);
+                    // A retry of a batch that an earlier request appended: ack it like that request would be.
+                    if acks == -1 {
+                        state.flusher.request(partition.clone());
+                        waits.push(FlushWait {
+                            partition,
+                            offset: last_offset + 1,
+                            topic_index,
+                            partition_index,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let code = error_code(&e);
+                    tracing::debug!(partition = %partition.name(), error = %e, "produce rejected");
+                    partition_responses.push(fail(code, Some(e.to_string())));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+
+    if acks == 0 {
+        return Box::pin(async { None });
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return Box::pin(async move { Some(ResponseKind::Produce(response)) });
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        let mut response = response;
+        for wait in waits {
+            let flushed =
+                tokio::time::timeout(timeout, wait.partition.wait_flushed(wait.offset)).await;
+            if !matches!(flushed, Ok(true)) {
+                let r = &mut response.responses[wait.topic_index].partition_responses
+                    [wait.partition_index];
+                r.error_code = ResponseError::RequestTimedOut.code();
+            }
+        }
+        Some(ResponseKind::Produce(response))
+    })
+}
+
+pub(crate) fn error_code(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::Append(e) => e.kafka_error_code(),
+        PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
+        PartitionError::Closed(_) => ResponseError::NotLeaderOrFollower.code(),
+    }
+}

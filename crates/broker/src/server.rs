@@ -1,0 +1,153 @@
+//! The broker process: opens the data directory, accepts connections on a bound listener, runs background
+//! maintenance, and shuts down cleanly when asked.
+//!
+//! [`Broker::start`] takes an already bound listener (tests bind port 0) and returns a [`RunningBroker`] whose
+//! [`RunningBroker::shutdown`] stops accepting, lets connections finish the request they are on, then closes
+//! every log with a clean-shutdown marker so the next start skips the recovery scan.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::BrokerConfig;
+use crate::flusher::Flusher;
+use crate::producer_ids::ProducerIds;
+use crate::topics::{TopicError, Topics};
+use crate::{connection, maintenance};
+
+/// Everything request handlers share.
+pub struct BrokerState {
+    pub config: Arc<BrokerConfig>,
+    pub topics: Arc<Topics>,
+    pub flusher: Flusher,
+    pub producer_ids: ProducerIds,
+    /// The host and port advertised in Metadata and DescribeCluster.
+    pub advertised: (String, u16),
+    pub cluster_id: String,
+}
+
+/// The broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot open data directory: {0}")]
+    Storage(#[from] TopicError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Broker;
+
+/// A started broker.
+pub struct RunningBroker {
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<()>,
+    state: Arc<BrokerState>,
+}
+
+impl Broker {
+    /// Opens the data directory (recovering logs where needed) and starts serving `listener`.
+    pub async fn start(
+        config: BrokerConfig,
+        listener: TcpListener,
+    ) -> Result<RunningBroker, BrokerError> {
+        let local_addr = listener.local_addr()?;
+        let config = Arc::new(config);
+        let open_config = config.clone();
+        let topics = tokio::task::spawn_blocking(move || Topics::open(open_config))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let topics = Arc::new(topics);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let flusher = Flusher::start(
+            topics.clone(),
+            Duration::from_millis(config.flush_interval_ms),
+            shutdown_rx.clone(),
+        );
+        let state = Arc::new(BrokerState {
+            advertised: config.advertised_endpoint(local_addr),
+            cluster_id: topics.cluster_id(),
+            producer_ids: ProducerIds::new(),
+            config: config.clone(),
+            topics: topics.clone(),
+            flusher,
+        });
+        maintenance::start(state.clone(), shutdown_rx.clone());
+        let accept_task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+        tracing::info!(
+            listen = %local_addr,
+            advertised = %format!("{}:{}", state.advertised.0, state.advertised.1),
+            data_dir = %config.data_dir.display(),
+            topics = topics.all().len(),
+            "Strom broker ready"
+        );
+        Ok(RunningBroker {
+            local_addr,
+            shutdown_tx,
+            accept_task,
+            state,
+        })
+    }
+}
+
+impl RunningBroker {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Stops accepting, drains connections, flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Err(e) = self.accept_task.await {
+            tracing::error!(error = %e, "accept loop failed");
+        }
+        let topics = self.state.topics.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || topics.close_all()).await {
+            tracing::error!(error = %e, "closing logs failed");
+        }
+        tracing::info!("Strom broker stopped cleanly");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    // Connections see the same shutdown signal and stop after the request in hand; don't wait forever on a
+    // client that never reads its response.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+}

@@ -1,0 +1,305 @@
+//! Topic-level configuration: the keys users set with CreateTopics / AlterConfigs, their broker-wide defaults,
+//! validation, and the mapping onto the partition log's [`LogConfig`].
+
+use std::collections::BTreeMap;
+
+use strom_log::LogConfig;
+
+use crate::config::{
+    format_cleanup_policy, format_timestamp_type, parse_bool, parse_cleanup_policy,
+    parse_timestamp_type, BrokerConfig,
+};
+
+/// Kafka's DescribeConfigs config types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+/// One topic config key.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    /// The broker key that sets its default (shown as the synonym in DescribeConfigs).
+    pub broker_key: &'static str,
+    pub config_type: ConfigType,
+    pub doc: &'static str,
+}
+
+/// Every topic config Strom accepts.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    def(
+        "cleanup.policy",
+        "log.cleanup.policy",
+        ConfigType::List,
+        "delete, compact, or compact,delete",
+    ),
+    def(
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        "only 'producer': batches are stored as sent",
+    ),
+    def(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        ConfigType::Long,
+        "how long tombstones survive compaction",
+    ),
+    def(
+        "flush.messages",
+        "log.flush.interval.messages",
+        ConfigType::Long,
+        "unflushed records that force an fsync before ack",
+    ),
+    def(
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        ConfigType::Int,
+        "bytes of log between offset index entries",
+    ),
+    def(
+        "max.message.bytes",
+        "message.max.bytes",
+        ConfigType::Int,
+        "largest record batch accepted",
+    ),
+    def(
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        ConfigType::String,
+        "CreateTime or LogAppendTime",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        ConfigType::Long,
+        "records younger than this are not compacted",
+    ),
+    def(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        "replicas that must hold an acks=all write",
+    ),
+    def(
+        "retention.bytes",
+        "log.retention.bytes",
+        ConfigType::Long,
+        "size above which old segments are deleted (-1: none)",
+    ),
+    def(
+        "retention.ms",
+        "log.retention.ms",
+        ConfigType::Long,
+        "age above which old segments are deleted (-1: none)",
+    ),
+    def(
+        "segment.bytes",
+        "log.segment.bytes",
+        ConfigType::Int,
+        "size at which a new segment is rolled",
+    ),
+    def(
+        "segment.index.bytes",
+        "log.index.size.max.bytes",
+        ConfigType::Int,
+        "maximum offset index size per segment",
+    ),
+    def(
+        "segment.ms",
+        "log.roll.ms",
+        ConfigType::Long,
+        "age at which a new segment is rolled",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        "accepted for compatibility; a single broker never elects another leader",
+    ),
+];
+
+const fn def(
+    name: &'static str,
+    broker_key: &'static str,
+    config_type: ConfigType,
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        name,
+        broker_key,
+        config_type,
+        doc,
+    }
+}
+
+pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Why a topic config was refused; becomes INVALID_CONFIG (40) with this message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+/// The effective settings of one topic: broker defaults overlaid with the topic's overrides.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    pub log: LogConfig,
+    pub min_insync_replicas: i32,
+    pub flush_messages: i64,
+}
+
+impl TopicSettings {
+    /// Validates `overrides` and resolves them against the broker defaults.
+    pub fn resolve(
+        broker: &BrokerConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, InvalidConfig> {
+        let mut settings = TopicSettings {
+            log: broker.log.clone(),
+            min_insync_replicas: broker.min_insync_replicas,
+            flush_messages: broker.flush_interval_messages,
+        };
+        for (key, value) in overrides {
+            settings.apply(key, value)?;
+        }
+        Ok(settings)
+    }
+
+    fn apply(&mut self, key: &str, value: &str) -> Result<(), InvalidConfig> {
+        let bad = |why: &str| InvalidConfig(format!("invalid value {value:?} for {key}: {why}"));
+        let long = || value.parse::<i64>().map_err(|_| bad("expected an integer"));
+        let log = &mut self.log;
+        match key {
+            "cleanup.policy" => {
+                log.cleanup_policy = parse_cleanup_policy(value).map_err(|e| bad(&e))?
+            }
+            "compression.type" => {
+                if value != "producer" {
+                    return Err(bad("Strom stores batches exactly as producers compressed them; only 'producer' is supported"));
+                }
+            }
+            "delete.retention.ms" => {
+                log.delete_retention_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
+            "flush.messages" => self.flush_messages = at_least(long()?, 1).map_err(|e| bad(&e))?,
+            "index.interval.bytes" => {
+                log.index_interval_bytes = int(long()?, 0).map_err(|e| bad(&e))? as usize
+            }
+            "max.message.bytes" => {
+                log.max_message_bytes = int(long()?, 0).map_err(|e| bad(&e))? as usize
+            }
+            "message.timestamp.type" => {
+                log.message_timestamp_type = parse_timestamp_type(value).map_err(|e| bad(&e))?
+            }
+            "min.compaction.lag.ms" => {
+                log.min_compaction_lag_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
+            "min.insync.replicas" => {
+                self.min_insync_replicas = int(long()?, 1).map_err(|e| bad(&e))?
+            }
+            "retention.bytes" => {
+                log.retention_bytes = at_least(long()?, -1).map_err(|e| bad(&e))?
+            }
+            "retention.ms" => log.retention_ms = at_least(long()?, -1).map_err(|e| bad(&e))?,
+            "segment.bytes" => log.segment_bytes = int(long()?, 14).map_err(|e| bad(&e))? as u64,
+            "segment.index.bytes" => {
+                log.segment_index_bytes = int(long()?, 8).map_err(|e| bad(&e))? as usize
+            }
+            "segment.ms" => log.segment_ms = at_least(long()?, 1).map_err(|e| bad(&e))?,
+            "unclean.leader.election.enable" => {
+                parse_bool(key, value).map_err(|_| bad("expected true or false"))?;
+            }
+            _ => return Err(InvalidConfig(format!("unknown topic config {key:?}"))),
+        }
+        Ok(())
+    }
+
+    /// The effective value of `name`, as DescribeConfigs shows it.
+    pub fn value_of(&self, name: &str) -> String {
+        let log = &self.log;
+        match name {
+            "cleanup.policy" => format_cleanup_policy(&log.cleanup_policy),
+            "compression.type" => "producer".into(),
+            "delete.retention.ms" => log.delete_retention_ms.to_string(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "index.interval.bytes" => log.index_interval_bytes.to_string(),
+            "max.message.bytes" => log.max_message_bytes.to_string(),
+            "message.timestamp.type" => format_timestamp_type(log.message_timestamp_type).into(),
+            "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "retention.bytes" => log.retention_bytes.to_string(),
+            "retention.ms" => log.retention_ms.to_string(),
+            "segment.bytes" => log.segment_bytes.to_string(),
+            "segment.index.bytes" => log.segment_index_bytes.to_string(),
+            "segment.ms" => log.segment_ms.to_string(),
+            "unclean.leader.election.enable" => "false".into(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn at_least(v: i64, min: i64) -> Result<i64, String> {
+    if v < min {
+        return Err(format!("must be at least {min}"));
+    }
+    Ok(v)
+}
+
+fn int(v: i64, min: i64) -> Result<i32, String> {
+    let v = at_least(v, min)?;
+    i32::try_from(v).map_err(|_| "must fit in a 32-bit integer".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_apply_on_top_of_broker_defaults() {
+        let broker = BrokerConfig::default();
+        let s = TopicSettings::resolve(
+            &broker,
+            &overrides(&[("retention.ms", "1000"), ("cleanup.policy", "compact")]),
+        )
+        .unwrap();
+        assert_eq!(s.log.retention_ms, 1000);
+        assert!(s.log.cleanup_policy.compact && !s.log.cleanup_policy.delete);
+        assert_eq!(s.log.segment_bytes, broker.log.segment_bytes);
+        assert_eq!(s.value_of("cleanup.policy"), "compact");
+    }
+
+    #[test]
+    fn every_defined_key_has_a_value() {
+        let s = TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).unwrap();
+        for d in TOPIC_CONFIGS {
+            assert!(!s.value_of(d.name).is_empty(), "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused_with_their_name() {
+        let broker = BrokerConfig::default();
+        for (k, v) in [
+            ("retention.ms", "-5"),
+            ("segment.bytes", "abc"),
+            ("cleanup.policy", "never"),
+            ("nope", "1"),
+        ] {
+            let err = TopicSettings::resolve(&broker, &overrides(&[(k, v)])).unwrap_err();
+            assert!(err.0.contains(k), "{err}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Shared test harness: a real Strom broker on 127.0.0.1 port 0 with its own temp data directory, plus rdkafka
+//! client builders pointed at it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use strom_broker::{Broker, BrokerConfig, RunningBroker};
+
+/// A broker running in this process on its own runtime.
+pub struct TestBroker {
+    pub addr: std::net::SocketAddr,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    runtime: tokio::runtime::Runtime,
+    broker: Option<RunningBroker>,
+}
+
+impl TestBroker {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(configure: impl FnOnce(&mut BrokerConfig)) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut broker = Self::start_in(&dir, configure);
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// Starts a broker on an existing data directory (the caller keeps the directory alive).
+    pub fn start_in(dir: &Path, configure: impl FnOnce(&mut BrokerConfig)) -> Self {
+        let mut config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        configure(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let broker = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Broker::start(config, listener)
+                .await
+                .expect("broker starts")
+        });
+        Self {
+            addr: broker.local_addr(),
+            data_dir: dir.to_path_buf(),
+            _temp: None,
+            runtime,
+            broker: Some(broker),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn broker(&self) -> &RunningBroker {
+        self.broker.as_ref().unwrap()
+    }
+
+    /// Clean shutdown; returns the temp dir so the data can be reopened.
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(b) = self.broker.take() {
+            self.runtime.block_on(b.shutdown());
+        }
+        self._temp.take()
+    }
+
+    pub fn producer(&self, extra: &[(&str, &str)]) -> FutureProducer {
+        let mut config = client_config(&self.bootstrap());
+        config
+            .set("message.timeout.ms", "20000")
+            .set("linger.ms", "5");
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        config.create().expect("producer")
+    }
+
+    pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
+        let mut config = client_config(&self.bootstrap());
+        config
+            .set("enable.auto.commit", "false")
+            .set("group.id", "strom-tests-unused");
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        config.create().expect("consumer")
+    }
+
+    pub fn admin(&self) -> AdminClient<DefaultClientContext> {
+        client_config(&self.bootstrap())
+            .create()
+            .expect("admin client")
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let admin = self.admin();
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
+        let results =
+            block_on(admin.create_topics([&topic], &admin_options())).expect("create_topics");
+        for r in results {
+            r.expect("topic created");
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            self.runtime.block_on(b.shutdown());
+        }
+    }
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("log_level", "3");
+    config
+}
+
+pub fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .operation_timeout(Some(Duration::from_secs(10)))
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// An owned copy of a consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Consumed {
+    pub fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        use rdkafka::message::Headers;
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            timestamp: m.timestamp().to_millis(),
+            headers,
+        }
+    }
+}
+
+/// Assigns `partitions` of `topic` from `offset` and reads until `count` records arrived (or 30 s passed, which
+/// fails the test with what was read so far).
+pub fn consume(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    offset: Offset,
+    count: usize,
+) -> Vec<Consumed> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, offset).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {} of {count} records",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Consumed::from_message(&m)),
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Enqueues a record without waiting; the returned future resolves when the broker acknowledged it.
+pub fn enqueue<K, P>(
+    producer: &FutureProducer,
+    record: rdkafka::producer::FutureRecord<'_, K, P>,
+) -> rdkafka::producer::DeliveryFuture
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    producer
+        .send_result(record)
+        .map_err(|(e, _)| e)
+        .expect("record enqueued")
+}
+
+/// Waits for a delivery: (partition, offset) or the error the broker (or client) reported.
+pub fn delivered(
+    f: rdkafka::producer::DeliveryFuture,
+) -> Result<(i32, i64), rdkafka::error::KafkaError> {
+    block_on(f)
+        .expect("delivery report")
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| e)
+}

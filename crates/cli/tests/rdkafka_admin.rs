@@ -1,0 +1,308 @@
+//! End-to-end admin operations through librdkafka's AdminClient and consumer metadata calls.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{admin_options, block_on, consume, delivered, enqueue, TestBroker};
+use rdkafka::admin::{AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn partitions_of(broker: &TestBroker, topic: &str) -> Option<usize> {
+    let consumer = broker.consumer(&[("allow.auto.create.topics", "false")]);
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    if t.error().is_some() {
+        return None;
+    }
+    Some(t.partitions().len())
+}
+
+#[test]
+fn topics_are_created_grown_and_deleted() {
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = false);
+    let admin = broker.admin();
+    let opts = admin_options();
+
+    let new = [
+        NewTopic::new("alpha", 2, TopicReplication::Fixed(1)),
+        NewTopic::new("beta", -1, TopicReplication::Fixed(-1)),
+    ];
+    for r in block_on(admin.create_topics(new.iter(), &opts)).unwrap() {
+        r.expect("created");
+    }
+    assert_eq!(partitions_of(&broker, "alpha"), Some(2));
+    assert_eq!(
+        partitions_of(&broker, "beta"),
+        Some(1),
+        "-1 means num.partitions"
+    );
+
+    // Creating an existing topic, a bad name, or too many replicas fails with Kafka's error codes.
+    let again = [NewTopic::new("alpha", 1, TopicReplication::Fixed(1))];
+    let r = block_on(admin.create_topics(again.iter(), &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::TopicAlreadyExists
+    );
+    let bad = [NewTopic::new("bad name!", 1, TopicReplication::Fixed(1))];
+    let r = block_on(admin.create_topics(bad.iter(), &opts)).unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().1, RDKafkaErrorCode::InvalidTopic);
+    let rf3 = [NewTopic::new("gamma", 1, TopicReplication::Fixed(3))];
+    let r = block_on(admin.create_topics(rf3.iter(), &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicationFactor
+    );
+
+    // validate_only creates nothing.
+    let dry = [NewTopic::new("dry", 1, TopicReplication::Fixed(1))];
+    block_on(admin.create_topics(dry.iter(), &admin_options().validate_only(true))).unwrap()[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(partitions_of(&broker, "dry"), None);
+
+    // Grow alpha to 5 partitions; shrinking is refused.
+    let grow = [NewPartitions::new("alpha", 5)];
+    block_on(admin.create_partitions(grow.iter(), &opts)).unwrap()[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(partitions_of(&broker, "alpha"), Some(5));
+    let shrink = [NewPartitions::new("alpha", 2)];
+    let r = block_on(admin.create_partitions(shrink.iter(), &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidPartitions
+    );
+
+    // Produce to a new partition, then delete the topic: its data directory goes away.
+    let producer = broker.producer(&[]);
+    block_on(
+        producer.send(
+            FutureRecord::to("alpha")
+                .partition(4)
+                .payload(&b"x"[..])
+                .key(&b"k"[..]),
+            Duration::from_secs(20),
+        ),
+    )
+    .unwrap();
+    assert!(broker.data_dir().join("alpha-4").exists());
+    for r in block_on(admin.delete_topics(&["alpha"], &opts)).unwrap() {
+        r.expect("deleted");
+    }
+    assert_eq!(partitions_of(&broker, "alpha"), None);
+    assert!(!broker.data_dir().join("alpha-4").exists());
+    let r = block_on(admin.delete_topics(&["alpha"], &opts)).unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+    );
+}
+
+fn config_value(broker: &TestBroker, topic: &str, key: &str) -> (String, bool) {
+    let admin = broker.admin();
+    let results =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options()))
+            .unwrap();
+    let resource = results.into_iter().next().unwrap().expect("described");
+    let entry = resource
+        .get(key)
+        .unwrap_or_else(|| panic!("{key} is described"));
+    (entry.value.clone().unwrap_or_default(), entry.is_default)
+}
+
+#[test]
+fn topic_configs_are_created_described_and_altered() {
+    let broker = TestBroker::start();
+    broker.create_topic(
+        "configured",
+        1,
+        &[("retention.ms", "3600000"), ("cleanup.policy", "compact")],
+    );
+    assert_eq!(
+        config_value(&broker, "configured", "retention.ms"),
+        ("3600000".into(), false)
+    );
+    assert_eq!(
+        config_value(&broker, "configured", "cleanup.policy"),
+        ("compact".into(), false)
+    );
+    let (segment_bytes, is_default) = config_value(&broker, "configured", "segment.bytes");
+    assert!(is_default);
+    assert_eq!(segment_bytes, (1u64 << 30).to_string());
+
+    let admin = broker.admin();
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("configured")).set("retention.bytes", "1048576");
+    for r in block_on(admin.alter_configs([&alter], &admin_options())).unwrap() {
+        r.expect("altered");
+    }
+    // AlterConfigs replaces the whole set: retention.ms returns to its default.
+    assert_eq!(
+        config_value(&broker, "configured", "retention.bytes"),
+        ("1048576".into(), false)
+    );
+    assert!(config_value(&broker, "configured", "retention.ms").1);
+
+    // Invalid values and unknown keys are refused with INVALID_CONFIG and change nothing.
+    // (rdkafka 0.39 drops per-resource AlterConfigs errors, so this part speaks the protocol directly.)
+    for (key, value) in [
+        ("retention.bytes", "lots"),
+        ("no.such.config", "1"),
+        ("cleanup.policy", "sometimes"),
+    ] {
+        let (code, message) = raw_alter_config(&broker, "configured", key, value);
+        assert_eq!(code, 40, "INVALID_CONFIG for {key}={value}");
+        assert!(
+            message.contains(key),
+            "the message names the key: {message}"
+        );
+    }
+    assert_eq!(
+        config_value(&broker, "configured", "retention.bytes"),
+        ("1048576".into(), false)
+    );
+
+    // Configs survive a restart.
+    let temp = broker.stop().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |_| {});
+    assert_eq!(
+        config_value(&broker, "configured", "retention.bytes"),
+        ("1048576".into(), false)
+    );
+}
+
+fn raw_alter_config(broker: &TestBroker, topic: &str, key: &str, value: &str) -> (i16, String) {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{AlterConfigsRequest, ApiKey, RequestKind, ResponseKind};
+    use kafka_protocol::protocol::StrBytes;
+    let config = AlterableConfig::default()
+        .with_name(StrBytes::from_string(key.to_string()))
+        .with_value(Some(StrBytes::from_string(value.to_string())));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_configs(vec![config]);
+    let request = AlterConfigsRequest::default().with_resources(vec![resource]);
+    let mut client = common::raw::RawClient::connect(broker.addr);
+    let ResponseKind::AlterConfigs(r) =
+        client.request(ApiKey::AlterConfigs, 1, RequestKind::AlterConfigs(request))
+    else {
+        panic!("wrong response type")
+    };
+    let r = &r.responses[0];
+    (
+        r.error_code,
+        r.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn offsets_for_times_find_the_first_record_at_or_after_the_timestamp() {
+    let broker = TestBroker::start();
+    broker.create_topic("timeline", 1, &[]);
+    let producer = broker.producer(&[("linger.ms", "20"), ("compression.type", "lz4")]);
+    let t0 = 1_600_000_000_000i64;
+    let futures: Vec<_> = (0..100i64)
+        .map(|i| {
+            enqueue(
+                &producer,
+                FutureRecord::to("timeline")
+                    .payload(&format!("{i}"))
+                    .key(&b"k"[..])
+                    .timestamp(t0 + i * 10),
+            )
+        })
+        .collect();
+    for f in futures {
+        delivered(f).unwrap();
+    }
+    let consumer = broker.consumer(&[]);
+    for (target, expected) in [(t0, 0), (t0 + 5, 1), (t0 + 500, 50), (t0 + 991, -1), (0, 0)] {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("timeline", 0, Offset::Offset(target))
+            .unwrap();
+        let found = consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .unwrap();
+        let offset = found.find_partition("timeline", 0).unwrap().offset();
+        let expected = if expected < 0 {
+            Offset::End
+        } else {
+            Offset::Offset(expected)
+        };
+        assert_eq!(offset, expected, "timestamp {target}");
+    }
+    // Replay from a point in time: exactly the records at or after it.
+    let got = consume(&consumer, "timeline", &[0], Offset::Offset(50), 50);
+    assert!(got.iter().all(|r| r.timestamp.unwrap() >= t0 + 500));
+    assert_eq!(got[0].offset, 50);
+
+    let (low, high) = consumer
+        .fetch_watermarks("timeline", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (0, 100));
+}
+
+#[test]
+fn delete_records_moves_the_log_start_offset() {
+    let broker = TestBroker::start();
+    broker.create_topic("trim", 1, &[("segment.bytes", "1024")]);
+    let producer = broker.producer(&[("linger.ms", "0")]);
+    for i in 0..100 {
+        block_on(
+            producer.send(
+                FutureRecord::to("trim")
+                    .payload(&format!("record-{i:04}"))
+                    .key(&b"k"[..]),
+                Duration::from_secs(20),
+            ),
+        )
+        .unwrap();
+    }
+    let admin = broker.admin();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("trim", 0, Offset::Offset(60))
+        .unwrap();
+    let result = block_on(admin.delete_records(&tpl, &admin_options())).unwrap();
+    assert_eq!(
+        result.find_partition("trim", 0).unwrap().offset(),
+        Offset::Offset(60)
+    );
+
+    let consumer = broker.consumer(&[]);
+    let (low, high) = consumer
+        .fetch_watermarks("trim", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (60, 100));
+    let got = consume(&consumer, "trim", &[0], Offset::Beginning, 40);
+    assert_eq!(got[0].offset, 60);
+    assert_eq!(got[0].value.as_deref(), Some(&b"record-0060"[..]));
+
+    // Beyond the high watermark is out of range.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("trim", 0, Offset::Offset(500))
+        .unwrap();
+    let result = block_on(admin.delete_records(&tpl, &admin_options())).unwrap();
+    let err = result.find_partition("trim", 0).unwrap().error();
+    assert!(err.is_err(), "{err:?}");
+
+    // The new log start offset survives a restart.
+    drop(consumer);
+    let temp = broker.stop().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |_| {});
+    let consumer = broker.consumer(&[]);
+    let (low, _) = consumer
+        .fetch_watermarks("trim", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(low, 60);
+}

@@ -1,0 +1,97 @@
+//! Per-topic log settings as plain values. The broker maps Kafka's topic config keys (named in each field's doc)
+//! onto this struct; the log never parses config strings itself, except `cleanup.policy` which has a helper.
+
+use crate::batch::TimestampType;
+
+/// Settings of one partition log. Defaults are Kafka's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before it would exceed this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once it is this old, so time retention can delete it.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete closed segments whose newest record is older than this; -1 = keep forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete oldest closed segments while the log is bigger than this; -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long compaction keeps a tombstone, so slow consumers still see the delete.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment is compacted only once its newest record is at least this old.
+    pub min_compaction_lag_ms: i64,
+    /// `max.message.bytes`: largest accepted record batch.
+    pub max_message_bytes: usize,
+    /// `index.interval.bytes`: log bytes between two sparse index entries (0 = index every batch).
+    pub index_interval_bytes: usize,
+    /// `segment.index.bytes`: largest offset/time index file; a full index rolls the segment.
+    pub segment_index_bytes: usize,
+    /// `message.timestamp.type`.
+    pub message_timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * DAY_MS,
+            retention_ms: 7 * DAY_MS,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::default(),
+            delete_retention_ms: DAY_MS,
+            min_compaction_lag_ms: 0,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            message_timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+/// `cleanup.policy`: which of deletion by retention and compaction by key apply. Both may be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's comma-separated form (`delete`, `compact`, `compact,delete`); `None` for unknown words.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for word in value.split(',').map(str::trim) {
+            match word {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        Some(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cleanup_policy() {
+        let both = CleanupPolicy::parse("compact, delete").unwrap();
+        assert!(both.compact && both.delete);
+        assert!(CleanupPolicy::parse("compact").is_some_and(|p| p.compact && !p.delete));
+        assert!(CleanupPolicy::parse("shred").is_none());
+    }
+}

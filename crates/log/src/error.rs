@@ -1,0 +1,120 @@
+//! Errors of the log crate.
+//!
+//! Two enums, because the broker treats them differently: [`AppendError`] is the answer to one produce request
+//! (most variants are the client's fault and become a Kafka error code in the response), while [`LogError`] is
+//! everything else (reads, maintenance, open/close) where the cause is almost always the disk or the caller.
+//! Batch framing problems found while splitting a request are [`crate::BatchError`], converted into
+//! `AppendError` at the append boundary.
+
+use std::path::{Path, PathBuf};
+
+use crate::batch::BatchError;
+
+/// Failure of a read, maintenance or lifecycle operation on a partition log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The disk said no. `path` names the file or directory so the operator knows where to look.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The requested offset is not in `[log_start_offset, log_end_offset]`.
+    #[error(
+        "offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})"
+    )]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// Data that passed validation when written no longer decodes (bit rot, or a bug). Not retriable.
+    #[error("corrupt data in {}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Why one produce request's records were rejected. A rejected append changed nothing in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The bytes do not frame or checksum as Kafka record batches.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// Well-framed batches whose content Kafka does not accept (wrong magic, count mismatch, control batch, ...).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// One batch exceeds the topic's max.message.bytes.
+    #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
+    MessageTooLarge { size: usize, max: usize },
+    /// The idempotent producer skipped or reordered sequence numbers.
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, received {received}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
+    /// A fenced (older) producer epoch tried to write.
+    #[error("producer {producer_id} used epoch {received} but the current epoch is {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        received: i16,
+    },
+    /// The disk failed while writing; the partition should be considered offline.
+    #[error("storage error while appending: {0}")]
+    Io(std::io::Error),
+}
+
+impl AppendError {
+    /// The Kafka protocol error code the broker puts in the produce response.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            AppendError::Corrupt(_) => 2,
+            AppendError::InvalidRecord(_) => 87,
+            AppendError::MessageTooLarge { .. } => 10,
+            AppendError::OutOfOrderSequence { .. } => 45,
+            AppendError::InvalidProducerEpoch { .. } => 47,
+            AppendError::Io(_) => 56,
+        }
+    }
+}
+
+impl From<BatchError> for AppendError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::UnsupportedMagic(_) | BatchError::InvalidRecord(_) => {
+                AppendError::InvalidRecord(e.to_string())
+            }
+            BatchError::Truncated { .. }
+            | BatchError::InvalidLength(_)
+            | BatchError::CrcMismatch { .. } => AppendError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+/// Everything that goes wrong inside `append` after validation is a storage failure from the client's view.
+impl From<LogError> for AppendError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Io { path, source } => AppendError::Io(std::io::Error::new(
+                source.kind(),
+                format!("{}: {source}", path.display()),
+            )),
+            other => AppendError::Io(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
+/// Attaches the path to a bare `io::Error`, so every I/O failure names its file.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T, LogError>;
+}
+
+impl<T> IoContext<T> for Result<T, std::io::Error> {
+    fn at(self, path: &Path) -> Result<T, LogError> {
+        self.map_err(|source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

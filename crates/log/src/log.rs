@@ -1,0 +1,296 @@
+//! [`Log`]: one partition's log, a directory of segments with the produce and fetch paths.
+//!
+//! Directory layout (`<dir>` is one partition, named `<topic>-<partition>` by the broker):
+//! ```text
+//! <dir>/00000000000000000000.log        segments, see segment.rs (with .index and .timeindex beside each)
+//! <dir>/00000000000000012345.log        ... the last segment is the active one, the only one appended to
+//! <dir>/log-start-offset                checkpoints, see checkpoint.rs
+//! <dir>/recovery-point
+//! <dir>/.clean-shutdown
+//! <dir>/producer-state.snapshot         see producer_state.rs
+//! <dir>/<base>.log.cleaned              compaction output being written; deleted by open
+//! <dir>/<base>.log.swap                 complete compaction output; open finishes the swap (see log/compact.rs)
+//! ```
+//! Invariants: segments are ordered by base offset and their offset ranges do not overlap; only the last one
+//! grows; log start offset >= the first segment's base offset; the log end offset is the active segment's next
+//! offset. The log has no locking of its own: the broker holds a per-partition lock around every call.
+
+mod compact;
+mod open;
+mod retention;
+mod timestamp;
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::batch::{
+    split_batches, stamp_log_append_time, stamp_offset_and_epoch, BatchHeader, TimestampType,
+};
+use crate::checkpoint::{sync_dir, write_offset, RECOVERY_POINT_FILE};
+use crate::config::LogConfig;
+use crate::error::{AppendError, LogError};
+use crate::producer_state::ProducerStateManager;
+use crate::record::batch_records;
+use crate::segment::Segment;
+
+pub use compact::CompactionStats;
+
+/// Who is appending and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOptions {
+    /// Stamped into every batch's partitionLeaderEpoch.
+    pub leader_epoch: i32,
+    /// The broker's clock: LogAppendTime, segment.ms rolling.
+    pub now_ms: i64,
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended {
+        base_offset: i64,
+        last_offset: i64,
+        /// The broker time stamped into the batches, or -1 unless the topic uses LogAppendTime.
+        log_append_time: i64,
+        log_start_offset: i64,
+    },
+    /// An idempotent producer retried a batch already in the log: answer with the original offsets, append nothing.
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+        log_start_offset: i64,
+    },
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches back to back, possibly empty.
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// One partition's log on disk.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ordered by base offset; never empty; the last one is active.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// Offsets below this are fsynced (persisted as `recovery-point` on flush).
+    recovery_point: i64,
+    producers: ProducerStateManager,
+    recovered_on_open: bool,
+    /// A segment file was created or removed since the last directory fsync.
+    dir_dirty: bool,
+}
+
+impl Log {
+    /// Validates and appends all batches of one produce request's partition data atomically: all or none.
+    /// Everything is checked first (framing, CRC, size, keys on compacted topics, producer sequences), then the
+    /// batches get consecutive offsets from the log end offset and are written with one positional write.
+    pub fn append(
+        &mut self,
+        records: Bytes,
+        opts: AppendOptions,
+    ) -> Result<AppendOutcome, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::InvalidRecord(
+                "produce request has no record batches".into(),
+            ));
+        }
+        let batches = split_batches(&records)?;
+        for (header, batch) in &batches {
+            if batch.len() > self.config.max_message_bytes {
+                return Err(AppendError::MessageTooLarge {
+                    size: batch.len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            if header.is_control() {
+                return Err(AppendError::InvalidRecord(
+                    "control batches are written by the broker, not by clients".into(),
+                ));
+            }
+            if self.config.cleanup_policy.compact {
+                let decoded = batch_records(header, batch).map_err(AppendError::Corrupt)?;
+                if decoded.iter().any(|r| r.key.is_none()) {
+                    return Err(AppendError::InvalidRecord(
+                        "compacted topic requires keys".into(),
+                    ));
+                }
+            }
+        }
+
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let total: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut next_offset = self.log_end_offset();
+        for (header, batch) in &batches {
+            let start = data.len();
+            data.extend_from_slice(batch);
+            let stored = &mut data[start..];
+            stamp_offset_and_epoch(stored, next_offset, opts.leader_epoch);
+            if log_append_time {
+                stamp_log_append_time(stored, opts.now_ms);
+            }
+            let assigned = BatchHeader::parse(stored)?;
+            next_offset = assigned.last_offset() + 1;
+            debug_assert_eq!(assigned.records_count, header.records_count);
+            headers.push(assigned);
+        }
+        if let Some(original) = self.producers.validate(&headers)? {
+            return Ok(AppendOutcome::Duplicate {
+                base_offset: original.first_offset,
+                last_offset: original.last_offset,
+                log_start_offset: self.log_start_offset,
+            });
+        }
+
+        let last_offset = next_offset - 1;
+        if self.active().should_roll(
+            &self.config,
+            total as u64,
+            headers.len(),
+            last_offset,
+            opts.now_ms,
+        ) {
+            self.roll(opts.now_ms)?;
+        }
+        let now = opts.now_ms;
+        self.active_mut().append(&data, &headers, now)?;
+        for h in &headers {
+            self.producers.update(h);
+        }
+        Ok(AppendOutcome::Appended {
+            base_offset: headers[0].base_offset,
+            last_offset,
+            log_append_time: if log_append_time { opts.now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Reads whole batches starting at the batch that contains `offset`, up to `max_bytes` in total, never
+    /// including a batch whose base offset is >= `max_offset` (the high watermark). With `min_one_batch`, a
+    /// first batch larger than `max_bytes` is returned whole (KIP-74). May continue into following segments.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let mut out = Vec::new();
+        if offset < log_end_offset && offset < max_offset {
+            let first = self
+                .segments
+                .partition_point(|s| s.base_offset() <= offset)
+                .saturating_sub(1);
+            let mut from = offset;
+            for seg in &self.segments[first..] {
+                let Some((position, _)) = seg.find_position(from)? else {
+                    continue;
+                };
+                let budget = max_bytes.saturating_sub(out.len());
+                let oversized_ok = min_one_batch && out.is_empty();
+                if !seg.read_into(position, budget, max_offset, oversized_ok, &mut out)? {
+                    break;
+                }
+                from = seg.next_offset();
+            }
+        }
+        Ok(ReadResult {
+            records: Bytes::from(out),
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// fsyncs every segment with unflushed data and its indexes; afterwards everything below the log end offset
+    /// is durable, and the recovery point says so.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        for seg in &mut self.segments {
+            seg.flush()?;
+        }
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        let end = self.log_end_offset();
+        if end != self.recovery_point {
+            write_offset(&self.dir, RECOVERY_POINT_FILE, end)?;
+            self.recovery_point = end;
+        }
+        Ok(())
+    }
+
+    /// Offsets below this are fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Replaces the config; applies to the next append, roll and maintenance call.
+    pub fn set_config(&mut self, config: LogConfig) {
+        for seg in &mut self.segments {
+            seg.apply_config(&config);
+        }
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Bytes of all `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// True if the last open ran the recovery scan (no clean-shutdown marker).
+    pub fn recovered_on_open(&self) -> bool {
+        self.recovered_on_open
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Starts a new active segment at the log end offset.
+    fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let base = self.log_end_offset();
+        self.active_mut().on_become_inactive()?;
+        let seg = Segment::create(&self.dir, base, &self.config, now_ms)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled new log segment");
+        self.segments.push(seg);
+        self.dir_dirty = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Opening, closing and deleting a partition log, including crash recovery.
+//!
+//! Open, in order:
+//! 1. Leftovers of interrupted writes: `*.tmp` (checkpoint being replaced) and `*.log.cleaned` (compaction output
+//!    not yet complete) are deleted, the old files being intact; `<base>.log.swap` (complete, fsynced
+//!    compaction output) replaces `<base>.log`, and that segment's indexes are deleted so they get rebuilt.
+//!    Index files without a `.log` are deleted.
+//! 2. With the `.clean-shutdown` marker every segment is trusted (indexes loaded and sanity-checked, only the
+//!    unindexed tail verified). Without it, segments from the one holding the recovery point onwards are
+//!    scanned batch by batch; the first torn or invalid batch truncates its file and every later segment is
+//!    deleted. Segments before the recovery point are trusted as above.
+//! 3. Producer state comes from the snapshot if it was written for exactly this log end offset, else from a
+//!    replay of all batch headers. The snapshot and the marker are then deleted, so a crash from here on is
+//!    seen as unclean by the next open.
+
+use std::fs;
+use std::path::Path;
+
+use super::Log;
+use crate::checkpoint::{
+    read_offset, remove_if_exists, sync_dir, write_offset, CLEAN_SHUTDOWN_FILE,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, TMP_SUFFIX,
+};
+use crate::config::LogConfig;
+use crate::error::{IoContext, LogError};
+use crate::producer_state::{ProducerStateManager, SNAPSHOT_FILE};
+use crate::scan::{BatchScanner, ScanMode, Step};
+use crate::segment::{
+    parse_segment_name, segment_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+
+pub(super) const CLEANED_SUFFIX: &str = ".log.cleaned";
+pub(super) const SWAP_SUFFIX: &str = ".log.swap";
+
+impl Log {
+    /// Opens (or creates) the log in `dir`. Without a clean-shutdown marker, runs recovery (see module doc).
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        fs::create_dir_all(dir).at(dir)?;
+        let bases = clean_leftovers(dir)?;
+        let clean = read_offset(dir, CLEAN_SHUTDOWN_FILE)?.is_some();
+        let recovery_point = if clean {
+            None
+        } else {
+            read_offset(dir, RECOVERY_POINT_FILE)?
+        };
+        let checkpointed_start = read_offset(dir, LOG_START_OFFSET_FILE)?;
+
+        // Index of the first segment to scan: the one holding the recovery point (all of them without one).
+        let recover_from = match (clean, recovery_point) {
+            (true, _) => bases.len(),
+            (false, None) => 0,
+            (false, Some(rp)) => bases.partition_point(|&b| b <= rp).saturating_sub(1),
+        };
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut dropping = false;
+        for (i, &base) in bases.iter().enumerate() {
+            if dropping {
+                tracing::warn!(dir = %dir.display(), base_offset = base, "deleting segment after a truncated one");
+                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    remove_if_exists(&segment_file(dir, base, suffix))?;
+                }
+                continue;
+            }
+            if i >= recover_from {
+                let (seg, truncated) = Segment::open_recovering(dir, base, &config, now_ms)?;
+                dropping = truncated > 0;
+                segments.push(seg);
+            } else {
+                let (seg, rebuilt) = Segment::open_trusted(dir, base, &config, now_ms)?;
+                if rebuilt {
+                    tracing::warn!(dir = %dir.display(), base_offset = base, "rebuilt indexes of segment");
+                }
+                segments.push(seg);
+            }
+        }
+        if segments.is_empty() {
+            let base = checkpointed_start.unwrap_or(0).max(0);
+            segments.push(Segment::create(dir, base, &config, now_ms)?);
+        }
+        let first_base = segments[0].base_offset();
+        let end = segments[segments.len() - 1].next_offset();
+        let log_start_offset = checkpointed_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(end);
+
+        let producers = match ProducerStateManager::read_snapshot(dir, end)? {
+            Some(state) => state,
+            None => rebuild_producer_state(&segments)?,
+        };
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            recovery_point: end,
+            producers,
+            recovered_on_open: !clean,
+            dir_dirty: true,
+        };
+        remove_if_exists(&dir.join(SNAPSHOT_FILE))?;
+        remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        // Recovered segments were fsynced by their recovery and trusted ones were already durable, so the
+        // whole log is the new recovery point.
+        write_offset(dir, RECOVERY_POINT_FILE, end)?;
+        if checkpointed_start != Some(log_start_offset) {
+            write_offset(dir, LOG_START_OFFSET_FILE, log_start_offset)?;
+        }
+        log.flush()?;
+        if !clean {
+            tracing::info!(dir = %dir.display(), log_end_offset = end, "recovered log after unclean shutdown");
+        }
+        Ok(log)
+    }
+
+    /// Clean shutdown: flush, record the final time-index entry, save producer state, then write the marker
+    /// that lets the next open skip recovery.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.active_mut().on_become_inactive()?;
+        self.flush()?;
+        let end = self.log_end_offset();
+        self.producers.write_snapshot(&self.dir, end)?;
+        write_offset(&self.dir, CLEAN_SHUTDOWN_FILE, end)
+    }
+
+    /// Deletes the whole partition directory (topic deletion).
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).at(&dir)
+    }
+}
+
+/// Rebuilds producer state by replaying every batch header in offset order (bodies are not read).
+pub(super) fn rebuild_producer_state(
+    segments: &[Segment],
+) -> Result<ProducerStateManager, LogError> {
+    let mut state = ProducerStateManager::default();
+    for seg in segments {
+        let (file, path) = seg.file();
+        let mut scanner = BatchScanner::new(file, path, 0, seg.size(), ScanMode::Headers);
+        loop {
+            match scanner.next_batch()? {
+                Step::Batch { header, .. } => state.update(&header),
+                Step::End => break,
+                Step::Invalid { position, reason } => {
+                    return Err(LogError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: format!("at byte {position}: {reason}"),
+                    })
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Step 1 of open (see module doc). Returns the base offsets of the segments present, ascending.
+fn clean_leftovers(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    for name in &names {
+        if name.ends_with(TMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
+            tracing::info!(dir = %dir.display(), file = %name, "deleting leftover of an interrupted write");
+            remove_if_exists(&dir.join(name))?;
+        } else if let Some(base) = parse_segment_name(name, SWAP_SUFFIX) {
+            tracing::info!(dir = %dir.display(), base_offset = base, "completing interrupted compaction swap");
+            remove_if_exists(&segment_file(dir, base, INDEX_SUFFIX))?;
+            remove_if_exists(&segment_file(dir, base, TIME_INDEX_SUFFIX))?;
+            let log = segment_file(dir, base, LOG_SUFFIX);
+            fs::rename(dir.join(name), &log).at(&log)?;
+            sync_dir(dir)?;
+        }
+    }
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_segment_name(n, LOG_SUFFIX))
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    for name in &names {
+        let orphan = [INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .iter()
+            .filter_map(|s| parse_segment_name(name, s))
+            .any(|base| bases.binary_search(&base).is_err());
+        if orphan {
+            remove_if_exists(&dir.join(name))?;
+        }
+    }
+    Ok(bases)
+}
