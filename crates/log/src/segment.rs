@@ -19,14 +19,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
-use crate::batch::{be_i32, be_i64, BatchHeader, LOG_OVERHEAD};
+use crate::batch::BatchHeader;
 use crate::checkpoint::remove_if_exists;
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
 use crate::offset_index::OffsetIndex;
-use crate::record::batch_records;
 use crate::scan::{BatchScanner, ScanMode, Step};
 use crate::time_index::TimeIndex;
 

@@ -133,5 +133,4 @@ impl Segment {
             .map(|r| (r.offset(header), r.timestamp(header)))
             .find(|&(o, t)| pred(o, t)))
     }
-
 }
