@@ -155,13 +155,23 @@ impl Partition {
         self.appended.notified()
     }
 
-    /// fsyncs the log (blocking: call from a blocking thread) and publishes the new durable offset.
+    /// fsyncs the log (blocking: call from a blocking thread) and publishes the new durable offset. The fsync
+    /// itself runs without the partition lock, so appends continue meanwhile.
     pub fn flush(&self) -> Result<(), PartitionError> {
-        let flushed = self.with_log(|log| {
-            log.flush()?;
-            Ok(log.flushed_offset())
-        })?;
         self.unflushed_records.store(0, Ordering::Release);
+        let pending = self.with_log(|log| Ok(log.begin_flush()?))?;
+        let synced = pending.sync();
+        let flushed = self.with_log(|log| match synced {
+            Ok(()) => {
+                log.complete_flush(pending)?;
+                Ok(log.flushed_offset())
+            }
+            Err(e) => {
+                log.abort_flush(pending);
+                self.unflushed_records.fetch_add(1, Ordering::AcqRel);
+                Err(e.into())
+            }
+        })?;
         self.flushed.send_if_modified(|current| {
             let advanced = flushed > *current;
             *current = (*current).max(flushed);

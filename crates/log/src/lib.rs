@@ -24,4 +24,4 @@ mod time_index;
 pub use batch::{split_batches, BatchError, BatchHeader, Compression, TimestampType};
 pub use config::{CleanupPolicy, LogConfig};
 pub use error::{AppendError, LogError};
-pub use log::{AppendOptions, AppendOutcome, CompactionStats, Log, ReadResult};
+pub use log::{AppendOptions, AppendOutcome, CompactionStats, Log, PendingFlush, ReadResult};

@@ -20,7 +20,9 @@ mod open;
 mod retention;
 mod timestamp;
 
+use std::fs::File;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -79,12 +81,45 @@ pub struct Log {
     /// Ordered by base offset; never empty; the last one is active.
     segments: Vec<Segment>,
     log_start_offset: i64,
-    /// Offsets below this are fsynced (persisted as `recovery-point` on flush).
+    /// Offsets below this are fsynced (persisted as `recovery-point` at checkpoints).
     recovery_point: i64,
     producers: ProducerStateManager,
     recovered_on_open: bool,
     /// A segment file was created or removed since the last directory fsync.
     dir_dirty: bool,
+    /// The `recovery-point` value on disk, and when it was written.
+    persisted_recovery_point: i64,
+    last_checkpoint: Instant,
+}
+
+/// How often a flush also persists the recovery point (with index and directory fsyncs). Between checkpoints a
+/// flush is a single `fdatasync` of the active segment; a crash then rescans from the older persisted point, which
+/// costs recovery time, never data.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A flush prepared under the partition lock ([`Log::begin_flush`]) whose fsyncs run without it
+/// ([`PendingFlush::sync`]), so appends continue during the slow part; [`Log::complete_flush`] then publishes it.
+pub struct PendingFlush {
+    files: Vec<(File, PathBuf)>,
+    end: i64,
+}
+
+impl PendingFlush {
+    /// fsyncs every segment that had unsynced writes when the flush began.
+    pub fn sync(&self) -> Result<(), LogError> {
+        for (file, path) in &self.files {
+            file.sync_data().map_err(|source| LogError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Offsets below this are durable once [`PendingFlush::sync`] succeeded.
+    pub fn end_offset(&self) -> i64 {
+        self.end
+    }
 }
 
 impl Log {
@@ -228,6 +263,44 @@ impl Log {
     /// fsyncs every segment with unflushed data and its indexes; afterwards everything below the log end offset
     /// is durable, and the recovery point says so.
     pub fn flush(&mut self) -> Result<(), LogError> {
+        self.recovery_point = self.log_end_offset();
+        self.checkpoint()
+    }
+
+    /// Starts a flush whose fsync the caller runs without holding the partition lock.
+    pub fn begin_flush(&mut self) -> Result<PendingFlush, LogError> {
+        let end = self.log_end_offset();
+        let mut files = Vec::new();
+        for seg in &mut self.segments {
+            if let Some(handle) = seg.take_data_sync()? {
+                files.push(handle);
+            }
+        }
+        Ok(PendingFlush { files, end })
+    }
+
+    /// Publishes a flush whose [`PendingFlush::sync`] succeeded (on failure call [`Log::abort_flush`]), and persists
+    /// the recovery point when a checkpoint is due.
+    pub fn complete_flush(&mut self, pending: PendingFlush) -> Result<(), LogError> {
+        self.recovery_point = self
+            .recovery_point
+            .max(pending.end.min(self.log_end_offset()));
+        if self.dir_dirty || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// A [`PendingFlush::sync`] failed: the segments it covered are unsynced again.
+    pub fn abort_flush(&mut self, _pending: PendingFlush) {
+        for seg in &mut self.segments {
+            seg.mark_dirty();
+        }
+    }
+
+    /// Makes everything below `recovery_point` recoverable without a scan: segment data and indexes, the
+    /// directory, then the `recovery-point` file.
+    fn checkpoint(&mut self) -> Result<(), LogError> {
         for seg in &mut self.segments {
             seg.flush()?;
         }
@@ -235,11 +308,11 @@ impl Log {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
-        let end = self.log_end_offset();
-        if end != self.recovery_point {
-            write_offset(&self.dir, RECOVERY_POINT_FILE, end)?;
-            self.recovery_point = end;
+        if self.recovery_point != self.persisted_recovery_point {
+            write_offset(&self.dir, RECOVERY_POINT_FILE, self.recovery_point)?;
+            self.persisted_recovery_point = self.recovery_point;
         }
+        self.last_checkpoint = Instant::now();
         Ok(())
     }
 

@@ -63,7 +63,11 @@ pub(crate) struct Segment {
     bytes_since_index_entry: usize,
     /// The clock that segment.ms is measured against; see `roll_clock_start`.
     created_ms: i64,
+    /// The log file has writes not yet fsynced.
     dirty: bool,
+    /// The index files have writes not yet fsynced (they are synced at checkpoints, not on every flush: recovery
+    /// rebuilds the indexes of everything past the persisted recovery point).
+    index_dirty: bool,
     index_interval_bytes: usize,
 }
 
@@ -106,6 +110,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             created_ms: 0,
             dirty: true,
+            index_dirty: true,
             index_interval_bytes: config.index_interval_bytes,
         })
     }
@@ -215,6 +220,7 @@ impl Segment {
             bytes_since_index_entry: tail_bytes,
             created_ms: now_ms,
             dirty: false,
+            index_dirty: false,
             index_interval_bytes: config.index_interval_bytes,
         };
         seg.created_ms = seg.roll_clock_start(now_ms)?;
@@ -457,11 +463,32 @@ impl Segment {
     pub(crate) fn flush(&mut self) -> Result<(), LogError> {
         if self.dirty {
             self.log.sync_data().at(&self.log_path)?;
+            self.dirty = false;
+            self.index_dirty = true;
+        }
+        if self.index_dirty {
             self.offset_index.sync()?;
             self.time_index.sync()?;
-            self.dirty = false;
+            self.index_dirty = false;
         }
         Ok(())
+    }
+
+    /// For a flush done outside the partition lock: if the log file has unsynced writes, marks it clean and returns
+    /// a second handle to fsync. Everything written before this call is covered by that fsync; later writes mark
+    /// the segment dirty again. If the fsync fails, the caller must call [`Segment::mark_dirty`].
+    pub(crate) fn take_data_sync(&mut self) -> Result<Option<(File, PathBuf)>, LogError> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let handle = self.log.try_clone().at(&self.log_path)?;
+        self.dirty = false;
+        self.index_dirty = true;
+        Ok(Some((handle, self.log_path.clone())))
+    }
+
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 
     pub(crate) fn delete(self) -> Result<(), LogError> {

@@ -247,3 +247,35 @@ fn recovery_point_limits_the_scan_to_unflushed_segments() {
     assert_eq!(read_all(&log), expected);
     assert_eq!(log.flushed_offset(), 26);
 }
+
+#[test]
+fn a_split_flush_makes_data_durable_and_recovery_rescans_past_the_persisted_point() {
+    let src = tempfile::tempdir().unwrap();
+    let mut log = Log::open(src.path(), config(), 0).unwrap();
+    for i in 0..12 {
+        log.append(simple(2, i), opts(0)).unwrap();
+    }
+    let pending = log.begin_flush().unwrap();
+    assert_eq!(pending.end_offset(), log.log_end_offset());
+    // Appends may continue between begin and complete; they are not covered by this flush.
+    log.append(simple(2, 50), opts(0)).unwrap();
+    pending.sync().unwrap();
+    let covered = pending.end_offset();
+    log.complete_flush(pending).unwrap();
+    assert_eq!(log.flushed_offset(), covered);
+    assert!(log.flushed_offset() < log.log_end_offset());
+
+    // A second split flush covers the rest.
+    let pending = log.begin_flush().unwrap();
+    pending.sync().unwrap();
+    log.complete_flush(pending).unwrap();
+    assert_eq!(log.flushed_offset(), log.log_end_offset());
+    let expected = read_all(&log);
+    let end = log.log_end_offset();
+    drop(log); // no close: an unclean shutdown
+
+    let log = Log::open(src.path(), config(), 0).unwrap();
+    assert!(log.recovered_on_open());
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&log), expected);
+}

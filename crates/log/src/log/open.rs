@@ -37,7 +37,8 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         fs::create_dir_all(dir).at(dir)?;
         let bases = clean_leftovers(dir)?;
-        let clean = read_offset(dir, CLEAN_SHUTDOWN_FILE)?.is_some();
+        // A directory with no segments is a new partition: nothing to recover, whatever the marker says.
+        let clean = bases.is_empty() || read_offset(dir, CLEAN_SHUTDOWN_FILE)?.is_some();
         let recovery_point = if clean {
             None
         } else {
@@ -97,6 +98,8 @@ impl Log {
             producers,
             recovered_on_open: !clean,
             dir_dirty: true,
+            persisted_recovery_point: end,
+            last_checkpoint: std::time::Instant::now(),
         };
         remove_if_exists(&dir.join(SNAPSHOT_FILE))?;
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;

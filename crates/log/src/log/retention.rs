@@ -109,7 +109,10 @@ impl Log {
         let end = self.log_end_offset();
         if self.recovery_point > end {
             self.recovery_point = end;
+        }
+        if self.persisted_recovery_point > end {
             write_offset(&self.dir, RECOVERY_POINT_FILE, end)?;
+            self.persisted_recovery_point = end;
         }
         Ok(())
     }
