@@ -8,7 +8,6 @@ use std::io::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::raw::RawClient;
 use common::TestBroker;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind,
     TopicName,
@@ -46,56 +45,12 @@ fn api_versions_request() -> ApiVersionsRequest {
 }
 
 fn batch(records: usize) -> Bytes {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    common::raw::record_batch(records, None)
 }
 
 fn produce(client: &mut RawClient, topic: &str, records: Bytes) -> (i16, i64) {
-    let data = PartitionProduceData::default()
-        .with_index(0)
-        .with_records(Some(records));
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![data]);
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![topic]);
-    let ResponseKind::Produce(r) =
-        client.request(ApiKey::Produce, 8, RequestKind::Produce(request))
-    else {
-        panic!("wrong response type")
-    };
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    common::raw::produce(client, topic, 0, records)
 }
-
 #[test]
 fn oversized_and_negative_length_prefixes_close_only_that_connection() {
     let broker = TestBroker::start_with(|c| c.socket_request_max_bytes = 1024 * 1024);
