@@ -9,13 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use common::raw::RawClient;
 use common::TestBroker;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind,
-    TopicName,
+    ApiKey, ApiVersionsRequest, MetadataRequest, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
 /// A healthy client can still do a full ApiVersions + Metadata round trip.
 fn assert_broker_serves(broker: &TestBroker) {
