@@ -3,61 +3,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::process::BrokerProcess;
 use common::{client_config, consume, delivered, enqueue};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Offset;
 
-struct BrokerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-/// Starts `strom broker` on port 0 and waits for its "ready" line, which names the bound address.
 fn spawn_broker(dir: &std::path::Path) -> BrokerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args(["broker", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--set", "num.partitions=3"])
-        .env("STROM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strom broker");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Strom broker ready") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line);
-                }
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("broker logs its ready line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no listen= in {line:?}"));
-    BrokerProcess { child, addr }
+    BrokerProcess::spawn(&[
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--set".as_ref(),
+        "num.partitions=3".as_ref(),
+    ])
 }
 
 #[test]
 fn acknowledged_records_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = spawn_broker(dir.path());
+    let broker = spawn_broker(dir.path());
 
     let producer: FutureProducer = {
         let mut c = client_config(&broker.addr.to_string());
@@ -109,8 +79,7 @@ fn acknowledged_records_survive_kill_9() {
     enough_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("3000 acknowledged records within a minute");
-    broker.child.kill().expect("SIGKILL");
-    broker.child.wait().unwrap();
+    broker.kill_9();
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     drop(producer);
@@ -118,7 +87,7 @@ fn acknowledged_records_survive_kill_9() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 3000);
 
-    let mut restarted = spawn_broker(dir.path());
+    let restarted = spawn_broker(dir.path());
     let consumer: BaseConsumer = {
         let mut c = client_config(&restarted.addr.to_string());
         c.set("group.id", "unused")
@@ -152,6 +121,11 @@ fn acknowledged_records_survive_kill_9() {
             );
         }
     }
-    restarted.child.kill().unwrap();
-    let _ = restarted.child.wait();
+    let (clean, log) = restarted.terminate();
+    assert!(clean, "clean exit after SIGTERM; log:\n{}", log.join("\n"));
+    assert!(
+        log.iter()
+            .any(|l| l.contains("recovered log after unclean shutdown")),
+        "the restart after kill -9 ran recovery"
+    );
 }
