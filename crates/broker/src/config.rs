@@ -178,6 +178,12 @@ impl BrokerConfig {
             "log.index.size.max.bytes" => {
                 self.log.segment_index_bytes = positive::<i32>(key, value)? as usize
             }
+            "log.message.timestamp.after.max.ms" => {
+                self.log.message_timestamp_after_max_ms = non_negative(key, value)?
+            }
+            "log.message.timestamp.before.max.ms" => {
+                self.log.message_timestamp_before_max_ms = non_negative(key, value)?
+            }
             "log.message.timestamp.type" => {
                 self.log.message_timestamp_type =
                     parse_timestamp_type(value).map_err(|r| invalid(&r))?

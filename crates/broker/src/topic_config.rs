@@ -68,6 +68,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "largest record batch accepted",
     ),
     def(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        ConfigType::Long,
+        "how far ahead of the broker's clock a CreateTime record may be",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        "how far behind the broker's clock a CreateTime record may be",
+    ),
+    def(
         "message.timestamp.type",
         "log.message.timestamp.type",
         ConfigType::String,
@@ -197,6 +209,12 @@ impl TopicSettings {
             "message.timestamp.type" => {
                 log.message_timestamp_type = parse_timestamp_type(value).map_err(|e| bad(&e))?
             }
+            "message.timestamp.after.max.ms" => {
+                log.message_timestamp_after_max_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
+            "message.timestamp.before.max.ms" => {
+                log.message_timestamp_before_max_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
             "min.compaction.lag.ms" => {
                 log.min_compaction_lag_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
             }
@@ -231,6 +249,8 @@ impl TopicSettings {
             "index.interval.bytes" => log.index_interval_bytes.to_string(),
             "max.message.bytes" => log.max_message_bytes.to_string(),
             "message.timestamp.type" => format_timestamp_type(log.message_timestamp_type).into(),
+            "message.timestamp.after.max.ms" => log.message_timestamp_after_max_ms.to_string(),
+            "message.timestamp.before.max.ms" => log.message_timestamp_before_max_ms.to_string(),
             "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "retention.bytes" => log.retention_bytes.to_string(),

@@ -256,3 +256,34 @@ fn a_batch_over_max_message_bytes_is_refused_and_nothing_is_stored() {
     let (_, offset) = send(&producer, FutureRecord::to("small").payload(&b"fits"[..]));
     assert_eq!(offset, 0, "the refused batch took no offset");
 }
+
+#[test]
+fn a_record_stamped_too_far_in_the_future_gets_invalid_timestamp() {
+    let broker = TestBroker::start();
+    broker.create_topic("clocked", 1, &[("message.timestamp.after.max.ms", "60000")]);
+    let producer = broker.producer(&[("linger.ms", "0"), ("retries", "0")]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let result = delivered(enqueue(
+        &producer,
+        FutureRecord::<str, str>::to("clocked")
+            .payload("late")
+            .timestamp(now + 3_600_000),
+    ));
+    let err = result.expect_err("refused");
+    assert_eq!(
+        err.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::InvalidTimestamp),
+        "{err:?}"
+    );
+    let (_, offset) = delivered(enqueue(
+        &producer,
+        FutureRecord::<str, str>::to("clocked")
+            .payload("now")
+            .timestamp(now),
+    ))
+    .unwrap();
+    assert_eq!(offset, 0);
+}

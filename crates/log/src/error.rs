@@ -43,6 +43,9 @@ pub enum AppendError {
     /// Well-framed batches whose content Kafka does not accept (wrong magic, count mismatch, control batch, ...).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A CreateTime record lies outside message.timestamp.before.max.ms / after.max.ms of the broker's clock.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// One batch exceeds the topic's max.message.bytes.
     #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
     MessageTooLarge { size: usize, max: usize },
@@ -71,6 +74,7 @@ impl AppendError {
         match self {
             AppendError::Corrupt(_) => 2,
             AppendError::InvalidRecord(_) => 87,
+            AppendError::InvalidTimestamp(_) => 32,
             AppendError::MessageTooLarge { .. } => 10,
             AppendError::OutOfOrderSequence { .. } => 45,
             AppendError::InvalidProducerEpoch { .. } => 47,

@@ -149,6 +149,7 @@ impl Log {
                     "control batches are written by the broker, not by clients".into(),
                 ));
             }
+            self.check_timestamps(header, batch, opts.now_ms)?;
             if self.config.cleanup_policy.compact {
                 let decoded = batch_records(header, batch).map_err(AppendError::Corrupt)?;
                 if decoded.iter().any(|r| r.key.is_none()) {
@@ -265,6 +266,40 @@ impl Log {
     pub fn flush(&mut self) -> Result<(), LogError> {
         self.recovery_point = self.log_end_offset();
         self.checkpoint()
+    }
+
+    /// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` checks for CreateTime batches. The future bound
+    /// is checked against the header's maxTimestamp (every record's timestamp is at most that), so the common case
+    /// costs nothing; the past bound needs each record's timestamp and decodes the batch only when it is set.
+    fn check_timestamps(
+        &self,
+        header: &BatchHeader,
+        batch: &Bytes,
+        now_ms: i64,
+    ) -> Result<(), AppendError> {
+        if self.config.message_timestamp_type != TimestampType::CreateTime {
+            return Ok(());
+        }
+        let after = self.config.message_timestamp_after_max_ms;
+        if header.max_timestamp > now_ms.saturating_add(after) {
+            return Err(AppendError::InvalidTimestamp(format!(
+                "timestamp {} is more than message.timestamp.after.max.ms ({after}) ahead of the broker's clock ({now_ms})",
+                header.max_timestamp
+            )));
+        }
+        let before = self.config.message_timestamp_before_max_ms;
+        if before != i64::MAX {
+            let earliest = now_ms.saturating_sub(before);
+            for record in batch_records(header, batch).map_err(AppendError::Corrupt)? {
+                let ts = record.timestamp(header);
+                if ts < earliest {
+                    return Err(AppendError::InvalidTimestamp(format!(
+                        "timestamp {ts} is more than message.timestamp.before.max.ms ({before}) behind the broker's clock ({now_ms})"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts a flush whose fsync the caller runs without holding the partition lock.

@@ -5,7 +5,7 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::*;
 use strom_log::{
-    AppendError, AppendOutcome, CleanupPolicy, Log, LogConfig, LogError, TimestampType,
+    AppendError, AppendOutcome, CleanupPolicy, Compression, Log, LogConfig, LogError, TimestampType,
 };
 
 /// Appends `count` batches of 3 records; returns what was sent.
@@ -299,4 +299,54 @@ fn delete_removes_the_directory() {
     fill(&mut log, 2);
     log.delete().unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn create_time_records_outside_the_timestamp_bounds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_000_000_000;
+    let mut config = small_config();
+    config.message_timestamp_after_max_ms = 1_000;
+    config.message_timestamp_before_max_ms = 5_000;
+    let mut log = Log::open(dir.path(), config.clone(), now).unwrap();
+
+    let future = encode(
+        &[rec("k", "v", now), rec("k", "v", now + 1_001)],
+        Compression::None,
+        None,
+    );
+    let err = log.append(future, opts(now)).unwrap_err();
+    assert_eq!(err.kafka_error_code(), 32, "{err}");
+    assert!(
+        err.to_string().contains("message.timestamp.after.max.ms"),
+        "{err}"
+    );
+
+    // One old record in the middle of a compressed batch is enough to refuse it.
+    let past = encode(
+        &[
+            rec("k", "v", now),
+            rec("k", "v", now - 5_001),
+            rec("k", "v", now),
+        ],
+        Compression::Lz4,
+        None,
+    );
+    let err = log.append(past, opts(now)).unwrap_err();
+    assert_eq!(err.kafka_error_code(), 32, "{err}");
+    assert_eq!(log.log_end_offset(), 0, "refused batches append nothing");
+
+    let fine = encode(
+        &[rec("k", "v", now - 5_000), rec("k", "v", now + 1_000)],
+        Compression::None,
+        None,
+    );
+    log.append(fine, opts(now)).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+
+    // LogAppendTime topics replace client timestamps, so the bounds do not apply.
+    config.message_timestamp_type = TimestampType::LogAppendTime;
+    log.set_config(config);
+    let future = encode(&[rec("k", "v", now + 10_000_000)], Compression::None, None);
+    log.append(future, opts(now)).unwrap();
 }
