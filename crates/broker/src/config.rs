@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection that completes no request for this long is closed.
     pub connections_max_idle_ms: u64,
+    /// `fetch.max.bytes`: the most record bytes one Fetch response carries, whatever the client asks for.
+    pub fetch_max_bytes: usize,
     /// `log.flush.interval.messages`: once a partition holds this many unflushed records, the append that crossed
     /// the line waits for an fsync before it is acknowledged. `i64::MAX` (Kafka's default) leaves flushing to
     /// acks=all and the interval flusher.
@@ -72,6 +74,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle_ms: 10 * 60 * 1000,
+            fetch_max_bytes: 55 * 1024 * 1024,
             flush_interval_messages: i64::MAX,
             flush_interval_ms: 1000,
             retention_check_interval_ms: 5 * 60 * 1000,
@@ -144,6 +147,7 @@ impl BrokerConfig {
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = positive::<i32>(key, value)? as usize
             }
+            "fetch.max.bytes" => self.fetch_max_bytes = positive::<i32>(key, value)? as usize,
             "connections.max.idle.ms" => {
                 self.connections_max_idle_ms = positive::<i64>(key, value)? as u64
             }

@@ -240,17 +240,20 @@ impl Topics {
             partitions,
             ..topic
         });
-        image.topics.insert(
-            name.to_string(),
-            TopicRecord {
-                topic_id: id.to_string(),
-                partitions: topic.partitions.len() as i32,
-                configs,
-            },
-        );
-        self.store
-            .save(&image)
-            .map_err(|e| TopicError::Storage(e.to_string()))?;
+        let record = TopicRecord {
+            topic_id: id.to_string(),
+            partitions: topic.partitions.len() as i32,
+            configs,
+        };
+        if let Err(e) = self.persist(&mut image, |next| {
+            next.topics.insert(name.to_string(), record);
+        }) {
+            // Not recorded, so not created: remove what was opened.
+            for p in &topic.partitions {
+                let _ = p.delete();
+            }
+            return Err(e);
+        }
         self.topics.write().insert(name.clone(), topic.clone());
         tracing::info!(topic = %name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
@@ -259,24 +262,42 @@ impl Topics {
     /// DeleteTopics for one topic: unpublish, persist, then remove its data.
     pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
         let mut image = self.image.lock();
-        if image.topics.remove(name).is_none() {
+        if !image.topics.contains_key(name) {
             return Err(TopicError::Unknown(name.to_string()));
         }
-        self.store
-            .save(&image)
-            .map_err(|e| TopicError::Storage(e.to_string()))?;
+        self.persist(&mut image, |next| {
+            next.topics.remove(name);
+        })?;
         let topic = self.topics.write().remove(name);
-        drop(image);
         let Some(topic) = topic else {
             return Err(TopicError::Unknown(name.to_string()));
         };
+        // Still under the metadata lock: a topic re-created with this name must not open these directories
+        // before they are gone.
         for p in &topic.partitions {
             if let Err(e) = p.delete() {
                 tracing::warn!(partition = %p.name(), error = %e, "could not remove partition data");
             }
         }
+        drop(image);
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic.id)
+    }
+
+    /// Writes `change` applied to the image to disk, and only then to the in-memory image, so a failed write
+    /// leaves both as they were.
+    fn persist(
+        &self,
+        image: &mut MetadataImage,
+        change: impl FnOnce(&mut MetadataImage),
+    ) -> Result<(), TopicError> {
+        let mut next = image.clone();
+        change(&mut next);
+        self.store
+            .save(&next)
+            .map_err(|e| TopicError::Storage(e.to_string()))?;
+        *image = next;
+        Ok(())
     }
 
     /// CreatePartitions: grows `name` to `count` partitions.
@@ -308,12 +329,11 @@ impl Topics {
                 &topic.settings,
             )?);
         }
-        if let Some(record) = image.topics.get_mut(name) {
-            record.partitions = count;
-        }
-        self.store
-            .save(&image)
-            .map_err(|e| TopicError::Storage(e.to_string()))?;
+        self.persist(&mut image, |next| {
+            if let Some(record) = next.topics.get_mut(name) {
+                record.partitions = count;
+            }
+        })?;
         let updated = Topic {
             name: topic.name.clone(),
             id: topic.id,
@@ -343,12 +363,11 @@ impl Topics {
         if validate_only {
             return Ok(());
         }
-        if let Some(record) = image.topics.get_mut(name) {
-            record.configs = overrides.clone();
-        }
-        self.store
-            .save(&image)
-            .map_err(|e| TopicError::Storage(e.to_string()))?;
+        self.persist(&mut image, |next| {
+            if let Some(record) = next.topics.get_mut(name) {
+                record.configs = overrides.clone();
+            }
+        })?;
         for p in &topic.partitions {
             p.set_config(settings.log.clone());
         }
@@ -370,11 +389,7 @@ impl Topics {
     pub fn reserve_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
         let mut image = self.image.lock();
         let first = image.next_producer_id;
-        image.next_producer_id += count;
-        if let Err(e) = self.store.save(&image) {
-            image.next_producer_id = first;
-            return Err(TopicError::Storage(e.to_string()));
-        }
+        self.persist(&mut image, |next| next.next_producer_id = first + count)?;
         Ok(first)
     }
 

@@ -59,9 +59,9 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
         let deadline = Instant::now() + max_wait;
         let min_bytes = request.min_bytes.max(0) as usize;
         let response_max_bytes = if request.max_bytes <= 0 {
-            usize::MAX
+            state.config.fetch_max_bytes
         } else {
-            request.max_bytes as usize
+            (request.max_bytes as usize).min(state.config.fetch_max_bytes)
         };
 
         loop {
