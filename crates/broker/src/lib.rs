@@ -12,6 +12,7 @@ mod flusher;
 mod handlers;
 pub mod maintenance;
 pub mod metadata;
+pub mod offsets;
 pub mod partition;
 mod producer_ids;
 mod server;

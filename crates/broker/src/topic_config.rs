@@ -162,6 +162,8 @@ pub struct InvalidConfig(pub String);
 #[derive(Debug, Clone)]
 pub struct TopicSettings {
     pub log: LogConfig,
+    /// `cleanup.policy` exactly as set (Kafka echoes list configs in the order given).
+    pub cleanup_policy_text: Option<String>,
     pub min_insync_replicas: i32,
     pub flush_messages: i64,
 }
@@ -174,6 +176,7 @@ impl TopicSettings {
     ) -> Result<Self, InvalidConfig> {
         let mut settings = TopicSettings {
             log: broker.log.clone(),
+            cleanup_policy_text: None,
             min_insync_replicas: broker.min_insync_replicas,
             flush_messages: broker.flush_interval_messages,
         };
@@ -189,7 +192,9 @@ impl TopicSettings {
         let log = &mut self.log;
         match key {
             "cleanup.policy" => {
-                log.cleanup_policy = parse_cleanup_policy(value).map_err(|e| bad(&e))?
+                log.cleanup_policy = parse_cleanup_policy(value).map_err(|e| bad(&e))?;
+                let items: Vec<&str> = value.split(',').map(str::trim).collect();
+                self.cleanup_policy_text = Some(items.join(","));
             }
             "compression.type" => {
                 if value != "producer" {
@@ -242,7 +247,10 @@ impl TopicSettings {
     pub fn value_of(&self, name: &str) -> String {
         let log = &self.log;
         match name {
-            "cleanup.policy" => format_cleanup_policy(&log.cleanup_policy),
+            "cleanup.policy" => self
+                .cleanup_policy_text
+                .clone()
+                .unwrap_or_else(|| format_cleanup_policy(&log.cleanup_policy)),
             "compression.type" => "producer".into(),
             "delete.retention.ms" => log.delete_retention_ms.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
@@ -261,6 +269,44 @@ impl TopicSettings {
             "unclean.leader.election.enable" => "false".into(),
             _ => String::new(),
         }
+    }
+}
+
+/// DescribeConfigs' config sources.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// One topic config as DescribeConfigs and CreateTopics report it: the effective value, where it comes from, and
+/// the synonyms from most to least specific (topic override, broker config file, Kafka's default), as Kafka lists
+/// them.
+pub struct DescribedConfig {
+    pub value: String,
+    pub source: i8,
+    pub synonyms: Vec<(&'static str, String, i8)>,
+}
+
+pub fn describe(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    settings: &TopicSettings,
+    def: &TopicConfigDef,
+) -> DescribedConfig {
+    let mut synonyms = Vec::new();
+    if let Some(v) = overrides.get(def.name) {
+        synonyms.push((def.name, v.clone(), SOURCE_TOPIC));
+    }
+    if let Some(v) = broker.explicit.get(def.broker_key) {
+        synonyms.push((def.broker_key, v.clone(), SOURCE_STATIC_BROKER));
+    }
+    if let Ok(defaults) = TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()) {
+        synonyms.push((def.broker_key, defaults.value_of(def.name), SOURCE_DEFAULT));
+    }
+    let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
+    DescribedConfig {
+        value: settings.value_of(def.name),
+        source,
+        synonyms,
     }
 }
 

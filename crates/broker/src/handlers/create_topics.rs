@@ -12,7 +12,7 @@ use strom_protocol::kafka::ResponseError;
 
 use super::str_bytes;
 use crate::server::BrokerState;
-use crate::topic_config::TOPIC_CONFIGS;
+use crate::topic_config::{self, TOPIC_CONFIGS};
 use crate::topics::TopicError;
 
 pub fn handle(
@@ -74,11 +74,16 @@ pub fn handle(
                         let configs = TOPIC_CONFIGS
                             .iter()
                             .map(|d| {
-                                let source = if topic.overrides.contains_key(d.name) { 1 } else { 5 };
+                                let described = topic_config::describe(
+                                    &state.config,
+                                    &topic.overrides,
+                                    &topic.settings,
+                                    d,
+                                );
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(d.name))
-                                    .with_value(Some(str_bytes(topic.settings.value_of(d.name))))
-                                    .with_config_source(source)
+                                    .with_value(Some(str_bytes(described.value)))
+                                    .with_config_source(described.source)
                             })
                             .collect();
                         ok = ok.with_configs(Some(configs));

@@ -11,15 +11,10 @@ use strom_protocol::kafka::ResponseError;
 
 use super::str_bytes;
 use crate::server::BrokerState;
-use crate::topic_config::{ConfigType, TOPIC_CONFIGS};
+use crate::topic_config::{self, ConfigType, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-
-// DescribeConfigs config sources.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 pub fn handle(
     state: &Arc<BrokerState>,
@@ -45,22 +40,17 @@ pub fn handle(
                             .iter()
                             .filter(|d| wanted(d.name))
                             .map(|d| {
-                                let broker_value = state.config.explicit.get(d.broker_key);
-                                let (source, synonyms) =
-                                    match (topic.overrides.get(d.name), broker_value) {
-                                        (Some(v), _) => {
-                                            (SOURCE_TOPIC, vec![(d.name, v.clone(), SOURCE_TOPIC)])
-                                        }
-                                        (None, Some(v)) => (
-                                            SOURCE_STATIC_BROKER,
-                                            vec![(d.broker_key, v.clone(), SOURCE_STATIC_BROKER)],
-                                        ),
-                                        (None, None) => (SOURCE_DEFAULT, Vec::new()),
-                                    };
+                                let described = topic_config::describe(
+                                    &state.config,
+                                    &topic.overrides,
+                                    &topic.settings,
+                                    d,
+                                );
+                                let synonyms = described.synonyms;
                                 let mut entry = DescribeConfigsResourceResult::default()
                                     .with_name(str_bytes(d.name))
-                                    .with_value(Some(str_bytes(topic.settings.value_of(d.name))))
-                                    .with_config_source(source);
+                                    .with_value(Some(str_bytes(described.value)))
+                                    .with_config_source(described.source);
                                 if request.include_synonyms {
                                     entry = entry.with_synonyms(
                                         synonyms

@@ -145,8 +145,12 @@ fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> P
     }
     match p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data) {
         Ok(read) => data.with_records(Some(read.records)),
+        // Kafka answers an out-of-range fetch with unknown (-1) watermarks; the client then asks ListOffsets.
         Err(PartitionError::Log(LogError::OffsetOutOfRange { .. })) => data
             .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
             .with_records(Some(Bytes::new())),
         Err(e) => data
             .with_error_code(super::produce::error_code(&e))

@@ -81,6 +81,9 @@ fn lookup(
     allow_auto_create: bool,
     version: i16,
 ) -> MetadataResponseTopic {
+    if let Err(e) = crate::topics::validate_topic_name(name) {
+        return error_topic(name, e.code());
+    }
     let result = if allow_auto_create {
         state.topics.get_or_auto_create(name)
     } else {

@@ -108,8 +108,10 @@ pub fn record_batch(records: usize, producer: Option<(i64, i16, i32)>) -> Bytes 
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes, so a batch without a producer
+            // counts up from -1 (its base sequence stays -1) to remain one batch.
             sequence: if base_sequence < 0 {
-                -1
+                i as i32 - 1
             } else {
                 base_sequence + i as i32
             },

@@ -1,0 +1,246 @@
+//! Committed consumer-group offsets, stored durably in the compacted internal topic `__consumer_offsets` and
+//! served from an in-memory cache rebuilt from that topic at startup.
+//!
+//! A group's commits all go to one partition of the topic (Kafka's placement, see [`record::partition_for_group`]),
+//! so their order in the log is their commit order and the latest record per key is the committed offset —
+//! exactly what compaction keeps. A commit is appended and applied to the cache in request order, and
+//! acknowledged once the append is fsynced, so an acknowledged commit survives `kill -9` and power loss.
+
+pub mod record;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use strom_log::AppendOutcome;
+use strom_protocol::kafka::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_protocol::kafka::ResponseError;
+
+use crate::clock::now_ms;
+use crate::flusher::Flusher;
+use crate::partition::Partition;
+use crate::topics::{TopicError, Topics};
+use record::{
+    decode_key, decode_value, encode_key, encode_value, partition_for_group, CommittedOffset,
+    OffsetKey,
+};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// One group's committed offsets by (topic, partition).
+pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// What a commit writes for one partition: a new committed offset, or `None` to delete it (a tombstone).
+pub type OffsetChange = (OffsetKey, Option<CommittedOffset>);
+
+pub struct OffsetStore {
+    topics: Arc<Topics>,
+    flusher: Flusher,
+    partitions: i32,
+    committed: Mutex<HashMap<String, GroupOffsets>>,
+}
+
+impl OffsetStore {
+    /// Loads every committed offset from `__consumer_offsets` if it exists.
+    pub fn load(
+        topics: Arc<Topics>,
+        flusher: Flusher,
+        partitions: i32,
+    ) -> Result<Self, TopicError> {
+        let store = Self {
+            topics,
+            flusher,
+            partitions,
+            committed: Mutex::new(HashMap::new()),
+        };
+        if let Some(topic) = store.topics.get(OFFSETS_TOPIC) {
+            let mut loaded = 0usize;
+            for p in &topic.partitions {
+                loaded += store.replay(p)?;
+            }
+            tracing::info!(
+                records = loaded,
+                groups = store.committed.lock().len(),
+                "loaded committed offsets"
+            );
+        }
+        Ok(store)
+    }
+
+    fn replay(&self, partition: &Partition) -> Result<usize, TopicError> {
+        let mut offset = partition.log_start_offset();
+        let end = partition.high_watermark();
+        let mut applied = 0;
+        while offset < end {
+            let read = partition
+                .read(offset, 1 << 20, true)
+                .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
+            if read.records.is_empty() {
+                break;
+            }
+            let mut bytes = read.records;
+            let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| {
+                TopicError::Storage(format!("decoding {}: {e:#}", partition.name()))
+            })?;
+            for record in sets.iter().flat_map(|s| s.records.iter()) {
+                offset = offset.max(record.offset + 1);
+                let Some(key) = record.key.clone().and_then(decode_key) else {
+                    continue;
+                };
+                let value = record.value.clone().and_then(decode_value);
+                self.apply(key, value);
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    fn apply(&self, key: OffsetKey, value: Option<CommittedOffset>) {
+        let mut committed = self.committed.lock();
+        match value {
+            Some(v) => {
+                committed
+                    .entry(key.group)
+                    .or_default()
+                    .insert((key.topic, key.partition), v);
+            }
+            None => {
+                if let Some(group) = committed.get_mut(&key.group) {
+                    group.remove(&(key.topic, key.partition));
+                    if group.is_empty() {
+                        committed.remove(&key.group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `__consumer_offsets` topic, created (compacted, `offsets.topic.num.partitions` partitions) on first use.
+    pub fn offsets_partition(&self, group: &str) -> Result<Arc<Partition>, TopicError> {
+        let topic = match self.topics.get(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let configs = [
+                    ("cleanup.policy", "compact"),
+                    ("segment.bytes", "104857600"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                match self
+                    .topics
+                    .create(OFFSETS_TOPIC, self.partitions, -1, configs, false)
+                {
+                    Ok(t) => t,
+                    Err(TopicError::AlreadyExists(_)) => self
+                        .topics
+                        .get(OFFSETS_TOPIC)
+                        .ok_or_else(|| TopicError::Unknown(OFFSETS_TOPIC.into()))?,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let index = partition_for_group(group, topic.partitions.len() as i32);
+        topic
+            .partition(index)
+            .cloned()
+            .ok_or_else(|| TopicError::Unknown(OFFSETS_TOPIC.into()))
+    }
+
+    /// Appends `changes` for `group` and applies them to the cache, in call order. Returns a future that resolves
+    /// once they are durable (or with the Kafka error code that prevented it).
+    pub fn commit(
+        &self,
+        group: &str,
+        changes: Vec<OffsetChange>,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<(), i16>> {
+        if changes.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let partition = match self.offsets_partition(group) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(group, error = %e, "offsets topic unavailable");
+                return Box::pin(async { Err(ResponseError::CoordinatorNotAvailable.code()) });
+            }
+        };
+        let now = now_ms();
+        let records: Vec<Record> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(encode_key(key)),
+                value: value.as_ref().map(encode_value),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        if let Err(e) = RecordBatchEncoder::encode(&mut batch, &records, &options) {
+            tracing::error!(group, error = %e, "cannot encode offset commit");
+            return Box::pin(async { Err(ResponseError::UnknownServerError.code()) });
+        }
+        let last_offset = match partition.append(Bytes::from(batch), now, i64::MAX) {
+            Ok((AppendOutcome::Appended { last_offset, .. }, _)) => last_offset,
+            Ok((AppendOutcome::Duplicate { .. }, _)) => unreachable_duplicate(),
+            Err(e) => {
+                tracing::error!(group, error = %e, "cannot append offset commit");
+                return Box::pin(async { Err(ResponseError::CoordinatorNotAvailable.code()) });
+            }
+        };
+        for (key, value) in changes {
+            self.apply(key, value);
+        }
+        self.flusher.request(partition.clone());
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, partition.wait_flushed(last_offset + 1)).await {
+                Ok(true) => Ok(()),
+                _ => Err(ResponseError::RequestTimedOut.code()),
+            }
+        })
+    }
+
+    /// Committed offsets of `group`, optionally only for some topics.
+    pub fn fetch(&self, group: &str) -> GroupOffsets {
+        self.committed
+            .lock()
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.committed.lock().keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+
+    pub fn has_offsets(&self, group: &str) -> bool {
+        self.committed.lock().contains_key(group)
+    }
+}
+
+/// Offset commits carry no producer id, so the log never reports one as an idempotent retry.
+fn unreachable_duplicate() -> i64 {
+    tracing::error!("offset commit reported as an idempotent duplicate");
+    -1
+}
