@@ -57,6 +57,15 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// `min.insync.replicas`: default for topics.
     pub min_insync_replicas: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members before its first rebalance.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`: the session timeouts members may ask for.
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// `group.max.size`: members per group.
+    pub group_max_size: usize,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed once the topic exists.
+    pub offsets_topic_num_partitions: i32,
     /// Defaults for every topic's log, from the `log.*` keys and `message.max.bytes`.
     pub log: LogConfig,
     /// Keys set explicitly in the config file, for DescribeConfigs' `STATIC_BROKER_CONFIG` source.
@@ -79,6 +88,11 @@ impl Default for BrokerConfig {
             flush_interval_ms: 1000,
             retention_check_interval_ms: 5 * 60 * 1000,
             min_insync_replicas: 1,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: usize::MAX,
+            offsets_topic_num_partitions: 50,
             log: LogConfig::default(),
             explicit: BTreeMap::new(),
         }
@@ -157,6 +171,19 @@ impl BrokerConfig {
                 self.retention_check_interval_ms = positive::<i64>(key, value)? as u64
             }
             "min.insync.replicas" => self.min_insync_replicas = positive(key, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = non_negative::<i64>(key, value)? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = non_negative::<i64>(key, value)? as u64
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = positive::<i64>(key, value)? as u64
+            }
+            "group.max.size" => self.group_max_size = positive::<i32>(key, value)? as usize,
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = positive(key, value)?
+            }
             "log.segment.bytes" => self.log.segment_bytes = positive::<i64>(key, value)? as u64,
             "log.roll.ms" => self.log.segment_ms = positive(key, value)?,
             "log.roll.hours" => self.log.segment_ms = positive::<i64>(key, value)? * 3_600_000,

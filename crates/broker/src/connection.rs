@@ -114,7 +114,7 @@ fn dispatch(
     };
     let (api_key, version, correlation_id) =
         (request.api_key, request.api_version, request.correlation_id);
-    let handling = handlers::handle(state, request);
+    let handling = handlers::handle(state, request, peer);
     Some(Box::pin(async move {
         let body = handling.await?;
         match encode_response(api_key, version, correlation_id, &body) {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 mod connection;
 mod flusher;
+mod group_driver;
 pub mod groups;
 mod handlers;
 pub mod maintenance;

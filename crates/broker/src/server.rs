@@ -15,6 +15,9 @@ use tokio::task::JoinSet;
 
 use crate::config::BrokerConfig;
 use crate::flusher::Flusher;
+use crate::group_driver::GroupDriver;
+use crate::groups::GroupConfig;
+use crate::offsets::OffsetStore;
 use crate::producer_ids::ProducerIds;
 use crate::topics::{TopicError, Topics};
 use crate::{connection, maintenance};
@@ -25,6 +28,8 @@ pub struct BrokerState {
     pub topics: Arc<Topics>,
     pub flusher: Flusher,
     pub producer_ids: ProducerIds,
+    pub groups: GroupDriver,
+    pub offsets: Arc<OffsetStore>,
     /// The host and port advertised in Metadata and DescribeCluster.
     pub advertised: (String, u16),
     pub cluster_id: String,
@@ -68,10 +73,28 @@ impl Broker {
             Duration::from_millis(config.flush_interval_ms),
             shutdown_rx.clone(),
         );
+        let (load_topics, load_flusher) = (topics.clone(), flusher.clone());
+        let partitions = config.offsets_topic_num_partitions;
+        let offsets = tokio::task::spawn_blocking(move || {
+            OffsetStore::load(load_topics, load_flusher, partitions)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let groups = GroupDriver::start(
+            GroupConfig {
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                max_size: config.group_max_size,
+            },
+            shutdown_rx.clone(),
+        );
         let state = Arc::new(BrokerState {
             advertised: config.advertised_endpoint(local_addr),
             cluster_id: topics.cluster_id(),
             producer_ids: ProducerIds::new(),
+            groups,
+            offsets: Arc::new(offsets),
             config: config.clone(),
             topics: topics.clone(),
             flusher,

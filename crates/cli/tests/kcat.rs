@@ -295,20 +295,17 @@ fn kcat_round_trips_keyed_lines_zstd() {
     );
 }
 
-/// The lines round-trip with `-z lz4`, but librdkafka before 2.11.1 enables its LZ4 feature only when the broker
-/// advertises FindCoordinator v0 (a stand-in for "Kafka >= 0.8.2" in rdkafka_feature.c), and Strom does not
-/// advertise the group APIs yet: kcat logs "Broker does not support compression type lz4: not compressing batch"
-/// and sends the batches uncompressed.
+/// The lines round-trip with `-z lz4`. librdkafka before 2.11.1 enables its LZ4 feature only when the broker
+/// advertises FindCoordinator v0 (a stand-in for "Kafka >= 0.8.2" in rdkafka_feature.c).
 #[test]
 fn kcat_round_trips_keyed_lines_lz4() {
     let broker = TestBroker::start();
     kcat_round_trip(&broker, "lz4");
 }
 
-/// Fails until the broker advertises FindCoordinator (v0 in range): see `kcat_round_trips_keyed_lines_lz4`.
+/// librdkafka before 2.11.1 compresses with lz4 only when the broker advertises FindCoordinator v0, which Strom
+/// does since it serves consumer groups.
 #[test]
-#[ignore = "librdkafka < 2.11.1 sends lz4 uncompressed unless FindCoordinator v0 is advertised (group APIs: next \
-            issue); run with --ignored once they are"]
 fn kcat_lz4_batches_are_stored_lz4() {
     let broker = TestBroker::start();
     let topic = kcat_round_trip(&broker, "lz4");

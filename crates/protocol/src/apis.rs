@@ -45,6 +45,15 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::Fetch, 4, 12),
     ApiSupport::new(ApiKey::ListOffsets, 1, 7),
     ApiSupport::new(ApiKey::Metadata, 0, 11),
+    ApiSupport::new(ApiKey::OffsetCommit, 2, 8),
+    ApiSupport::new(ApiKey::OffsetFetch, 1, 8),
+    ApiSupport::new(ApiKey::FindCoordinator, 0, 4),
+    ApiSupport::new(ApiKey::JoinGroup, 0, 7),
+    ApiSupport::new(ApiKey::Heartbeat, 0, 4),
+    ApiSupport::new(ApiKey::LeaveGroup, 0, 4),
+    ApiSupport::new(ApiKey::SyncGroup, 0, 5),
+    ApiSupport::new(ApiKey::DescribeGroups, 0, 5),
+    ApiSupport::new(ApiKey::ListGroups, 0, 4),
     ApiSupport::new(ApiKey::ApiVersions, 0, 3),
     ApiSupport::new(ApiKey::CreateTopics, 2, 7),
     ApiSupport::new(ApiKey::DeleteTopics, 1, 6),
@@ -55,7 +64,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
     ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),
     ApiSupport::new(ApiKey::CreatePartitions, 0, 3),
+    ApiSupport::new(ApiKey::DeleteGroups, 0, 2),
     ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
+    ApiSupport::new(ApiKey::OffsetDelete, 0, 0),
     ApiSupport::new(ApiKey::DescribeCluster, 0, 0),
 ];
 
@@ -90,5 +101,17 @@ mod tests {
         assert!(advertises(ApiKey::Produce, 7) && advertises(ApiKey::Fetch, 10));
         assert!(advertises(ApiKey::InitProducerId, 0));
         assert!(advertises(ApiKey::ListOffsets, 1));
+        // The balanced consumer: FindCoordinator v0, OffsetCommit v1-2, OffsetFetch v1, JoinGroup, SyncGroup,
+        // Heartbeat and LeaveGroup v0. (librdkafka 2.0's lz4 support also hangs off FindCoordinator v0.)
+        assert!(advertises(ApiKey::FindCoordinator, 0));
+        assert!(advertises(ApiKey::OffsetCommit, 2) && advertises(ApiKey::OffsetFetch, 1));
+        for key in [
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::Heartbeat,
+            ApiKey::LeaveGroup,
+        ] {
+            assert!(advertises(key, 0), "{key:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Handlers do all ordered work (appends, topic changes) before they return, and return a future only for what
 //! may wait (an fsync for acks=all, a fetch long poll); see `connection.rs` for why.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -16,18 +17,29 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod describe_log_dirs;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 /// A response to come; `None` means the request gets no response (acks=0 produce).
 pub type Handled = BoxFuture<'static, Option<ResponseKind>>;
@@ -37,8 +49,9 @@ fn ready(response: impl Into<ResponseKind>) -> Handled {
     Box::pin(async move { Some(response) })
 }
 
-pub fn handle(state: &Arc<BrokerState>, request: Request) -> Handled {
+pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> Handled {
     let v = request.api_version;
+    let client = join_group::ClientInfo::new(request.client_id.as_deref(), peer);
     match request.body {
         RequestKind::ApiVersions(r) => ready(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => ready(metadata::handle(state, r, v)),
@@ -58,6 +71,17 @@ pub fn handle(state: &Arc<BrokerState>, request: Request) -> Handled {
         RequestKind::DescribeLogDirs(r) => ready(describe_log_dirs::handle(state, r, v)),
         RequestKind::InitProducerId(r) => ready(init_producer_id::handle(state, r, v)),
         RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
+        RequestKind::FindCoordinator(r) => ready(find_coordinator::handle(state, r, v)),
+        RequestKind::JoinGroup(r) => join_group::handle(state, r, v, client),
+        RequestKind::SyncGroup(r) => sync_group::handle(state, r, v),
+        RequestKind::Heartbeat(r) => heartbeat::handle(state, r, v),
+        RequestKind::LeaveGroup(r) => leave_group::handle(state, r, v),
+        RequestKind::OffsetCommit(r) => offset_commit::handle(state, r, v),
+        RequestKind::OffsetFetch(r) => ready(offset_fetch::handle(state, r, v)),
+        RequestKind::OffsetDelete(r) => offset_delete::handle(state, r, v),
+        RequestKind::ListGroups(r) => list_groups::handle(state, r, v),
+        RequestKind::DescribeGroups(r) => describe_groups::handle(state, r, v),
+        RequestKind::DeleteGroups(r) => delete_groups::handle(state, r, v),
         other => {
             // decode_request only yields APIs in SUPPORTED_APIS, and every one of them has an arm above.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a decoded request");

@@ -1,0 +1,118 @@
+//! OffsetCommit: validate the member and generation with the group coordinator, then append the offsets to
+//! `__consumer_offsets` and answer once they are durable. Standalone consumers (empty member id, generation -1)
+//! may commit for a group with no active members, as in Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_protocol::kafka::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use strom_protocol::kafka::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use strom_protocol::kafka::ResponseError;
+
+use super::Handled;
+use crate::clock::now_ms;
+use crate::offsets::record::{CommittedOffset, OffsetKey};
+use crate::server::BrokerState;
+
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_METADATA_BYTES: usize = 4096;
+
+pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i16) -> Handled {
+    let state = state.clone();
+    let group_id = request.group_id.0.to_string();
+    let validation = {
+        let (group, member) = (group_id.clone(), request.member_id.to_string());
+        let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+        let generation = request.generation_id_or_member_epoch;
+        state
+            .groups
+            .inspect(move |c| c.validate_commit(&group, &member, instance.as_deref(), generation))
+    };
+    Box::pin(async move {
+        let group_error = if group_id.is_empty() {
+            ResponseError::InvalidGroupId.code()
+        } else {
+            match validation.await {
+                Ok(Ok(())) => 0,
+                Ok(Err(code)) => code,
+                Err(_) => ResponseError::CoordinatorNotAvailable.code(),
+            }
+        };
+        let now = now_ms();
+        let mut changes = Vec::new();
+        // (topic index, partition index, error) for every partition in the request.
+        let mut results: Vec<(usize, i32, i16)> = Vec::new();
+        for (t, topic) in request.topics.iter().enumerate() {
+            let hosted = state.topics.get(topic.name.0.as_str());
+            for p in &topic.partitions {
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let error = if group_error != 0 {
+                    group_error
+                } else if hosted
+                    .as_ref()
+                    .and_then(|h| h.partition(p.partition_index))
+                    .is_none()
+                {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else if metadata.len() > MAX_METADATA_BYTES {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    let key = OffsetKey {
+                        group: group_id.clone(),
+                        topic: topic.name.0.to_string(),
+                        partition: p.partition_index,
+                    };
+                    let leader_epoch = if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    };
+                    changes.push((
+                        key,
+                        Some(CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch,
+                            metadata,
+                            commit_timestamp: now,
+                        }),
+                    ));
+                    0
+                };
+                results.push((t, p.partition_index, error));
+            }
+        }
+        let written = if changes.is_empty() {
+            Ok(())
+        } else {
+            state
+                .offsets
+                .commit(&group_id, changes, Duration::from_secs(30))
+                .await
+        };
+        let mut topics: Vec<OffsetCommitResponseTopic> = request
+            .topics
+            .iter()
+            .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
+            .collect();
+        for (t, partition, error) in results {
+            let error = match (&written, error) {
+                (Err(code), 0) => *code,
+                (_, e) => e,
+            };
+            topics[t].partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(partition)
+                    .with_error_code(error),
+            );
+        }
+        Some(ResponseKind::OffsetCommit(
+            OffsetCommitResponse::default().with_topics(topics),
+        ))
+    })
+}

@@ -1,0 +1,125 @@
+//! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); all partitions with commits when the
+//! topic list is null. A partition without a commit answers offset -1.
+
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use strom_protocol::kafka::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use super::str_bytes;
+use crate::offsets::record::CommittedOffset;
+use crate::server::BrokerState;
+
+/// (topic, [(partition, committed)]) for one group.
+type Fetched = Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)>;
+
+pub fn handle(
+    state: &Arc<BrokerState>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect()
+                });
+                let topics = lookup(state, g.group_id.0.as_str(), wanted)
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name)
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(index, c)| {
+                                        let (offset, epoch, metadata) = unpack(c);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(index)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(metadata)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let topics = lookup(state, request.group_id.0.as_str(), wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, c)| {
+                            let (offset, epoch, metadata) = unpack(c);
+                            let mut p = OffsetFetchResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(str_bytes(metadata)));
+                            if version >= 5 {
+                                p = p.with_committed_leader_epoch(epoch);
+                            }
+                            p
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+fn unpack(c: Option<CommittedOffset>) -> (i64, i32, String) {
+    match c {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+fn lookup(state: &BrokerState, group: &str, wanted: Option<Vec<(TopicName, Vec<i32>)>>) -> Fetched {
+    let committed = state.offsets.fetch(group);
+    match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| (p, committed.get(&(name.0.to_string(), p)).cloned()))
+                    .collect();
+                (name, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: Fetched = Vec::new();
+            for ((topic, partition), c) in committed {
+                if by_topic.last().map(|(n, _)| n.0.as_str()) != Some(topic.as_str()) {
+                    by_topic.push((TopicName(str_bytes(topic.clone())), Vec::new()));
+                }
+                if let Some((_, parts)) = by_topic.last_mut() {
+                    parts.push((partition, Some(c)));
+                }
+            }
+            by_topic
+        }
+    }
+}
