@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """A kafka-python consumer-group member that a test can kill -9 mid-stream.
 
-Usage: kafka_python_group_member.py BOOTSTRAP GROUP TOPIC
+Usage: kafka_python_group_member.py BOOTSTRAP GROUP TOPIC [PROCESSING_MS]
 
 Joins GROUP (classic protocol, range assignor, session timeout 6 s), and for every record prints
 `PROCESSED <partition> <offset>`, commits synchronously, then prints `COMMITTED <partition> <offset+1>`. After
 each rebalance it prints `ASSIGNED <p,p,...>`. Every line is flushed at once so the test sees exactly how far it
-got when it is killed. Exits 2 if kafka-python is missing or the wrong version.
+got when it is killed. PROCESSING_MS (default 0) is how long "processing" each record takes, so a test can
+kill the member while work is left. Exits 2 if kafka-python is missing or the wrong version.
 """
 
 import sys
+import time
 
 REQUIRED = "3.0.12"
 try:
@@ -39,6 +41,7 @@ class Listener(ConsumerRebalanceListener):
 
 def main():
     bootstrap, group, topic = sys.argv[1:4]
+    processing_s = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -52,6 +55,7 @@ def main():
     while True:
         for tp, records in consumer.poll(timeout_ms=200).items():
             for record in records:
+                time.sleep(processing_s)
                 say(f"PROCESSED {tp.partition} {record.offset}")
                 consumer.commit()
                 say(f"COMMITTED {tp.partition} {record.offset + 1}")
