@@ -334,3 +334,35 @@ fn list_describe_leave_and_delete_groups() {
     );
     assert_eq!(fetch_committed(&mut client, "gamma", "d-topic").0, -1);
 }
+
+#[test]
+fn the_broker_computes_lag_from_committed_offsets_and_the_high_watermark() {
+    let broker = TestBroker::start();
+    broker.create_topic("lagging", 1, &[("segment.bytes", "1024")]);
+    let mut client = RawClient::connect(broker.addr);
+    for _ in 0..10 {
+        common::raw::produce(
+            &mut client,
+            "lagging",
+            0,
+            common::raw::record_batch(3, None),
+        );
+    }
+    assert_eq!(commit(&mut client, "lag-group", "", -1, "lagging", 12), 0);
+    let state = broker.broker().state();
+    let lag = strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "lag-group");
+    assert_eq!(lag.len(), 1);
+    assert_eq!(
+        (lag[0].committed, lag[0].log_end_offset, lag[0].lag),
+        (12, 30, 18)
+    );
+
+    // Records deleted below the committed offset do not count.
+    let topic = state.topics.get("lagging").unwrap();
+    topic.partitions[0].delete_records_before(21).unwrap();
+    let lag = strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "lag-group");
+    assert_eq!(lag[0].lag, 9);
+    assert!(
+        strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "no-group").is_empty()
+    );
+}

@@ -6,6 +6,7 @@
 //! exactly what compaction keeps. A commit is appended and applied to the cache in request order, and
 //! acknowledged once the append is fsynced, so an acknowledged commit survives `kill -9` and power loss.
 
+pub mod lag;
 pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
