@@ -248,3 +248,113 @@ fn committed_offsets_survive_kill_9_of_the_broker() {
         .collect();
     assert_eq!(offsets.get(&0), Some(&rdkafka::Offset::Offset(60)));
 }
+
+#[test]
+fn auto_commit_consumers_resume_where_the_group_left_off() {
+    let broker = broker_for_groups();
+    produce(&broker.bootstrap(), "auto", 1, 50);
+    let consumer = |bootstrap: &str| -> BaseConsumer {
+        let consumer: BaseConsumer = client_config(bootstrap)
+            .set("group.id", "auto-committers")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "100")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["auto"]).unwrap();
+        consumer
+    };
+    let first = consumer(&broker.bootstrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = 0;
+    while seen < 50 {
+        assert!(Instant::now() < deadline, "consumed {seen} of 50");
+        if let Some(m) = first.poll(Duration::from_millis(100)) {
+            m.unwrap();
+            seen += 1;
+        }
+    }
+    // Closing the consumer commits the last positions (librdkafka commits on close when auto-commit is on).
+    drop(first);
+    let state = broker.broker().state();
+    let lag =
+        strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "auto-committers");
+    assert_eq!((lag[0].committed, lag[0].lag), (50, 0));
+
+    produce(&broker.bootstrap(), "auto", 1, 10);
+    let second = consumer(&broker.bootstrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first_offset = loop {
+        assert!(Instant::now() < deadline, "nothing consumed after resuming");
+        if let Some(m) = second.poll(Duration::from_millis(100)) {
+            break m.unwrap().offset();
+        }
+    };
+    assert_eq!(first_offset, 50);
+}
+
+#[test]
+fn a_group_re_forms_after_a_broker_restart_and_finishes_the_work() {
+    let temp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |c| c.group_initial_rebalance_delay_ms = 200);
+    let addr = broker.addr;
+    broker.create_topic("restarting", 2, &[]);
+    produce(&broker.bootstrap(), "restarting", 2, 100);
+    let processed: Processed = Arc::default();
+    let members: Vec<Member> = (0..2)
+        .map(|i| {
+            Member::start(
+                i,
+                &broker.bootstrap(),
+                "restart-group",
+                "restarting",
+                &[],
+                processed.clone(),
+            )
+        })
+        .collect();
+    wait_processed(&processed, 200);
+    let committed_before = {
+        let state = broker.broker().state();
+        // Async commits may still be in flight; what is committed now must not be lost by the restart.
+        strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "restart-group")
+    };
+    drop(broker.stop());
+    // Same address, same data: the members reconnect on their own, get UNKNOWN_MEMBER_ID and rejoin.
+    let broker = TestBroker::start_at(temp.path(), addr, |c| {
+        c.group_initial_rebalance_delay_ms = 200
+    });
+    let state = broker.broker().state();
+    let after_restart =
+        strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "restart-group");
+    for before in &committed_before {
+        let now = after_restart
+            .iter()
+            .find(|l| l.partition == before.partition)
+            .expect("offsets survived");
+        assert!(now.committed >= before.committed);
+    }
+    produce(&broker.bootstrap(), "restarting", 2, 50);
+    let refs: Vec<&Member> = members.iter().collect();
+    wait_for_assignments(&refs, "one partition each again", |a| {
+        a.iter().all(|s| s.len() == 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: BTreeSet<(i32, i64)> = processed
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p, o, _)| (*p, *o))
+            .collect();
+        if seen.len() == 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processed {} distinct records of 300",
+            seen.len()
+        );
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}

@@ -108,8 +108,11 @@ impl Member {
                                 .push((id, m.partition(), m.offset(), value));
                             consumer
                                 .commit_message(&m, CommitMode::Async)
+                                .or_else(|e| if is_transient(&e) { Ok(()) } else { Err(e) })
                                 .expect("commit");
                         }
+                        // Losing the broker (a restart) is reported and recovered from by librdkafka itself.
+                        Some(Err(e)) if is_transient(&e) => {}
                         Some(Err(e)) => panic!("member {id}: {e}"),
                         None => {}
                     }
@@ -195,4 +198,12 @@ pub fn wait_processed(processed: &Processed, count: usize) {
         );
         std::thread::park_timeout(Duration::from_millis(20));
     }
+}
+
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+    matches!(
+        e.rdkafka_error_code(),
+        Some(AllBrokersDown | BrokerTransportFailure)
+    )
 }

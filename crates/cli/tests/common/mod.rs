@@ -42,6 +42,15 @@ impl TestBroker {
 
     /// Starts a broker on an existing data directory (the caller keeps the directory alive).
     pub fn start_in(dir: &Path, configure: impl FnOnce(&mut BrokerConfig)) -> Self {
+        Self::start_at(dir, "127.0.0.1:0".parse().unwrap(), configure)
+    }
+
+    /// Starts a broker on `dir` listening on `addr` (for restarts that clients must find at the same address).
+    pub fn start_at(
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        configure: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
         let mut config = BrokerConfig {
             data_dir: dir.to_path_buf(),
             ..BrokerConfig::default()
@@ -53,7 +62,7 @@ impl TestBroker {
             .build()
             .unwrap();
         let broker = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
             Broker::start(config, listener)
                 .await
                 .expect("broker starts")
