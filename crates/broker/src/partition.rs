@@ -85,6 +85,19 @@ impl Partition {
         format!("{}-{}", self.topic, self.index)
     }
 
+    /// Kafka's check of a client's `current_leader_epoch` (-1: no check): a newer epoch than ours means this broker
+    /// is behind (UNKNOWN_LEADER_EPOCH), an older one means the client is (FENCED_LEADER_EPOCH).
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), i16> {
+        use strom_protocol::kafka::ResponseError;
+        if current_leader_epoch < 0 || current_leader_epoch == self.leader_epoch {
+            Ok(())
+        } else if current_leader_epoch > self.leader_epoch {
+            Err(ResponseError::UnknownLeaderEpoch.code())
+        } else {
+            Err(ResponseError::FencedLeaderEpoch.code())
+        }
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
     }

@@ -135,12 +135,7 @@ fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> P
     if version >= 5 {
         data = data.with_log_start_offset(p.log_start_offset());
     }
-    if t.current_leader_epoch >= 0 && t.current_leader_epoch != p.leader_epoch {
-        let code = if t.current_leader_epoch > p.leader_epoch {
-            ResponseError::UnknownLeaderEpoch.code()
-        } else {
-            ResponseError::FencedLeaderEpoch.code()
-        };
+    if let Err(code) = p.check_leader_epoch(t.current_leader_epoch) {
         return data.with_error_code(code);
     }
     match p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data) {

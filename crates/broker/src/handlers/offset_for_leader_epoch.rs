@@ -35,14 +35,7 @@ pub fn handle(
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != partition.leader_epoch
-                    {
-                        let code = if p.current_leader_epoch > partition.leader_epoch {
-                            ResponseError::UnknownLeaderEpoch.code()
-                        } else {
-                            ResponseError::FencedLeaderEpoch.code()
-                        };
+                    if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return result.with_error_code(code);
                     }
                     if p.leader_epoch <= partition.leader_epoch {

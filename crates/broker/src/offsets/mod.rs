@@ -83,6 +83,12 @@ impl OffsetStore {
             if read.records.is_empty() {
                 break;
             }
+            // Advance by batch headers, not records: a compacted batch may hold no records at all.
+            let batches = strom_log::split_batches(&read.records)
+                .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
+            if let Some((last, _)) = batches.last() {
+                offset = offset.max(last.last_offset() + 1);
+            }
             let mut bytes = read.records;
             let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| {
                 TopicError::Storage(format!("decoding {}: {e:#}", partition.name()))
