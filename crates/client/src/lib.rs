@@ -1,0 +1,1 @@
+//! The Strom Rust client: producer, consumer and admin over the public Kafka protocol.
