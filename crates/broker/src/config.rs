@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use strom_log::{CleanupPolicy, LogConfig, TimestampType};
 use thiserror::Error;
 
+use crate::groups::consumer::AssignorName;
+
 /// A configuration value could not be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -64,6 +66,12 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// `group.max.size`: members per group.
     pub group_max_size: usize,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 consumer-protocol members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member silent this long is removed.
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.assignors`: the server-side assignors members may choose; the first is the default.
+    pub group_consumer_assignors: Vec<AssignorName>,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed once the topic exists.
     pub offsets_topic_num_partitions: i32,
     /// Defaults for every topic's log, from the `log.*` keys and `message.max.bytes`.
@@ -92,6 +100,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: usize::MAX,
+            group_consumer_heartbeat_interval_ms: 5000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_assignors: vec![AssignorName::Uniform, AssignorName::Range],
             offsets_topic_num_partitions: 50,
             log: LogConfig::default(),
             explicit: BTreeMap::new(),
@@ -181,6 +192,15 @@ impl BrokerConfig {
                 self.group_max_session_timeout_ms = positive::<i64>(key, value)? as u64
             }
             "group.max.size" => self.group_max_size = positive::<i32>(key, value)? as usize,
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms = positive::<i32>(key, value)? as u64
+            }
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms = positive::<i32>(key, value)? as u64
+            }
+            "group.consumer.assignors" => {
+                self.group_consumer_assignors = parse_assignors(value).map_err(|r| invalid(&r))?
+            }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions = positive(key, value)?
             }
@@ -254,6 +274,27 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
         value: value.to_string(),
         reason: format!("expected {}", std::any::type_name::<T>()),
     })
+}
+
+/// A comma-separated list of assignor names: Kafka's short names or its class names.
+fn parse_assignors(value: &str) -> Result<Vec<AssignorName>, String> {
+    let mut out = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let short = match name {
+            "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            other => other,
+        };
+        let assignor = AssignorName::parse(short)
+            .ok_or_else(|| format!("unknown assignor {name}; Strom has uniform and range"))?;
+        if !out.contains(&assignor) {
+            out.push(assignor);
+        }
+    }
+    if out.is_empty() {
+        return Err("at least one assignor is required".into());
+    }
+    Ok(out)
 }
 
 fn positive<T: std::str::FromStr + PartialOrd + Default>(

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::config::BrokerConfig;
 use crate::flusher::Flusher;
 use crate::group_driver::GroupDriver;
+use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::GroupConfig;
 use crate::offsets::OffsetStore;
 use crate::producer_ids::ProducerIds;
@@ -87,6 +88,13 @@ impl Broker {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 max_size: config.group_max_size,
             },
+            ConsumerGroupConfig {
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                assignors: config.group_consumer_assignors.clone(),
+                ..ConsumerGroupConfig::default()
+            },
+            topics.clone(),
             shutdown_rx.clone(),
         );
         let state = Arc::new(BrokerState {

@@ -44,7 +44,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     },
     ApiSupport::new(ApiKey::Fetch, 4, 12),
     ApiSupport::new(ApiKey::ListOffsets, 1, 7),
-    ApiSupport::new(ApiKey::Metadata, 0, 11),
+    ApiSupport::new(ApiKey::Metadata, 0, 12),
     ApiSupport::new(ApiKey::OffsetCommit, 2, 8),
     ApiSupport::new(ApiKey::OffsetFetch, 1, 8),
     ApiSupport::new(ApiKey::FindCoordinator, 0, 4),
@@ -68,6 +68,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiSupport::new(ApiKey::OffsetDelete, 0, 0),
     ApiSupport::new(ApiKey::DescribeCluster, 0, 0),
+    // KIP-848: librdkafka >= 2.12 (`group.protocol=consumer`) needs v1, which carries client-generated member ids.
+    ApiSupport::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    ApiSupport::new(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The support entry for a raw API key, if Strom serves it.

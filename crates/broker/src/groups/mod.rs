@@ -16,8 +16,12 @@
 //!
 //! The rules follow Kafka's classic group coordinator; each deliberate difference is documented where it is
 //! implemented (look for "Deviation").
+//!
+//! The KIP-848 consumer protocol has its own coordinator in [`consumer`]; the driver runs both in one task, and a
+//! group id belongs to one of them at a time.
 
 mod api;
+pub mod consumer;
 mod coordinator;
 mod group;
 mod join;

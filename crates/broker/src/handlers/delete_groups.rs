@@ -19,9 +19,19 @@ pub fn handle(state: &Arc<BrokerState>, request: DeleteGroupsRequest, _version: 
         .iter()
         .map(|g| g.0.to_string())
         .collect();
-    let deleted = state
-        .groups
-        .inspect(move |c| ids.iter().map(|id| c.delete_group(id)).collect::<Vec<_>>());
+    // A group id belongs to the classic or the consumer-protocol coordinator; ask the one that has it.
+    let deleted = state.groups.inspect_both(move |classic, consumer| {
+        ids.iter()
+            .map(|id| {
+                if consumer.has_group(id) {
+                    consumer.delete_group(id)
+                } else {
+                    classic.delete_group(id)
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+
     Box::pin(async move {
         let outcomes = deleted.await.ok();
         let mut results = Vec::new();

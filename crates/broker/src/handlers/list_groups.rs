@@ -1,5 +1,5 @@
 //! ListGroups: groups the coordinator knows, plus groups that only have committed offsets (shown Empty, as
-//! Kafka shows them), optionally filtered by state (v4+).
+//! Kafka shows them), optionally filtered by state (v4+). Classic and KIP-848 consumer groups alike.
 
 use std::sync::Arc;
 
@@ -14,15 +14,9 @@ use crate::server::BrokerState;
 
 pub fn handle(state: &Arc<BrokerState>, request: ListGroupsRequest, version: i16) -> Handled {
     let state = state.clone();
-    let listing = state.groups.inspect(|c| c.list_groups());
-    Box::pin(async move {
-        let Ok(active) = listing.await else {
-            return Some(ResponseKind::ListGroups(
-                ListGroupsResponse::default()
-                    .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
-            ));
-        };
-        let mut groups: Vec<(String, String, String)> = active
+    let listing = state.groups.inspect_both(|classic, consumer| {
+        let mut all: Vec<(String, String, String)> = classic
+            .list_groups()
             .into_iter()
             .map(|g| {
                 (
@@ -32,6 +26,24 @@ pub fn handle(state: &Arc<BrokerState>, request: ListGroupsRequest, version: i16
                 )
             })
             .collect();
+        // KIP-848 groups are listed with protocol type "consumer" and their own state names (v5 would add the
+        // group type; Strom serves up to v4).
+        all.extend(
+            consumer
+                .list_groups()
+                .into_iter()
+                .map(|(id, state)| (id, "consumer".to_string(), state.as_kafka_str().to_string())),
+        );
+        all
+    });
+    Box::pin(async move {
+        let Ok(active) = listing.await else {
+            return Some(ResponseKind::ListGroups(
+                ListGroupsResponse::default()
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            ));
+        };
+        let mut groups = active;
         for group in state.offsets.groups() {
             if !groups.iter().any(|(id, _, _)| *id == group) {
                 groups.push((group, "consumer".to_string(), "Empty".to_string()));

@@ -15,6 +15,8 @@ use crate::server::BrokerState;
 
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -82,6 +84,10 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::ListGroups(r) => list_groups::handle(state, r, v),
         RequestKind::DescribeGroups(r) => describe_groups::handle(state, r, v),
         RequestKind::DeleteGroups(r) => delete_groups::handle(state, r, v),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            consumer_group_heartbeat::handle(state, r, v, client)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::handle(state, r, v),
         other => {
             // decode_request only yields APIs in SUPPORTED_APIS, and every one of them has an arm above.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a decoded request");

@@ -1,6 +1,9 @@
 //! OffsetCommit: validate the member and generation with the group coordinator, then append the offsets to
 //! `__consumer_offsets` and answer once they are durable. Standalone consumers (empty member id, generation -1)
 //! may commit for a group with no active members, as in Kafka.
+//!
+//! For a KIP-848 consumer group, `generation_id_or_member_epoch` is the member epoch. Deviation: Kafka requires
+//! OffsetCommit v9+ from consumer-protocol members; Strom serves up to v8 and accepts their commits there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +29,14 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
         let (group, member) = (group_id.clone(), request.member_id.to_string());
         let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
         let generation = request.generation_id_or_member_epoch;
-        state
-            .groups
-            .inspect(move |c| c.validate_commit(&group, &member, instance.as_deref(), generation))
+        // A consumer-protocol group checks the member epoch (STALE_MEMBER_EPOCH); a classic one the generation.
+        state.groups.inspect_both(move |classic, consumer| {
+            consumer
+                .validate_commit(&group, &member, generation)
+                .unwrap_or_else(|| {
+                    classic.validate_commit(&group, &member, instance.as_deref(), generation)
+                })
+        })
     };
     Box::pin(async move {
         let group_error = if group_id.is_empty() {

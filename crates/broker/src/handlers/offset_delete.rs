@@ -20,9 +20,28 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetDeleteRequest, _version: 
     let group = request.group_id.0.to_string();
     let probe = {
         let group = group.clone();
-        state
-            .groups
-            .inspect(move |c| (c.group_state(&group), c.subscribed_topics(&group)))
+        state.groups.inspect_both(move |classic, consumer| {
+            match consumer.describe_group(&group) {
+                // A consumer-protocol group: active while it has members; their subscriptions are known directly.
+                Some(d) => {
+                    let state = if d.members.is_empty() {
+                        GroupState::Empty
+                    } else {
+                        GroupState::Stable
+                    };
+                    let topics = d
+                        .members
+                        .iter()
+                        .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+                        .collect();
+                    (Some(state), Some(topics))
+                }
+                None => (
+                    classic.group_state(&group),
+                    classic.subscribed_topics(&group),
+                ),
+            }
+        })
     };
     Box::pin(async move {
         let Ok((group_state, subscribed)) = probe.await else {
