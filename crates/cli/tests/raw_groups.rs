@@ -31,6 +31,36 @@ fn join(
     member_id: &str,
     session_timeout_ms: i32,
 ) -> (i16, String, i32, String) {
+    join_with(
+        client,
+        group,
+        member_id,
+        session_timeout_ms,
+        Bytes::from_static(b"meta"),
+    )
+}
+
+/// A consumer-protocol subscription (version prefix, then the struct), as consumers put in JoinGroup.
+fn subscription(topics: &[&str]) -> Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Encodable;
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i16(1);
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| s(t)).collect())
+        .encode(&mut buf, 1)
+        .unwrap();
+    buf.freeze()
+}
+
+fn join_with(
+    client: &mut RawClient,
+    group: &str,
+    member_id: &str,
+    session_timeout_ms: i32,
+    metadata: Bytes,
+) -> (i16, String, i32, String) {
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_session_timeout_ms(session_timeout_ms)
@@ -39,7 +69,7 @@ fn join(
         .with_protocol_type(s("consumer"))
         .with_protocols(vec![JoinGroupRequestProtocol::default()
             .with_name(s("range"))
-            .with_metadata(Bytes::from_static(b"meta"))]);
+            .with_metadata(metadata)]);
     let ResponseKind::JoinGroup(r) =
         client.request(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(request))
     else {
@@ -365,4 +395,75 @@ fn the_broker_computes_lag_from_committed_offsets_and_the_high_watermark() {
     assert!(
         strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "no-group").is_empty()
     );
+}
+
+#[test]
+fn offset_delete_refuses_topics_an_active_member_subscribes_to() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::OffsetDeleteRequest;
+    let broker = TestBroker::start_with(|c| c.group_initial_rebalance_delay_ms = 0);
+    broker.create_topic("subscribed", 1, &[]);
+    broker.create_topic("abandoned", 1, &[]);
+    let mut client = RawClient::connect(broker.addr);
+    let (code, member, _, _) =
+        join_with(&mut client, "od", "", 10_000, subscription(&["subscribed"]));
+    assert_eq!(code, 79);
+    let (code, _, generation, _) = join_with(
+        &mut client,
+        "od",
+        &member,
+        10_000,
+        subscription(&["subscribed"]),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(sync(&mut client, "od", &member, generation, b"a").0, 0);
+    assert_eq!(
+        commit(&mut client, "od", &member, generation, "subscribed", 5),
+        0
+    );
+    assert_eq!(
+        commit(&mut client, "od", &member, generation, "abandoned", 9),
+        0
+    );
+
+    let delete = |client: &mut RawClient, topic: &str| -> (i16, i16) {
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(s("od")))
+            .with_topics(vec![OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ])]);
+        let ResponseKind::OffsetDelete(r) =
+            client.request(ApiKey::OffsetDelete, 0, RequestKind::OffsetDelete(request))
+        else {
+            panic!("wrong response type")
+        };
+        (
+            r.error_code,
+            r.topics.first().map_or(-1, |t| t.partitions[0].error_code),
+        )
+    };
+    assert_eq!(
+        delete(&mut client, "subscribed"),
+        (0, 86),
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
+    assert_eq!(fetch_committed(&mut client, "od", "subscribed").0, 5);
+    assert_eq!(delete(&mut client, "abandoned"), (0, 0));
+    assert_eq!(fetch_committed(&mut client, "od", "abandoned").0, -1);
+    assert_eq!(delete_unknown_group(&mut client), 69, "GROUP_ID_NOT_FOUND");
+}
+
+fn delete_unknown_group(client: &mut RawClient) -> i16 {
+    use kafka_protocol::messages::OffsetDeleteRequest;
+    let request = OffsetDeleteRequest::default().with_group_id(GroupId(s("no-such-group")));
+    let ResponseKind::OffsetDelete(r) =
+        client.request(ApiKey::OffsetDelete, 0, RequestKind::OffsetDelete(request))
+    else {
+        panic!("wrong response type")
+    };
+    r.error_code
 }
