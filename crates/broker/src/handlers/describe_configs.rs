@@ -166,6 +166,55 @@ fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)
             "1".to_string(),
             ConfigType::Int,
         ),
+        (
+            "fetch.max.bytes",
+            c.fetch_max_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.min.session.timeout.ms",
+            c.group_min_session_timeout_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.max.session.timeout.ms",
+            c.group_max_session_timeout_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.max.size",
+            c.group_max_size.min(i32::MAX as usize).to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            c.group_consumer_heartbeat_interval_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.consumer.session.timeout.ms",
+            c.group_consumer_session_timeout_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "group.consumer.assignors",
+            c.group_consumer_assignors
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            ConfigType::List,
+        ),
+        (
+            "offsets.topic.num.partitions",
+            c.offsets_topic_num_partitions.to_string(),
+            ConfigType::Int,
+        ),
     ];
     if let Some(defaults) = topic_defaults {
         for d in TOPIC_CONFIGS {
