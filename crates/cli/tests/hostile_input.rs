@@ -230,3 +230,153 @@ fn many_connections_opening_and_dropping_mid_request_leave_the_broker_healthy() 
     }
     assert_broker_serves(&broker);
 }
+
+/// A small deterministic generator (xorshift64*), so a failure reproduces from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Valid requests of many APIs, as the starting points for mutation.
+fn seed_requests() -> Vec<(ApiKey, i16, RequestKind)> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, FetchRequest, GroupId, JoinGroupRequest, ProduceRequest, TopicName,
+    };
+    let topic = || TopicName(StrBytes::from_static_str("fuzzed"));
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(4)))])]);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic())
+            .with_partitions(vec![
+                FetchPartition::default().with_partition_max_bytes(1 << 20)
+            ])]);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("fuzz-created")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("fuzz-group")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))
+        ]);
+    vec![
+        (
+            ApiKey::Metadata,
+            9,
+            RequestKind::Metadata(MetadataRequest::default()),
+        ),
+        (ApiKey::Produce, 3, RequestKind::Produce(produce.clone())),
+        (ApiKey::Produce, 9, RequestKind::Produce(produce)),
+        (ApiKey::Fetch, 4, RequestKind::Fetch(fetch.clone())),
+        (ApiKey::Fetch, 12, RequestKind::Fetch(fetch)),
+        (ApiKey::CreateTopics, 5, RequestKind::CreateTopics(create)),
+        (ApiKey::JoinGroup, 5, RequestKind::JoinGroup(join)),
+        (
+            ApiKey::ApiVersions,
+            3,
+            RequestKind::ApiVersions(api_versions_request()),
+        ),
+    ]
+}
+
+/// Panics on the broker's runtime threads: tokio would otherwise swallow them with the connection task.
+static BROKER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_broker_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-runtime-worker"))
+            {
+                BROKER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+#[test]
+fn mutated_requests_of_every_kind_never_take_the_broker_down() {
+    count_broker_panics();
+    let broker = TestBroker::start_with(|c| c.group_initial_rebalance_delay_ms = 0);
+    broker.create_topic("fuzzed", 1, &[]);
+    let seeds = seed_requests();
+    let seed = 0x5eed_5701_u64;
+    let mut rng = Rng(seed);
+    for round in 0..400 {
+        let (api, version, body) = &seeds[round % seeds.len()];
+        let mut frame = BytesMut::from(&RawClient::encode(*api, *version, round as i32, body)[..]);
+        // Mutate the body (keep the length prefix honest so the broker gets to decode it).
+        match rng.below(3) {
+            0 => {
+                for _ in 0..1 + rng.below(4) {
+                    let at = 4 + rng.below(frame.len() - 4);
+                    frame[at] ^= 1 << rng.below(8);
+                }
+            }
+            1 => {
+                let keep = 4 + rng.below(frame.len() - 4);
+                frame.truncate(keep);
+            }
+            _ => {
+                let at = 4 + rng.below(frame.len() - 4);
+                frame[at] = 0xFF;
+                if at + 1 < frame.len() {
+                    frame[at + 1] = 0xFF;
+                }
+            }
+        }
+        let len = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        let mut client = RawClient::connect(broker.addr);
+        client.send_raw(&frame);
+        // Wait for the broker's answer: a response, or the connection closed on a request it cannot parse.
+        let _ = client.read_any_frame(std::time::Duration::from_secs(5));
+        drop(client);
+        if round % 50 == 0 {
+            assert_broker_serves(&broker);
+        }
+    }
+    assert_broker_serves(&broker);
+    assert_eq!(
+        BROKER_PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a broker task panicked (seed {seed:#x})"
+    );
+    // The log still takes and serves good data.
+    let mut client = RawClient::connect(broker.addr);
+    let (code, offset) = common::raw::produce(&mut client, "fuzzed", 0, batch(2));
+    assert_eq!(code, 0, "seed {seed:#x}");
+    assert!(offset >= 0);
+}

@@ -71,6 +71,17 @@ impl RawClient {
         Some(split_response(Bytes::from(body), api_key, version).expect("response header"))
     }
 
+    /// Reads one whole response frame of any API, or `None` if the connection closed or `timeout` passed.
+    pub fn read_any_frame(&mut self, timeout: Duration) -> Option<Bytes> {
+        self.stream.set_read_timeout(Some(timeout)).ok()?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let size = usize::try_from(i32::from_be_bytes(len)).ok()?;
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
     /// True once the broker has closed the connection (a read returns end-of-stream or a reset).
     #[allow(clippy::disallowed_methods)] // a plain read is how end-of-stream is observed
     pub fn wait_closed(&mut self) -> bool {
