@@ -1,13 +1,10 @@
-//! `strom`: the one binary. `strom broker` runs a broker; later issues add topic, produce, consume, group and
-//! cluster subcommands.
+//! `strom`: the one binary. `strom broker` runs a broker; `strom completions` prints shell completions. The
+//! client commands (topic, produce, consume, group, cluster) arrive with the Rust client (issue 4).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod commands;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
-use strom_broker::{Broker, BrokerConfig};
-use tokio::net::TcpListener;
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,26 +20,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker. With no flags: data in ./strom-data, Kafka listener on 127.0.0.1:9092.
-    Broker(BrokerArgs),
-}
-
-#[derive(clap::Args)]
-struct BrokerArgs {
-    /// A server.properties-style file with Kafka's key names (log.dirs, num.partitions, log.retention.ms, ...).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data directory (overrides log.dirs).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Address to listen on for Kafka clients (overrides listeners).
-    #[arg(long, value_name = "HOST:PORT")]
-    listen: Option<String>,
-    /// Address clients are told to connect to (overrides advertised.listeners).
-    #[arg(long, value_name = "HOST:PORT")]
-    advertised: Option<String>,
-    /// Set any config key, as in the config file; repeatable: --set num.partitions=3.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    Broker(commands::broker::BrokerArgs),
+    /// Print a shell completion script: `strom completions bash > /etc/bash_completion.d/strom`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> Result<()> {
@@ -56,80 +39,10 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Broker(args) => run_broker(args),
-    }
-}
-
-fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
-    let mut config = BrokerConfig::default();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let unknown = config
-            .apply_properties(&text)
-            .with_context(|| format!("in config file {}", path.display()))?;
-        for key in unknown {
-            tracing::warn!(key, "ignoring unknown config key");
+        Command::Broker(args) => commands::broker::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "strom", &mut std::io::stdout());
+            Ok(())
         }
     }
-    for kv in &args.overrides {
-        let Some((key, value)) = kv.split_once('=') else {
-            bail!("--set expects KEY=VALUE, got {kv:?}")
-        };
-        if !config.set(key.trim(), value.trim())? {
-            bail!("unknown config key {key:?}");
-        }
-        config
-            .explicit
-            .insert(key.trim().to_string(), value.trim().to_string());
-    }
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = dir.clone();
-    }
-    if let Some(listen) = &args.listen {
-        config.set("listeners", listen)?;
-    }
-    if let Some(advertised) = &args.advertised {
-        config.set("advertised.listeners", advertised)?;
-    }
-    Ok(config)
-}
-
-fn run_broker(args: BrokerArgs) -> Result<()> {
-    let config = broker_config(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listen: SocketAddr = config.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let broker = Broker::start(config, listener).await?;
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        broker.shutdown().await;
-        Ok(())
-    })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -100,3 +100,24 @@ fn a_bad_config_value_is_a_clear_startup_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn shell_completions_cover_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("broker") && script.contains("completions"),
+            "{shell}: {script}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unknown shell is a usage error");
+}

@@ -1,0 +1,101 @@
+//! `strom broker`: run a broker with embedded defaults, a Kafka-style config file and flag overrides.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use strom_broker::{Broker, BrokerConfig};
+use tokio::net::TcpListener;
+
+#[derive(clap::Args)]
+pub struct BrokerArgs {
+    /// A server.properties-style file with Kafka's key names (log.dirs, num.partitions, log.retention.ms, ...).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides log.dirs).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on for Kafka clients (overrides listeners).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to (overrides advertised.listeners).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised: Option<String>,
+    /// Set any config key, as in the config file; repeatable: --set num.partitions=3.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let unknown = config
+            .apply_properties(&text)
+            .with_context(|| format!("in config file {}", path.display()))?;
+        for key in unknown {
+            tracing::warn!(key, "ignoring unknown config key");
+        }
+    }
+    for kv in &args.overrides {
+        let Some((key, value)) = kv.split_once('=') else {
+            bail!("--set expects KEY=VALUE, got {kv:?}")
+        };
+        if !config.set(key.trim(), value.trim())? {
+            bail!("unknown config key {key:?}");
+        }
+        config
+            .explicit
+            .insert(key.trim().to_string(), value.trim().to_string());
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = &args.listen {
+        config.set("listeners", listen)?;
+    }
+    if let Some(advertised) = &args.advertised {
+        config.set("advertised.listeners", advertised)?;
+    }
+    Ok(config)
+}
+
+pub fn run(args: BrokerArgs) -> Result<()> {
+    let config = broker_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listen: SocketAddr = config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let broker = Broker::start(config, listener).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        broker.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,3 @@
+//! One module per `strom` subcommand.
+
+pub mod broker;
