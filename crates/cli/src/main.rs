@@ -1,7 +1,14 @@
-//! `strom`: the one binary. `strom broker` runs a broker; `strom completions` prints shell completions. The
-//! client commands (topic, produce, consume, group, cluster) arrive with the Rust client (issue 4).
+//! `strom`: the one binary: the broker (`strom broker`) and the client commands (topic, produce, consume, group,
+//! cluster) built on `strom-client`.
+//!
+//! Exit codes: 0 success, 1 the operation failed (the message names the problem, Kafka error codes in words),
+//! 2 bad usage (from clap).
 
 mod commands;
+mod kafka_errors;
+mod output;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -13,14 +20,45 @@ use clap::{CommandFactory, Parser, Subcommand};
     about = "Strom: an event streaming platform that speaks the Kafka protocol"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every client command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "STROM_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = output::Format::Table)]
+    pub format: output::Format,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker. With no flags: data in ./strom-data, Kafka listener on 127.0.0.1:9092.
     Broker(commands::broker::BrokerArgs),
+    /// Create, list, describe, delete topics, add partitions, change configs.
+    #[command(subcommand)]
+    Topic(commands::topic::TopicCommand),
+    /// Produce records from stdin or a file.
+    Produce(commands::produce::ProduceArgs),
+    /// Consume records (from the beginning, the end, an offset, a timestamp or a relative time).
+    Consume(commands::consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
+    /// Show the cluster: brokers, controller, cluster id.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
     /// Print a shell completion script: `strom completions bash > /etc/bash_completion.d/strom`.
     Completions {
         #[arg(value_enum)]
@@ -28,21 +66,50 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The broker logs its life; client commands keep stderr for errors only.
+    let default_filter = if matches!(cli.command, Command::Broker(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let global = cli.global;
     match cli.command {
         Command::Broker(args) => commands::broker::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "strom", &mut std::io::stdout());
             Ok(())
         }
+        Command::Topic(cmd) => client_runtime()?.block_on(commands::topic::run(&global, cmd)),
+        Command::Produce(args) => client_runtime()?.block_on(commands::produce::run(&global, args)),
+        Command::Consume(args) => client_runtime()?.block_on(commands::consume::run(&global, args)),
+        Command::Group(cmd) => client_runtime()?.block_on(commands::group::run(&global, cmd)),
+        Command::Cluster(cmd) => client_runtime()?.block_on(commands::cluster::run(&global, cmd)),
     }
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }

@@ -14,8 +14,10 @@
 //! Next: the consumer (assign/subscribe with the classic and KIP-848 group protocols, seek, commit,
 //! pause/resume, lag), the admin client, and the `strom` CLI commands built on them.
 
+pub mod admin;
 pub mod cluster;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;

@@ -1,0 +1,301 @@
+//! `strom topic`: create, list, describe, delete topics, add partitions, change configs.
+//!
+//! Table output is for people; `--format json` prints one JSON document whose keys are stable:
+//! - `create`: `{"topic", "partitions", "replication_factor", "topic_id", "validate_only"}`
+//! - `list`: `[{"topic", "partitions", "replication_factor", "internal", "topic_id"}]`
+//! - `describe`: `{"topic", "topic_id", "internal", "partitions": [{"partition", "leader", "leader_epoch",
+//!   "replicas", "isr"}], "configs": [{"name", "value", "source"}]}` (configs that are not built-in defaults)
+//! - `delete`: `[{"topic", "deleted", "error"}]` (`error` is null or the message)
+//! - `add-partitions`: `{"topic", "partitions"}`
+//! - `alter-config`: `{"topic", "set": {key: value}, "deleted": [key]}`
+//!
+//! Any failure exits 1 with `error: ...` on stderr naming the topic and the Kafka error in words.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+use strom_client::admin::{AlterConfigOp, ConfigResource, NewTopic};
+
+use super::cluster::connect;
+use crate::kafka_errors::{explain, to_anyhow};
+use crate::output::{ids, print_json, Format, Table};
+use crate::GlobalArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions (default: the broker's num.partitions).
+        #[arg(short, long, allow_negative_numbers = true)]
+        partitions: Option<i32>,
+        /// Replication factor (default: the broker's default.replication.factor).
+        #[arg(short, long, allow_negative_numbers = true)]
+        replication_factor: Option<i16>,
+        /// A topic config, key=value (repeatable), e.g. -c retention.ms=86400000.
+        #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Check the request (name, partitions, configs) without creating the topic.
+        #[arg(long)]
+        validate_only: bool,
+    },
+    /// List topics.
+    List {
+        /// Include internal topics such as __consumer_offsets.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Show a topic's partitions (leader, replicas, ISR) and the configs that are not defaults.
+    Describe { name: String },
+    /// Delete topics.
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Raise a topic's partition count to a new total (partitions are never removed).
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        count: i32,
+    },
+    /// Set or remove topic config overrides.
+    AlterConfig {
+        name: String,
+        /// Set an override, key=value (repeatable).
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Remove an override so the broker's value applies again (repeatable).
+        #[arg(long, value_name = "KEY")]
+        delete: Vec<String>,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
+    let admin = connect(global).await?;
+    let format = global.format;
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            config,
+            validate_only,
+        } => {
+            let mut topic = NewTopic::new(&name)
+                .partitions(partitions.unwrap_or(-1))
+                .replication_factor(replication_factor.unwrap_or(-1));
+            topic.configs = config;
+            let result = admin
+                .create_topics(&[topic], validate_only)
+                .await
+                .map_err(to_anyhow)?
+                .remove(0);
+            let created = result.result.map_err(to_anyhow)?;
+            match format {
+                Format::Json => print_json(&json!({
+                    "topic": name,
+                    "partitions": created.partitions,
+                    "replication_factor": created.replication_factor,
+                    "topic_id": created.topic_id,
+                    "validate_only": validate_only,
+                }))?,
+                Format::Table if validate_only => println!(
+                    "Topic {name} is valid: {} partition(s), replication factor {} (not created: --validate-only).",
+                    created.partitions, created.replication_factor
+                ),
+                Format::Table => println!(
+                    "Created topic {name}: {} partition(s), replication factor {}.",
+                    created.partitions, created.replication_factor
+                ),
+            }
+        }
+        TopicCommand::List { internal } => {
+            let topics = admin.list_topics(internal).await.map_err(to_anyhow)?;
+            match format {
+                Format::Json => print_json(
+                    &topics
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "topic": t.name,
+                                "partitions": t.partitions,
+                                "replication_factor": t.replication_factor,
+                                "internal": t.internal,
+                                "topic_id": t.topic_id,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Table => {
+                    let mut table = Table::new(["TOPIC", "PARTITIONS", "REPLICATION-FACTOR"]);
+                    for t in &topics {
+                        table.row([
+                            t.name.clone(),
+                            t.partitions.to_string(),
+                            t.replication_factor.to_string(),
+                        ]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let described = admin
+                .describe_topics(std::slice::from_ref(&name))
+                .await
+                .map_err(to_anyhow)?
+                .remove(0)
+                .result
+                .map_err(to_anyhow)?;
+            let configs: Vec<_> = described
+                .configs
+                .iter()
+                .filter(|c| !c.is_default())
+                .collect();
+            match format {
+                Format::Json => print_json(&json!({
+                    "topic": described.name,
+                    "topic_id": described.topic_id,
+                    "internal": described.internal,
+                    "partitions": described.partitions.iter().map(|p| json!({
+                        "partition": p.partition,
+                        "leader": p.leader,
+                        "leader_epoch": p.leader_epoch,
+                        "replicas": p.replicas,
+                        "isr": p.isr,
+                    })).collect::<Vec<_>>(),
+                    "configs": configs.iter().map(|c| json!({
+                        "name": c.name,
+                        "value": c.value,
+                        "source": c.source.as_str(),
+                    })).collect::<Vec<_>>(),
+                }))?,
+                Format::Table => {
+                    println!(
+                        "Topic: {}  ID: {}  Partitions: {}  Replication factor: {}{}",
+                        described.name,
+                        described.topic_id.as_deref().unwrap_or("-"),
+                        described.partitions.len(),
+                        described.partitions.first().map_or(0, |p| p.replicas.len()),
+                        if described.internal {
+                            "  (internal)"
+                        } else {
+                            ""
+                        }
+                    );
+                    println!();
+                    let mut table = Table::new(["PARTITION", "LEADER", "REPLICAS", "ISR"]);
+                    for p in &described.partitions {
+                        let leader = if p.leader < 0 {
+                            "none".to_string()
+                        } else {
+                            p.leader.to_string()
+                        };
+                        table.row([
+                            p.partition.to_string(),
+                            leader,
+                            ids(&p.replicas),
+                            ids(&p.isr),
+                        ]);
+                    }
+                    print!("{}", table.render());
+                    if !configs.is_empty() {
+                        println!();
+                        let mut table = Table::new(["CONFIG", "VALUE", "SOURCE"]);
+                        for c in &configs {
+                            let value = if c.sensitive {
+                                "(sensitive)"
+                            } else {
+                                c.value.as_deref().unwrap_or("")
+                            };
+                            table.row([c.name.as_str(), value, c.source.as_str()]);
+                        }
+                        print!("{}", table.render());
+                    }
+                }
+            }
+        }
+        TopicCommand::Delete { names } => {
+            let results = admin.delete_topics(&names).await.map_err(to_anyhow)?;
+            let failures: Vec<String> = results
+                .iter()
+                .filter_map(|r| r.result.as_ref().err().map(explain))
+                .collect();
+            match format {
+                Format::Json => print_json(
+                    &results
+                        .iter()
+                        .map(|r| {
+                            json!({
+                                "topic": r.topic,
+                                "deleted": r.result.is_ok(),
+                                "error": r.result.as_ref().err().map(explain),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Table => {
+                    for r in results.iter().filter(|r| r.result.is_ok()) {
+                        println!("Deleted topic {}.", r.topic);
+                    }
+                }
+            }
+            if !failures.is_empty() {
+                bail!("{}", failures.join("\nerror: "));
+            }
+        }
+        TopicCommand::AddPartitions { name, count } => {
+            admin
+                .create_partitions(&[(name.clone(), count)], false)
+                .await
+                .map_err(to_anyhow)?
+                .remove(0)
+                .result
+                .map_err(to_anyhow)?;
+            match format {
+                Format::Json => print_json(&json!({"topic": name, "partitions": count}))?,
+                Format::Table => println!("Topic {name} now has {count} partition(s)."),
+            }
+        }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            if set.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --set KEY=VALUE and/or --delete KEY");
+            }
+            let changes: Vec<AlterConfigOp> = set
+                .iter()
+                .map(|(k, v)| AlterConfigOp::Set(k.clone(), v.clone()))
+                .chain(delete.iter().map(|k| AlterConfigOp::Delete(k.clone())))
+                .collect();
+            admin
+                .alter_configs(&ConfigResource::Topic(name.clone()), &changes, false)
+                .await
+                .map_err(to_anyhow)?;
+            match format {
+                Format::Json => print_json(&json!({
+                    "topic": name,
+                    "set": set.iter().cloned().collect::<BTreeMap<_, _>>(),
+                    "deleted": delete,
+                }))?,
+                Format::Table => {
+                    println!("Updated the configs of topic {name}.");
+                    for (k, v) in &set {
+                        println!("  set {k}={v}");
+                    }
+                    for k in &delete {
+                        println!("  deleted {k}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The admin client: topics, configs, groups, offsets, records and the cluster, over the public Kafka protocol.
+//!
+//! [`Admin`] is a thin layer over [`Cluster`]: every method builds one kind of request, sends it to the broker
+//! that must answer it (the controller for topic changes, the group coordinator for group operations, the
+//! partition leader for offsets and records) and turns the response into plain Rust values.
+//!
+//! Errors come in two layers, as in the protocol: a request that fails as a whole (no broker, a bad response,
+//! a top-level error code) is the method's `Err`; an error the broker reports for one topic, group or
+//! partition is that item's `Result`, so one bad name in a batch does not hide what happened to the others.
+
+mod configs;
+mod groups;
+mod offsets;
+mod topics;
+
+use std::sync::Arc;
+
+use strom_protocol::kafka::messages::{
+    ApiKey, DescribeClusterRequest, MetadataRequest, MetadataResponse, TopicName,
+};
+use strom_protocol::kafka::protocol::StrBytes;
+use strom_protocol::kafka::ResponseError;
+
+use crate::cluster::{BrokerInfo, Cluster, ClusterConfig};
+use crate::connection::Connection;
+use crate::error::Error;
+
+pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
+pub use groups::{GroupDescription, GroupListing, GroupType, MemberDescription, TopicPartitions};
+pub use offsets::{
+    GroupOffset, ListedOffset, OffsetSpec, PartitionResult, ResetEntry, ResetSpec, TopicSelection,
+};
+pub use topics::{
+    CreatedTopic, NewTopic, PartitionDescription, TopicDescription, TopicListing, TopicResult,
+};
+
+/// Timeout the broker is asked to honour for topic and record operations (`timeout_ms` in the requests).
+const OPERATION_TIMEOUT_MS: i32 = 30_000;
+
+/// The admin client. Cheap to share: it holds the cluster view and its connection pool.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+/// The cluster as DescribeCluster (or Metadata, on brokers without it) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    /// -1 when the broker does not say.
+    pub controller_id: i32,
+    /// Sorted by id.
+    pub brokers: Vec<BrokerInfo>,
+}
+
+impl Admin {
+    /// Connects to the first reachable of the comma-separated bootstrap servers. An admin client never
+    /// creates topics by asking about them, so auto creation is off for its metadata requests.
+    pub async fn connect(bootstrap: &str) -> Result<Self, Error> {
+        let mut config = ClusterConfig::new(bootstrap);
+        config.allow_auto_topic_creation = false;
+        Self::with_config(config).await
+    }
+
+    pub async fn with_config(config: ClusterConfig) -> Result<Self, Error> {
+        Ok(Self {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    /// An admin client sharing an existing cluster view (a producer's or consumer's).
+    pub fn from_cluster(cluster: Arc<Cluster>) -> Self {
+        Self { cluster }
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Cluster id, controller and brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, Error> {
+        let connection = self.cluster.any_connection().await?;
+        if connection
+            .broker_versions(ApiKey::DescribeCluster)
+            .is_some()
+        {
+            let response = connection
+                .request(&DescribeClusterRequest::default())
+                .await?;
+            check(
+                response.error_code,
+                response.error_message.as_ref(),
+                "describe cluster",
+            )?;
+            let mut brokers: Vec<BrokerInfo> = response
+                .brokers
+                .into_iter()
+                .map(|b| BrokerInfo {
+                    id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                })
+                .collect();
+            brokers.sort_by_key(|b| b.id);
+            return Ok(ClusterDescription {
+                cluster_id: Some(response.cluster_id.to_string()),
+                controller_id: response.controller_id.0,
+                brokers,
+            });
+        }
+        let response = self.metadata(Some(Vec::new())).await?;
+        let mut brokers: Vec<BrokerInfo> = response
+            .brokers
+            .into_iter()
+            .map(|b| BrokerInfo {
+                id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id.map(|c| c.to_string()),
+            controller_id: response.controller_id.0,
+            brokers,
+        })
+    }
+
+    /// A raw Metadata request (None = every topic), never creating topics.
+    async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse, Error> {
+        use strom_protocol::kafka::messages::metadata_request::MetadataRequestTopic;
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        self.cluster.any_connection().await?.request(&request).await
+    }
+
+    /// The controller, which must receive topic changes (a KRaft broker forwards them, Strom is its own).
+    async fn controller_connection(&self) -> Result<Connection, Error> {
+        let controller = self.cluster.metadata().controller_id;
+        if controller >= 0 {
+            if let Ok(c) = self.cluster.broker_connection(controller).await {
+                return Ok(c);
+            }
+        }
+        self.cluster.any_connection().await
+    }
+}
+
+/// `Err(Error::Kafka)` for a non-zero code; `what` names the item, the broker's message (if any) follows it.
+fn check(code: i16, message: Option<&StrBytes>, what: impl std::fmt::Display) -> Result<(), Error> {
+    match ResponseError::try_from_code(code) {
+        None => Ok(()),
+        Some(code) => {
+            let what = what.to_string();
+            // Brokers' messages usually name the item already ("topic 'x' already exists"); don't repeat it.
+            let context = match message.map(|m| m.as_str()).filter(|m| !m.is_empty()) {
+                Some(m) if m.to_lowercase().contains(&what.to_lowercase()) => m.to_string(),
+                Some(m) => format!("{what} ({m})"),
+                None => what,
+            };
+            Err(Error::Kafka { code, context })
+        }
+    }
+}
+
+fn kafka_error(code: ResponseError, context: impl Into<String>) -> Error {
+    Error::Kafka {
+        code,
+        context: context.into(),
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(str_bytes(name))
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// The negotiated version of `api` on `connection`, but at most `cap`: OffsetCommit and OffsetFetch v10
+/// address topics by id only, which this client does not track.
+fn capped_version(connection: &Connection, api: ApiKey, cap: i16) -> Result<i16, Error> {
+    let negotiated = connection.version(api)?;
+    if negotiated <= cap {
+        return Ok(negotiated);
+    }
+    match connection.broker_versions(api) {
+        Some((min, _)) if min <= cap => Ok(cap),
+        broker => Err(Error::UnsupportedVersion {
+            addr: connection.addr().to_string(),
+            api,
+            broker,
+            client_min: crate::connection::client_versions(api).0,
+            client_max: cap,
+        }),
+    }
+}

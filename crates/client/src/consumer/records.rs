@@ -1,0 +1,209 @@
+//! What a consumer hands out, and how a fetched partition's bytes become records.
+//!
+//! A fetch response carries whole record batches back to back, except that the last one may be cut short by the
+//! byte limits; a cut batch is not an error, it is fetched again from its base offset next time. A batch may start
+//! below the requested offset (the broker returns whole batches, and compressed batches cannot be split), so
+//! records below the position are dropped here.
+
+use std::fmt;
+
+use bytes::Bytes;
+use strom_protocol::kafka::records::{RecordBatchDecoder, TimestampType};
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch: creation time, or the broker's append time (see `timestamp_type`).
+    pub timestamp: i64,
+    pub timestamp_type: TimestampType,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub leader_epoch: i32,
+}
+
+/// The records of one fetched partition, and where the next fetch should start.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub records: Vec<ConsumerRecord>,
+    /// One past the last offset of the last whole batch, when at least one batch was whole.
+    pub next_offset: Option<i64>,
+}
+
+/// Size of the batch fields before the length-delimited part: base offset (8) and batch length (4).
+const LOG_OVERHEAD: usize = 12;
+/// Where `lastOffsetDelta` sits in a v2 batch: base offset 8, length 4, leader epoch 4, magic 1, CRC 4,
+/// attributes 2.
+const LAST_OFFSET_DELTA_AT: usize = 23;
+
+/// Decodes every whole batch of `data`, keeping records at or after `position`. Control records (transaction
+/// markers) advance the position but are never returned.
+pub(crate) fn decode_partition(
+    topic: &str,
+    partition: i32,
+    mut data: Bytes,
+    position: i64,
+) -> Result<Decoded, String> {
+    let mut out = Decoded::default();
+    while data.len() >= LOG_OVERHEAD {
+        let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap());
+        let length = i32::from_be_bytes(data[8..12].try_into().unwrap());
+        let Ok(length) = usize::try_from(length) else {
+            return Err(format!(
+                "negative batch length {length} at offset {base_offset}"
+            ));
+        };
+        if data.len() - LOG_OVERHEAD < length {
+            break; // cut by the fetch size limit
+        }
+        let mut batch = data.split_to(LOG_OVERHEAD + length);
+        if batch.len() < LAST_OFFSET_DELTA_AT + 4 {
+            return Err(format!("batch at offset {base_offset} is too short"));
+        }
+        let last_delta = i32::from_be_bytes(
+            batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .unwrap(),
+        );
+        let magic = batch[16];
+        if magic != 2 {
+            return Err(format!(
+                "batch at offset {base_offset} has message format v{magic}; only v2 is supported"
+            ));
+        }
+        let set = RecordBatchDecoder::decode(&mut batch)
+            .map_err(|e| format!("batch at offset {base_offset}: {e:#}"))?;
+        for r in set.records {
+            if r.control || r.offset < position {
+                continue;
+            }
+            out.records.push(ConsumerRecord {
+                topic: topic.to_string(),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                timestamp_type: r.timestamp_type,
+                key: r.key,
+                value: r.value,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                leader_epoch: r.partition_leader_epoch,
+            });
+        }
+        let next = base_offset + i64::from(last_delta) + 1;
+        out.next_offset = Some(out.next_offset.map_or(next, |n: i64| n.max(next)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use strom_protocol::kafka::protocol::StrBytes;
+    use strom_protocol::kafka::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
+    };
+
+    fn batch(base: i64, count: i64, compression: Compression) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i,
+                sequence: i as i32,
+                timestamp: 1000 + i,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{}", base + i))),
+                headers: [(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from_static(b"x")),
+                )]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn records_below_the_position_are_skipped_inside_a_batch() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut data = BytesMut::from(&batch(10, 5, c)[..]);
+            data.extend_from_slice(&batch(15, 5, c));
+            let d = decode_partition("t", 0, data.freeze(), 13).unwrap();
+            let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, (13..20).collect::<Vec<_>>(), "{c:?}");
+            assert_eq!(d.next_offset, Some(20));
+            assert_eq!(d.records[0].value.as_deref(), Some(&b"v13"[..]));
+            assert_eq!(
+                d.records[0].headers,
+                vec![("h".into(), Some(Bytes::from_static(b"x")))]
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_cut_by_the_size_limit_is_left_for_the_next_fetch() {
+        let mut data = BytesMut::from(&batch(0, 3, Compression::None)[..]);
+        let second = batch(3, 3, Compression::None);
+        data.extend_from_slice(&second[..second.len() - 5]);
+        let d = decode_partition("t", 0, data.freeze(), 0).unwrap();
+        assert_eq!(d.records.len(), 3);
+        assert_eq!(d.next_offset, Some(3));
+        // Every prefix decodes cleanly or fails with a message, never panics.
+        let whole = batch(0, 3, Compression::Gzip);
+        for cut in 0..whole.len() {
+            let _ = decode_partition("t", 0, whole.slice(..cut), 0);
+        }
+    }
+}
