@@ -1,13 +1,15 @@
-//! The async consumer: `assign` partitions or `subscribe` to topics in a group (classic protocol, range
-//! assignor), `poll` records, `seek` by offset or timestamp (replay), commit sync/async/auto, pause/resume, lag.
+//! The async consumer: `assign` partitions or `subscribe` to topics in a group (classic protocol with the range
+//! assignor, or the KIP-848 consumer protocol with a server-side assignor: see [`kip848`]), `poll` records,
+//! `seek` by offset or timestamp (replay), commit sync/async/auto, pause/resume, lag.
 //!
 //! Like Kafka's Java consumer it is driven by its owner: `poll` takes `&mut self`, does any pending rebalance,
 //! resolves unknown positions (committed offset, else `auto.offset.reset`), then sends one long-poll Fetch per
-//! partition leader. Only heartbeats run in the background (see [`group`]).
+//! partition leader. Only heartbeats run in the background (see [`group`] and [`kip848`]).
 
 mod assignor;
 mod config;
 mod group;
+mod kip848;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use assignor::{range_assign, RANGE};
-pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
+pub use config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
 pub use records::{ConsumerRecord, TopicPartition};
 pub use strom_protocol::kafka::records::TimestampType;
 
@@ -36,6 +38,7 @@ use crate::connection::ConnectionConfig;
 use crate::error::{is_metadata_error, Error};
 use config::millis;
 use group::GroupShared;
+use kip848::{Kip848, Update};
 
 /// ListOffsets' special timestamps.
 const EARLIEST: i64 = -2;
@@ -60,6 +63,8 @@ pub struct Consumer {
     subscription: Vec<String>,
     assignment: BTreeMap<TopicPartition, PartitionState>,
     group: Option<Arc<GroupShared>>,
+    /// Set with `group.protocol=consumer`: membership by ConsumerGroupHeartbeat instead of JoinGroup.
+    kip848: Option<Arc<Kip848>>,
     heartbeat: Option<JoinHandle<()>>,
     next_auto_commit: Instant,
 }
@@ -94,6 +99,10 @@ impl Consumer {
             .group_id
             .clone()
             .map(|g| Arc::new(GroupShared::new(g, cluster.clone(), config.clone())));
+        let kip848 = group
+            .as_ref()
+            .filter(|_| config.group_protocol == GroupProtocol::Consumer)
+            .map(|g| Arc::new(Kip848::new(g.clone(), cluster.clone(), config.clone())));
         Ok(Self {
             next_auto_commit: Instant::now() + config.auto_commit_interval,
             config,
@@ -101,6 +110,7 @@ impl Consumer {
             subscription: Vec::new(),
             assignment: BTreeMap::new(),
             group,
+            kip848,
             heartbeat: None,
         })
     }
@@ -151,8 +161,11 @@ impl Consumer {
             self.assignment.clear();
         }
         self.cluster.add_topics(topics.iter().map(String::as_str));
+        match &self.kip848 {
+            Some(k) => k.subscribe(&topics),
+            None => group.request_rejoin(),
+        }
         self.subscription = topics;
-        group.request_rejoin();
         Ok(())
     }
 
@@ -164,8 +177,10 @@ impl Consumer {
         let was_subscribed = !self.subscription.is_empty();
         self.subscription.clear();
         self.assignment.clear();
-        if let (true, Some(g)) = (was_subscribed, &self.group) {
-            g.leave().await?;
+        match (&self.kip848, &self.group) {
+            (Some(k), _) if was_subscribed => k.leave().await?,
+            (None, Some(g)) if was_subscribed => g.leave().await?,
+            _ => {}
         }
         Ok(())
     }
@@ -211,15 +226,23 @@ impl Consumer {
                 if now >= deadline {
                     return Ok(Vec::new());
                 }
-                match &self.group {
-                    Some(g) if !self.subscription.is_empty() => {
+                match (&self.group, &self.kip848) {
+                    _ if self.subscription.is_empty() => tokio::time::sleep_until(deadline).await,
+                    (_, Some(k)) => {
+                        let changed = k.changed.notified();
+                        if k.has_update() {
+                            continue;
+                        }
+                        let _ = tokio::time::timeout_at(deadline, changed).await;
+                    }
+                    (Some(g), None) => {
                         let raised = g.rejoin_raised.notified();
                         if g.needs_rejoin() {
                             continue;
                         }
                         let _ = tokio::time::timeout_at(deadline, raised).await;
                     }
-                    _ => tokio::time::sleep_until(deadline).await,
+                    (None, None) => tokio::time::sleep_until(deadline).await,
                 }
                 continue;
             }
@@ -238,6 +261,9 @@ impl Consumer {
         let Some(group) = self.group.clone() else {
             return Ok(());
         };
+        if let Some(k) = self.kip848.clone() {
+            return self.reconcile(&group, k).await;
+        }
         if self.subscription.is_empty() || !group.needs_rejoin() {
             return Ok(());
         }
@@ -252,6 +278,39 @@ impl Consumer {
         self.set_assignment(assigned.into_iter().collect());
         if self.heartbeat.as_ref().is_none_or(|h| h.is_finished()) {
             self.heartbeat = Some(group::spawn_heartbeat(group));
+        }
+        Ok(())
+    }
+
+    /// The consumer protocol's counterpart of a rejoin: keeps the heartbeat running and applies the latest
+    /// assignment the broker sent.
+    async fn reconcile(&mut self, group: &Arc<GroupShared>, k: Arc<Kip848>) -> Result<(), Error> {
+        if self.subscription.is_empty() {
+            return Ok(());
+        }
+        if self.heartbeat.as_ref().is_none_or(|h| h.is_finished()) {
+            self.heartbeat = Some(k.clone().spawn());
+        }
+        match k.next_update().await? {
+            Update::None => {}
+            Update::Lost => self.assignment.clear(),
+            Update::Assign { partitions, ticket } => {
+                if self.config.enable_auto_commit {
+                    // Hand over what was read: the next owner starts where this member stopped. The broker
+                    // gives the partitions to it only after the heartbeat that no longer lists them.
+                    let revoked: BTreeMap<TopicPartition, i64> = self
+                        .positions()
+                        .into_iter()
+                        .filter(|(tp, _)| !partitions.contains(tp))
+                        .collect();
+                    if let Err(e) = group.commit(&revoked).await {
+                        tracing::debug!(error = %e, "commit of revoked partitions failed");
+                    }
+                }
+                tracing::debug!(group = %group.group_id, ?partitions, "assignment");
+                self.set_assignment(partitions);
+                k.owned(ticket);
+            }
         }
         Ok(())
     }
@@ -764,8 +823,12 @@ impl Consumer {
                 h.abort();
             }
             if !self.subscription.is_empty() {
-                if let Err(e) = group.leave().await {
-                    tracing::debug!(error = %e, "LeaveGroup failed");
+                let left = match &self.kip848 {
+                    Some(k) => k.leave().await,
+                    None => group.leave().await,
+                };
+                if let Err(e) = left {
+                    tracing::debug!(error = %e, "leaving the group failed");
                 }
             }
         }

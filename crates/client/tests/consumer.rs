@@ -292,6 +292,9 @@ async fn a_group_of_two_splits_four_partitions_and_processes_every_record_once()
     broker.create_topic("work", 4).await;
     const RECORDS: usize = 400;
     let (assigned_tx, mut assigned_rx) = tokio::sync::watch::channel([0usize; 2]);
+    // Each member's latest assignment, read before the members are told to stop: once one leaves, the other
+    // may legitimately take over every partition.
+    let owned_by: Arc<Mutex<[BTreeSet<i32>; 2]>> = Arc::default();
     let assigned_tx = Arc::new(assigned_tx);
     let processed: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
@@ -302,8 +305,12 @@ async fn a_group_of_two_splits_four_partitions_and_processes_every_record_once()
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
         ]);
-        let (assigned_tx, processed, done_rx) =
-            (assigned_tx.clone(), processed.clone(), done_rx.clone());
+        let (assigned_tx, processed, done_rx, owned_by) = (
+            assigned_tx.clone(),
+            processed.clone(),
+            done_rx.clone(),
+            owned_by.clone(),
+        );
         members.push(tokio::spawn(async move {
             let mut consumer = Consumer::new(config).await.unwrap();
             consumer.subscribe(&["work"]).unwrap();
@@ -316,12 +323,11 @@ async fn a_group_of_two_splits_four_partitions_and_processes_every_record_once()
                 if !records.is_empty() {
                     consumer.commit_sync().await.unwrap();
                 }
-                let n = consumer.assignment().len();
-                assigned_tx.send_modify(|a| a[i] = n);
+                let assignment = consumer.assignment();
+                owned_by.lock().unwrap()[i] = assignment.iter().map(|tp| tp.partition).collect();
+                assigned_tx.send_modify(|a| a[i] = assignment.len());
             }
-            let assignment = consumer.assignment();
             consumer.close().await.unwrap();
-            assignment
         }));
     }
     tokio::time::timeout(
@@ -341,11 +347,15 @@ async fn a_group_of_two_splits_four_partitions_and_processes_every_record_once()
         assert!(tokio::time::Instant::now() < deadline, "not all processed");
         let _ = tokio::time::timeout_at(deadline, assigned_rx.changed()).await;
     }
+    let snapshot = owned_by.lock().unwrap().clone();
     done_tx.send(true).unwrap();
-    let mut owned = BTreeSet::new();
     for m in members {
-        for tp in m.await.unwrap() {
-            assert!(owned.insert(tp.partition), "partition {tp} owned twice");
+        m.await.unwrap();
+    }
+    let mut owned = BTreeSet::new();
+    for member in &snapshot {
+        for p in member {
+            assert!(owned.insert(*p), "partition {p} owned twice: {snapshot:?}");
         }
     }
     assert_eq!(owned, (0..4).collect());

@@ -30,6 +30,15 @@ impl IsolationLevel {
     }
 }
 
+/// `group.protocol`: how a subscribed consumer takes part in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with a client-side assignor.
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat with a server-side assignor.
+    Consumer,
+}
+
 /// Consumer configuration. Defaults are the Java client's (4.x).
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -67,6 +76,10 @@ pub struct ConsumerConfig {
     pub isolation_level: IsolationLevel,
     /// `allow.auto.create.topics` (default true)
     pub allow_auto_create_topics: bool,
+    /// `group.protocol` (default classic)
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor` (consumer protocol only; default: the broker's first assignor)
+    pub group_remote_assignor: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -89,6 +102,8 @@ impl Default for ConsumerConfig {
             retry_backoff: Duration::from_millis(100),
             isolation_level: IsolationLevel::ReadUncommitted,
             allow_auto_create_topics: true,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 }
@@ -163,6 +178,20 @@ impl ConsumerConfig {
                 }
             }
             "allow.auto.create.topics" => self.allow_auto_create_topics = boolean(value)?,
+            "group.protocol" => {
+                self.group_protocol = match value.to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => return Err(bad("expected classic or consumer")),
+                }
+            }
+            "group.remote.assignor" => {
+                self.group_remote_assignor = match value {
+                    "" => None,
+                    "uniform" | "range" => Some(value.to_string()),
+                    _ => return Err(bad("expected uniform or range")),
+                }
+            }
             _ => return Err(Error::Config(format!("unknown consumer setting {key}"))),
         }
         Ok(self)
@@ -198,6 +227,8 @@ mod tests {
             ("auto.offset.reset", "earliest"),
             ("fetch.max.wait.ms", "50"),
             ("isolation.level", "read_committed"),
+            ("group.protocol", "consumer"),
+            ("group.remote.assignor", "range"),
         ])
         .unwrap();
         assert_eq!(c.group_id.as_deref(), Some("g"));
@@ -205,6 +236,8 @@ mod tests {
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.fetch_max_wait, Duration::from_millis(50));
         assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.group_remote_assignor.as_deref(), Some("range"));
     }
 
     #[test]

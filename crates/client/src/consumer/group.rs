@@ -64,7 +64,7 @@ fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-fn is_coordinator_error(code: i16) -> bool {
+pub(crate) fn is_coordinator_error(code: i16) -> bool {
     matches!(
         ResponseError::try_from_code(code),
         Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable)
@@ -89,6 +89,15 @@ impl GroupShared {
 
     pub fn membership(&self) -> Membership {
         self.membership.lock().unwrap().clone()
+    }
+
+    /// Sets the identity commits are sent with; the consumer protocol's member epoch takes the generation's
+    /// place (-1 while not a member).
+    pub(crate) fn set_membership(&self, member_id: &str, generation: i32) {
+        *self.membership.lock().unwrap() = Membership {
+            member_id: member_id.to_string(),
+            generation,
+        };
     }
 
     pub fn needs_rejoin(&self) -> bool {
@@ -128,7 +137,7 @@ impl GroupShared {
     }
 
     /// The coordinator's connection, found with FindCoordinator on first use or after it moved.
-    async fn coordinator(&self) -> Result<Connection, Error> {
+    pub(crate) async fn coordinator(&self) -> Result<Connection, Error> {
         let mut slot = self.coordinator.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
@@ -178,7 +187,7 @@ impl GroupShared {
         Ok(connection)
     }
 
-    async fn forget_coordinator(&self) {
+    pub(crate) async fn forget_coordinator(&self) {
         *self.coordinator.lock().await = None;
     }
 
