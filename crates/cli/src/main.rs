@@ -59,6 +59,8 @@ enum Command {
     /// Show the cluster: brokers, controller, cluster id.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Measure throughput and latency with librdkafka against an in-process Strom broker or `--brokers`.
+    Bench(commands::bench::BenchArgs),
     /// Print a shell completion script: `strom completions bash > /etc/bash_completion.d/strom`.
     Completions {
         #[arg(value_enum)]
@@ -95,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Broker(args) => commands::broker::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "strom", &mut std::io::stdout());
             Ok(())

@@ -1,5 +1,6 @@
 //! One module per `strom` subcommand.
 
+pub mod bench;
 pub mod broker;
 pub mod cluster;
 pub mod consume;

@@ -1,0 +1,163 @@
+//! Produce scenarios: librdkafka sends `records` records as fast as its queue takes them; each record's latency
+//! is the time from `send` to its delivery report.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use super::figures::{Figures, Latency};
+use super::PARTITIONS;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    pub record_bytes: usize,
+    pub acks: &'static str,
+}
+
+impl Load {
+    pub const ONE_K: Load = Load {
+        record_bytes: 1024,
+        acks: "1",
+    };
+    pub const HUNDRED_B: Load = Load {
+        record_bytes: 100,
+        acks: "1",
+    };
+    pub const DURABLE: Load = Load {
+        record_bytes: 1024,
+        acks: "all",
+    };
+}
+
+/// Collects delivery reports on librdkafka's polling thread.
+#[derive(Default)]
+struct Deliveries {
+    latencies_us: Mutex<Vec<u32>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Box<Instant>) {
+        let micros = u32::try_from(sent_at.elapsed().as_micros()).unwrap_or(u32::MAX);
+        match result {
+            Ok(_) => self.latencies_us.lock().unwrap().push(micros),
+            Err((e, _)) => self.failures.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("log_level", "3");
+    config
+}
+
+/// Creates `topic` with [`PARTITIONS`] partitions, so an external broker's auto-create default does not decide.
+pub fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.create_topics([&new], &options))? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+pub fn run(bootstrap: &str, topic: &str, load: Load, records: usize) -> Result<Figures> {
+    create_topic(bootstrap, topic)?;
+    let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
+        .set("acks", load.acks)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "none")
+        .create_with_context(Deliveries::default())
+        .context("creating the producer")?;
+    let payload = vec![b'x'; load.record_bytes];
+    let keys: Vec<String> = (0..1024).map(|k| k.to_string()).collect();
+
+    // Warm-up: metadata and connections to every partition leader, outside the measurement.
+    for p in 0..PARTITIONS {
+        send(&producer, topic, Some(p), &keys[0], &payload)?;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    check_failures(&producer)?;
+    producer.context().latencies_us.lock().unwrap().clear();
+
+    let progress = super::report::progress_bar(records as u64, "sent");
+    let start = Instant::now();
+    for i in 0..records {
+        send(&producer, topic, None, &keys[i % keys.len()], &payload)?;
+        if i.is_multiple_of(4096) {
+            progress.set_position(i as u64);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .context("waiting for delivery reports")?;
+    let elapsed = start.elapsed();
+    progress.finish_and_clear();
+    check_failures(&producer)?;
+
+    let mut latencies = std::mem::take(&mut *producer.context().latencies_us.lock().unwrap());
+    if latencies.len() != records {
+        bail!("{} of {records} records acknowledged", latencies.len());
+    }
+    let mut figures = Figures::new(records, (records * load.record_bytes) as u64, elapsed);
+    figures.latency_ms = Latency::from_micros(&mut latencies);
+    Ok(figures)
+}
+
+fn send(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    payload: &[u8],
+) -> Result<()> {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
+        .key(key)
+        .payload(payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The client's queue is full: wait for deliveries to make room. A record's latency counts from
+                // when the queue takes it, so time spent blocked here is not counted twice.
+                std::thread::sleep(Duration::from_micros(200));
+                record = back;
+                record.delivery_opaque = Box::new(Instant::now());
+            }
+            Err((e, _)) => return Err(e).context("sending a record"),
+        }
+    }
+}
+
+fn check_failures(producer: &ThreadedProducer<Deliveries>) -> Result<()> {
+    let failures = producer.context().failures.lock().unwrap();
+    if let Some(first) = failures.first() {
+        bail!("{} records failed, first: {first}", failures.len());
+    }
+    Ok(())
+}
