@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod cluster;
+mod config_value;
 pub mod connection;
 pub mod consumer;
 pub mod error;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::parse_bootstrap;
+use crate::config_value;
 use crate::error::Error;
 
 /// `auto.offset.reset`: where to start when a partition has no committed offset or its position is out of range.
@@ -130,23 +131,15 @@ impl ConsumerConfig {
     /// Sets one setting by its Java client name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, Error> {
         let value = value.trim();
-        let bad = |why: &str| Error::Config(format!("{key}={value}: {why}"));
-        let ms = |v: &str| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| bad("expected milliseconds"))
-        };
+        let bad = |why: &str| config_value::invalid(key, value, why);
+        let ms = |v: &str| config_value::millis(key, v);
         let bytes = |v: &str| {
             v.parse::<i32>()
                 .ok()
                 .filter(|b| *b >= 0)
                 .ok_or_else(|| bad("expected a number of bytes"))
         };
-        let boolean = |v: &str| match v {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(bad("expected true or false")),
-        };
+        let boolean = |v: &str| config_value::boolean(key, v);
         match key {
             "bootstrap.servers" => self.bootstrap_servers = parse_bootstrap(value),
             "client.id" => self.client_id = value.to_string(),

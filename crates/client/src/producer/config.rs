@@ -6,6 +6,7 @@ use std::time::Duration;
 use strom_protocol::kafka::records::Compression;
 
 use crate::cluster::parse_bootstrap;
+use crate::config_value;
 use crate::error::Error;
 use crate::partitioner::{DefaultPartitioner, Murmur2, Partitioner, RoundRobin, Sticky};
 
@@ -139,12 +140,8 @@ impl ProducerConfig {
     /// Sets one setting by its Java client name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, Error> {
         let value = value.trim();
-        let bad = |why: &str| Error::Config(format!("{key}={value}: {why}"));
-        let ms = |v: &str| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| bad("expected milliseconds"))
-        };
+        let bad = |why: &str| config_value::invalid(key, value, why);
+        let ms = |v: &str| config_value::millis(key, v);
         let bytes = |v: &str| {
             v.parse::<usize>()
                 .map_err(|_| bad("expected a number of bytes"))
@@ -174,11 +171,7 @@ impl ProducerConfig {
                 }
             }
             "enable.idempotence" => {
-                self.enable_idempotence = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad("expected true or false")),
-                };
+                self.enable_idempotence = config_value::boolean(key, value)?;
                 self.idempotence_explicit = true;
             }
             "retries" => {
