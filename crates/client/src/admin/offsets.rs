@@ -108,46 +108,58 @@ pub struct ResetEntry {
     pub new: i64,
 }
 
+/// Per leader broker, per topic, the items to send there.
+type ByLeader<T> = BTreeMap<i32, BTreeMap<String, Vec<T>>>;
+
+/// Each (topic, partition)'s outcome, filled in as routing and responses come in.
+type Outcomes<R> = BTreeMap<(String, i32), Result<R, Error>>;
+
 impl Admin {
+    /// Refreshes metadata for the items' topics and groups each `(topic, partition, item)` under its partition's
+    /// leader. Partitions that cannot be routed get their error right away: LEADER_NOT_AVAILABLE for an existing
+    /// partition without a leader, UNKNOWN_TOPIC_OR_PARTITION otherwise.
+    async fn route_to_leaders<'a, T, R>(
+        &self,
+        items: impl Iterator<Item = (&'a str, i32, T)> + Clone,
+    ) -> Result<(ByLeader<T>, Outcomes<R>), Error> {
+        let topics: BTreeSet<&str> = items.clone().map(|(t, _, _)| t).collect();
+        self.cluster.add_topics(topics.iter().copied());
+        self.cluster.refresh().await?;
+        let mut by_leader: ByLeader<T> = BTreeMap::new();
+        let mut errors = BTreeMap::new();
+        for (topic, partition, item) in items {
+            let error = match self.cluster.topic(topic).map(|t| t.leader(partition)) {
+                Some(Some(leader)) => {
+                    by_leader
+                        .entry(leader)
+                        .or_default()
+                        .entry(topic.to_string())
+                        .or_default()
+                        .push(item);
+                    continue;
+                }
+                Some(None) if self.partition_exists(topic, partition) => {
+                    ResponseError::LeaderNotAvailable
+                }
+                _ => ResponseError::UnknownTopicOrPartition,
+            };
+            errors.insert(
+                (topic.to_string(), partition),
+                Err(kafka_error(error, format!("{topic}-{partition}"))),
+            );
+        }
+        Ok((by_leader, errors))
+    }
+
     /// Looks up offsets of partitions at their leaders; each partition's result is its own.
     pub async fn list_offsets(
         &self,
         partitions: &[(String, i32)],
         spec: OffsetSpec,
     ) -> Result<Vec<PartitionResult<ListedOffset>>, Error> {
-        let topics: BTreeSet<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
-        self.cluster.add_topics(topics.iter().copied());
-        self.cluster.refresh().await?;
-        let mut results: BTreeMap<(String, i32), Result<ListedOffset, Error>> = BTreeMap::new();
-        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            match self.cluster.topic(topic).map(|t| t.leader(*partition)) {
-                Some(Some(leader)) => by_leader
-                    .entry(leader)
-                    .or_default()
-                    .entry(topic.clone())
-                    .or_default()
-                    .push(*partition),
-                Some(None) if self.partition_exists(topic, *partition) => {
-                    results.insert(
-                        (topic.clone(), *partition),
-                        Err(kafka_error(
-                            ResponseError::LeaderNotAvailable,
-                            format!("{topic}-{partition}"),
-                        )),
-                    );
-                }
-                _ => {
-                    results.insert(
-                        (topic.clone(), *partition),
-                        Err(kafka_error(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("{topic}-{partition}"),
-                        )),
-                    );
-                }
-            }
-        }
+        let (by_leader, mut results): (_, Outcomes<ListedOffset>) = self
+            .route_to_leaders(partitions.iter().map(|(t, p)| (t.as_str(), *p, *p)))
+            .await?;
         for (leader, topics) in by_leader {
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
@@ -515,30 +527,9 @@ impl Admin {
         &self,
         targets: &[(String, i32, i64)],
     ) -> Result<Vec<PartitionResult<i64>>, Error> {
-        let topics: BTreeSet<&str> = targets.iter().map(|(t, _, _)| t.as_str()).collect();
-        self.cluster.add_topics(topics.iter().copied());
-        self.cluster.refresh().await?;
-        let mut results: BTreeMap<(String, i32), Result<i64, Error>> = BTreeMap::new();
-        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
-        for (topic, partition, offset) in targets {
-            match self.cluster.topic(topic).and_then(|t| t.leader(*partition)) {
-                Some(leader) => by_leader
-                    .entry(leader)
-                    .or_default()
-                    .entry(topic.clone())
-                    .or_default()
-                    .push((*partition, *offset)),
-                None => {
-                    results.insert(
-                        (topic.clone(), *partition),
-                        Err(kafka_error(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("{topic}-{partition}"),
-                        )),
-                    );
-                }
-            }
-        }
+        let (by_leader, mut results): (_, Outcomes<i64>) = self
+            .route_to_leaders(targets.iter().map(|(t, p, o)| (t.as_str(), *p, (*p, *o))))
+            .await?;
         for (leader, topics) in by_leader {
             let request = DeleteRecordsRequest::default()
                 .with_timeout_ms(OPERATION_TIMEOUT_MS)
