@@ -1,31 +1,55 @@
-//! `strom bench` end to end: the in-process broker, three scenarios, the summary lines and the JSON report.
-//! No speed thresholds: this checks that the bench measures, not how fast this machine is.
+//! `strom bench` end to end: a strom broker child process, every scenario at a small size, the summary lines,
+//! the targets, the JSON report, and `--compare` against a saved report. No speed thresholds: this checks that the
+//! bench measures, not how fast this machine is.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bench(args: &[&str], report: &Path, compare: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
+    command
+        .arg("bench")
+        .args(args)
+        .args(["--records", "2000", "--runs", "1", "--report"])
+        .arg(report)
+        .env_remove("STROM_BROKERS");
+    if let Some(saved) = compare {
+        command.arg("--compare").arg(saved);
+    }
+    command.output().expect("run strom bench")
+}
+
+fn line_of<'a>(stdout: &'a str, case: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{case}: ")))
+        .unwrap_or_else(|| panic!("no summary line for {case} in:\n{stdout}"))
+}
 
 #[test]
-fn bench_prints_summaries_and_writes_a_report() {
+fn bench_prints_summaries_targets_and_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "bench",
+    let out = bench(
+        &[
             "--scenario",
             "produce-1k",
             "--scenario",
             "consume",
             "--scenario",
             "ceiling",
-            "--records",
-            "2000",
-            "--runs",
+            "--scenario",
+            "e2e-latency",
+            "--scenario",
+            "many-partitions",
+            "--e2e-rate",
+            "1000",
+            "--e2e-seconds",
             "1",
-            "--report",
-        ])
-        .arg(&report)
-        .env_remove("STROM_BROKERS")
-        .output()
-        .expect("run strom bench");
+        ],
+        &report,
+        None,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -33,22 +57,54 @@ fn bench_prints_summaries_and_writes_a_report() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    for scenario in ["ceiling", "produce-1k", "consume"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{scenario}: 2000 records, ")))
-            .unwrap_or_else(|| panic!("no summary line for {scenario} in:\n{stdout}"));
+    for case in [
+        "ceiling-1k",
+        "ceiling-100b",
+        "produce-1k/p1",
+        "produce-1k/p6",
+        "consume/assign",
+        "consume/group",
+        "many-partitions/p1000",
+    ] {
+        let line = line_of(&stdout, case);
+        assert!(
+            line.starts_with(&format!("{case}: 2000 records, ")),
+            "{line}"
+        );
         assert!(
             line.contains("records/sec") && line.contains("MB/sec"),
             "{line}"
         );
     }
-    let produce = stdout
-        .lines()
-        .find(|l| l.starts_with("produce-1k:"))
-        .unwrap();
-    for part in ["p50 ", "p99 ", "p99.9 ", "max ", "% of ceiling"] {
+    let produce = line_of(&stdout, "produce-1k/p6");
+    for part in [
+        "p50 ",
+        "p99 ",
+        "p99.9 ",
+        "max ",
+        "% of ceiling-1k",
+        "broker cpu ",
+        "broker peak rss ",
+        "client cpu ",
+    ] {
         assert!(produce.contains(part), "{produce} lacks {part}");
+    }
+    assert!(line_of(&stdout, "consume/group").contains("% of produce-1k/p6"));
+    let e2e = line_of(&stdout, "e2e-latency");
+    assert!(e2e.starts_with("e2e-latency: 1000 records, "), "{e2e}");
+    assert!(e2e.contains("p99 "), "{e2e}");
+    for target in [
+        "produce-1k/p6:",
+        "consume/assign:",
+        "e2e-latency:",
+        "many-partitions/p1000:",
+    ] {
+        assert!(
+            stdout.lines().any(
+                |l| (l.starts_with("  met") || l.starts_with("  MISSED")) && l.contains(target)
+            ),
+            "no target line for {target} in:\n{stdout}"
+        );
     }
 
     let report: serde_json::Value =
@@ -57,20 +113,60 @@ fn bench_prints_summaries_and_writes_a_report() {
     assert!(report["machine"]["nproc"].as_u64().unwrap() >= 1);
     assert!(report["machine"]["memory_kib"].as_u64().unwrap() > 0);
     assert_eq!(report["parameters"]["records"], 2000);
-    for scenario in ["ceiling", "produce-1k", "consume"] {
-        let figures = &report["scenarios"][scenario];
-        assert_eq!(figures["records"], 2000, "{scenario}: {figures}");
+    for case in ["ceiling-1k", "produce-1k/p6", "consume/group"] {
+        let figures = &report["scenarios"][case];
+        assert_eq!(figures["records"], 2000, "{case}: {figures}");
         assert!(
             figures["records_per_sec"].as_f64().unwrap() > 0.0,
-            "{scenario}: {figures}"
+            "{case}: {figures}"
         );
         assert!(
             figures["mb_per_sec"].as_f64().unwrap() > 0.0,
-            "{scenario}: {figures}"
+            "{case}: {figures}"
         );
     }
-    let produce = &report["scenarios"]["produce-1k"];
+    let produce = &report["scenarios"]["produce-1k/p6"];
     assert!(produce["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
-    assert!(produce["fraction_of_ceiling"].as_f64().unwrap() > 0.0);
+    assert!(produce["fraction_of"]["ceiling-1k"].as_f64().unwrap() > 0.0);
     assert!(produce["broker"]["cpu_seconds"].as_f64().is_some());
+    assert!(produce["broker"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    let many = &report["scenarios"]["many-partitions/p1000"];
+    assert!(many["broker"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    let targets = report["targets"].as_array().expect("targets in the report");
+    assert!(
+        targets.iter().any(|t| t["case"] == "e2e-latency"),
+        "{targets:?}"
+    );
+}
+
+#[test]
+fn compare_flags_a_case_worse_than_the_saved_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // A saved report whose figure no machine reaches: this run must be flagged, and exit 1.
+    let saved = dir.path().join("saved.json");
+    std::fs::write(
+        &saved,
+        r#"{"scenarios": {"ceiling-1k": {"records_per_sec": 1e15}}}"#,
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let out = bench(&["--scenario", "ceiling"], &report, Some(&saved));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("REGRESSION ceiling-1k: records/s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ceiling-100b: not in the saved report"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("more than 10 % worse"), "{stderr}");
+    // The report is still written, so the new figures are not lost.
+    assert!(report.exists());
 }

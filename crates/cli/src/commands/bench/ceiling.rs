@@ -1,7 +1,8 @@
 //! The ceiling: what this machine does at all with no Kafka semantics. A bare TCP server in this process reads
 //! frames (length, CRC-32C, body), checks each body's CRC-32C as a broker checks a record batch, and appends it to
-//! a file; a loopback writer sends `records` 1 KiB records in 256 KiB frames. Produce figures are reported as a
-//! fraction of this one, measured in the same run.
+//! a file; a loopback writer builds 256 KiB frames record by record (a length and a copy of each record, then the
+//! frame's CRC-32C: the least any producer does) and sends them. Produce figures are reported as a fraction of
+//! this one, measured in the same run with the same record size.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,10 +12,10 @@ use anyhow::{bail, Context, Result};
 
 use super::figures::Figures;
 
-const RECORD_BYTES: usize = 1024;
-const RECORDS_PER_FRAME: usize = 256;
+/// Frame size: a large producer batch.
+const FRAME_BYTES: usize = 256 * 1024;
 
-pub fn run(records: usize) -> Result<Figures> {
+pub fn run(records: usize, record_bytes: usize) -> Result<Figures> {
     let dir = tempfile::tempdir()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -26,16 +27,27 @@ pub fn run(records: usize) -> Result<Figures> {
 
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
-    let frame = vec![b'x'; RECORD_BYTES * RECORDS_PER_FRAME];
+    let record = vec![b'x'; record_bytes];
+    let per_frame = (FRAME_BYTES / (record_bytes + 4)).max(1);
+    let mut frame = Vec::with_capacity(8 + per_frame * (record_bytes + 4));
+    let mut expected = 0u64;
     let progress = super::report::progress_bar(records as u64, "sent");
     let start = Instant::now();
     let mut sent = 0;
     while sent < records {
-        let n = RECORDS_PER_FRAME.min(records - sent);
-        let body = &frame[..n * RECORD_BYTES];
-        stream.write_all(&(body.len() as u32).to_be_bytes())?;
-        stream.write_all(&crc32c::crc32c(body).to_be_bytes())?;
-        stream.write_all(body)?;
+        let n = per_frame.min(records - sent);
+        frame.clear();
+        frame.extend_from_slice(&[0; 8]);
+        for _ in 0..n {
+            frame.extend_from_slice(&(record_bytes as u32).to_be_bytes());
+            frame.extend_from_slice(&record);
+        }
+        let body_len = frame.len() - 8;
+        let crc = crc32c::crc32c(&frame[8..]);
+        frame[..4].copy_from_slice(&(body_len as u32).to_be_bytes());
+        frame[4..8].copy_from_slice(&crc.to_be_bytes());
+        stream.write_all(&frame)?;
+        expected += body_len as u64;
         sent += n;
         progress.set_position(sent as u64);
     }
@@ -49,11 +61,10 @@ pub fn run(records: usize) -> Result<Figures> {
     server
         .join()
         .map_err(|_| anyhow::anyhow!("ceiling server panicked"))??;
-    let expected = (records * RECORD_BYTES) as u64;
     if appended != expected {
         bail!("ceiling server appended {appended} bytes, expected {expected}");
     }
-    let mut figures = Figures::new(records, appended, elapsed);
+    let mut figures = Figures::new(records, (records * record_bytes) as u64, elapsed);
     figures.note = Some("read + CRC-32C + append");
     Ok(figures)
 }

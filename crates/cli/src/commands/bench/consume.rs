@@ -1,4 +1,6 @@
-//! Consume: librdkafka in assign mode reads a topic's records back from the start of every partition.
+//! Consume: librdkafka reads a topic's records back from the start of every partition, either assigned the
+//! partitions directly or as the one member of a new consumer group (which adds the group join, the assignment and
+//! the committed-offset lookup to the path).
 
 use std::time::{Duration, Instant};
 
@@ -8,32 +10,51 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::figures::Figures;
 use super::produce::client_config;
-use super::PARTITIONS;
 
 /// How long the consumer may go without a record before the run is declared stuck.
 const STALL: Duration = Duration::from_secs(30);
 
-pub fn run(bootstrap: &str, topic: &str, records: usize) -> Result<Figures> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Assign,
+    Group,
+}
+
+pub fn run(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: usize,
+    mode: Mode,
+) -> Result<Figures> {
+    let group = format!("strom-bench-{topic}-{}", std::process::id());
     let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", "strom-bench-unused")
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()
         .context("creating the consumer")?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    match mode {
+        Mode::Assign => {
+            let mut assignment = TopicPartitionList::new();
+            for p in 0..partitions {
+                assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+            }
+            consumer.assign(&assignment)?;
+        }
+        Mode::Group => consumer.subscribe(&[topic])?,
     }
-    consumer.assign(&assignment)?;
 
     // The topic also holds the produce run's warm-up records (one per partition); those count as read but not
     // toward `records`.
     let progress = super::report::progress_bar(records as u64, "read");
     let mut read = 0usize;
     let mut bytes = 0u64;
-    // The clock starts at the first record, so connecting and the first metadata round trip are not counted.
+    // The clock starts at the first record, so connecting, the first metadata round trip and (in a group) the join
+    // are not counted.
     let mut start = None;
     let mut last_record = Instant::now();
     while read < records {

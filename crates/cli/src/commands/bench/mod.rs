@@ -1,94 +1,174 @@
-//! `strom bench`: named scenarios measured with librdkafka (the client most of the world uses) against an
-//! in-process Strom broker or any Kafka-compatible broker (`--brokers`), each printed as one
-//! `kafka-producer-perf-test`-style line and written to a JSON report. `ceiling` measures, in the same run, what
-//! a bare loopback read+append server reaches, so every produce figure is also given as a fraction of it.
+//! `strom bench`: named scenarios measured with librdkafka (the client most of the world uses) against a Strom
+//! broker started as a child process, or any Kafka-compatible broker (`--brokers`). Each scenario prints one
+//! `kafka-producer-perf-test`-style line and goes into a JSON report. `ceiling` measures, in the same run, what a
+//! bare loopback read+CRC+append server reaches, so every produce figure is also given as a fraction of it; the
+//! report can be compared with a saved one (`--compare`), flagging any scenario more than 10 % worse.
 
+mod broker_process;
 mod ceiling;
+mod compare;
 mod consume;
+mod e2e;
 mod figures;
 mod produce;
 mod report;
+mod targets;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, ValueEnum};
-use strom_broker::{Broker, BrokerConfig, RunningBroker};
 
+use broker_process::{BrokerProcess, UsageProbe};
 use figures::Figures;
 
-/// Partitions of every topic the produce and consume scenarios create.
+/// Partitions of the topics the scenarios create, unless a case says otherwise.
 const PARTITIONS: i32 = 6;
-/// Name of the in-process broker's runtime threads, so its CPU time can be told apart from the client's.
-const BROKER_THREAD: &str = "strom-broker";
+/// Partitions of the many-partitions scenario's topic.
+const MANY_PARTITIONS: i32 = 1000;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Scenario to run; repeat for several. Default: every implemented scenario.
+    /// Scenario to run; repeat for several. Default: all of them.
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
-    /// Records per scenario run.
+    /// Records per scenario run (e2e-latency sends --e2e-rate × --e2e-seconds instead).
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
-    /// Write a JSON report (machine, git commit, parameters, figures) to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
     /// Run each scenario this many times and report the run with the median rate.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    /// Write a JSON report (machine, git commit, parameters, figures, targets) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Compare with a report saved by an earlier run; exits with status 1 if any scenario is more than 10 % worse.
+    #[arg(long, value_name = "REPORT")]
+    pub compare: Option<PathBuf>,
+    /// e2e-latency: records per second the producer sends.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub e2e_rate: u32,
+    /// e2e-latency: how long each run sends for.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub e2e_seconds: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
-    /// Bare loopback TCP server that reads length-prefixed frames and appends them to a file.
+    /// Bare loopback TCP server that reads, CRC-checks and appends frames to a file: 1 KiB and 100 B records.
     Ceiling,
-    /// acks=1, 6 partitions, 1 KiB records.
+    /// acks=1, 1 KiB records, 1 and 6 partitions.
     #[value(name = "produce-1k")]
     Produce1k,
-    /// acks=1, 6 partitions, 100 B records.
+    /// acks=1, 100 B records, 1 and 6 partitions.
     #[value(name = "produce-100b")]
     Produce100b,
-    /// acks=all (acknowledged after fsync), 6 partitions, 1 KiB records.
+    /// acks=all (acknowledged after fsync), 1 KiB records, 6 partitions.
     #[value(name = "produce-durable")]
     ProduceDurable,
-    /// Read back, in assign mode, the 1 KiB records a produce run wrote.
+    /// Read back the 1 KiB records of produce-1k: assigned partitions, and as a consumer group.
     Consume,
+    /// Fixed-rate produce (linger 0, acks=1) to consume, per-record latency.
+    #[value(name = "e2e-latency")]
+    E2eLatency,
+    /// 1,000 partitions, 1 KiB records, acks=1.
+    #[value(name = "many-partitions")]
+    ManyPartitions,
+}
+
+/// One measured line of the bench: a scenario with its parameters.
+#[derive(Clone, Debug)]
+struct Case {
+    name: &'static str,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Ceiling {
+        record_bytes: usize,
+    },
+    Produce {
+        load: produce::Load,
+        partitions: i32,
+    },
+    Consume(consume::Mode),
+    E2eLatency,
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    fn cases(self) -> Vec<Case> {
+        use produce::Load;
+        let produce = |name, load, partitions| Case {
+            name,
+            kind: Kind::Produce { load, partitions },
+        };
         match self {
-            Scenario::Ceiling => "ceiling",
-            Scenario::Produce1k => "produce-1k",
-            Scenario::Produce100b => "produce-100b",
-            Scenario::ProduceDurable => "produce-durable",
-            Scenario::Consume => "consume",
+            Scenario::Ceiling => vec![
+                Case {
+                    name: "ceiling-1k",
+                    kind: Kind::Ceiling { record_bytes: 1024 },
+                },
+                Case {
+                    name: "ceiling-100b",
+                    kind: Kind::Ceiling { record_bytes: 100 },
+                },
+            ],
+            Scenario::Produce1k => vec![
+                produce("produce-1k/p1", Load::ONE_K, 1),
+                produce("produce-1k/p6", Load::ONE_K, PARTITIONS),
+            ],
+            Scenario::Produce100b => vec![
+                produce("produce-100b/p1", Load::HUNDRED_B, 1),
+                produce("produce-100b/p6", Load::HUNDRED_B, PARTITIONS),
+            ],
+            Scenario::ProduceDurable => {
+                vec![produce("produce-durable/p6", Load::DURABLE, PARTITIONS)]
+            }
+            Scenario::Consume => vec![
+                Case {
+                    name: "consume/assign",
+                    kind: Kind::Consume(consume::Mode::Assign),
+                },
+                Case {
+                    name: "consume/group",
+                    kind: Kind::Consume(consume::Mode::Group),
+                },
+            ],
+            Scenario::E2eLatency => vec![Case {
+                name: "e2e-latency",
+                kind: Kind::E2eLatency,
+            }],
+            Scenario::ManyPartitions => vec![produce(
+                "many-partitions/p1000",
+                Load::ONE_K,
+                MANY_PARTITIONS,
+            )],
         }
     }
 }
 
-/// Where the scenarios send their load.
-enum Target {
-    InProcess {
-        runtime: tokio::runtime::Runtime,
-        broker: RunningBroker,
-        // Held so the data directory lives as long as the broker.
-        _dir: tempfile::TempDir,
-    },
-    External(String),
+/// What a case's figures are set against in its summary line: the same-run ceiling for its record size, or for
+/// consume and many-partitions the 6-partition produce figure.
+fn baselines(case: &Case) -> &'static [&'static str] {
+    match case.kind {
+        Kind::Produce {
+            partitions: MANY_PARTITIONS,
+            ..
+        } => &["ceiling-1k", "produce-1k/p6"],
+        Kind::Produce { load, .. } if load.record_bytes == 100 => &["ceiling-100b"],
+        Kind::Produce { .. } => &["ceiling-1k"],
+        Kind::Consume(_) => &["produce-1k/p6"],
+        Kind::Ceiling { .. } | Kind::E2eLatency => &[],
+    }
 }
 
-impl Target {
-    fn bootstrap(&self) -> String {
-        match self {
-            Target::InProcess { broker, .. } => broker.local_addr().to_string(),
-            Target::External(brokers) => brokers.clone(),
-        }
-    }
-
-    fn in_process(&self) -> bool {
-        matches!(self, Target::InProcess { .. })
-    }
+/// One case's result: the median run, and every run's rate.
+pub struct CaseResult {
+    pub name: &'static str,
+    pub figures: Figures,
+    pub rates_of_all_runs: Vec<f64>,
+    /// (baseline case, this rate ÷ the baseline's rate)
+    pub ratios: Vec<(&'static str, f64)>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -97,106 +177,174 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         args.scenarios.clone()
     };
-    // The ceiling runs first so produce figures can be given as a fraction of it; consume reads what produce wrote.
+    // Declaration order: the ceiling first so produce figures can be set against it, consume after the produce
+    // run whose records it reads.
     scenarios.sort();
     scenarios.dedup();
-
-    let target = match external_brokers() {
-        Some(brokers) => Target::External(brokers),
-        None => start_broker()?,
+    let baseline = match &args.compare {
+        Some(path) => Some(compare::load(path)?),
+        None => None,
     };
-    let bootstrap = target.bootstrap();
+
+    let broker = match external_brokers() {
+        Some(brokers) => Broker::External(brokers),
+        None => Broker::Child(BrokerProcess::start(&[])?),
+    };
+    let bootstrap = broker.bootstrap();
     eprintln!(
-        "strom bench: {} records per run, {} run(s) per scenario, broker {} ({})",
+        "strom bench: {} records per run, {} run(s) per case, broker {} ({})",
         args.records,
         args.runs,
         bootstrap,
-        if target.in_process() {
-            "in-process Strom, sharing this process and its cores with the client"
-        } else {
-            "external"
+        match &broker {
+            Broker::Child(_) =>
+                "a strom broker child process in a temp dir, sharing this machine's cores",
+            Broker::External(_) => "external",
         }
     );
 
-    let mut results: Vec<(Scenario, Figures, Vec<f64>)> = Vec::new();
-    let mut ceiling_rate: Option<f64> = None;
-    // Topic holding 1 KiB records from the latest produce-1k run, for consume to read back.
+    let mut results: Vec<CaseResult> = Vec::new();
+    // Topic holding 1 KiB records from the latest 6-partition produce run, for consume to read back.
     let mut written: Option<String> = None;
-    for &scenario in &scenarios {
+    for case in scenarios.iter().flat_map(|s| s.cases()) {
         let mut runs = Vec::new();
         for run in 0..args.runs {
-            // The ceiling does not involve the broker.
-            let measure_broker = target.in_process() && scenario != Scenario::Ceiling;
-            let mut probe = figures::BrokerProbe::start(measure_broker);
-            let mut figures = match scenario {
-                Scenario::Ceiling => ceiling::run(args.records)?,
-                Scenario::Consume => {
-                    let topic = match written.clone() {
-                        Some(topic) => topic,
-                        None => {
-                            // No produce-1k in this run: write the records first, outside the measurement.
-                            let topic = format!("bench-consume-source-{run}");
-                            produce::run(&bootstrap, &topic, produce::Load::ONE_K, args.records)?;
-                            probe = figures::BrokerProbe::start(measure_broker);
-                            written = Some(topic.clone());
-                            topic
-                        }
-                    };
-                    consume::run(&bootstrap, &topic, args.records)?
+            let topic = format!(
+                "bench-{}-{}-{run}",
+                case.name.replace('/', "-"),
+                std::process::id()
+            );
+            if let Kind::Consume(_) = case.kind {
+                if written.is_none() {
+                    // No produce-1k/p6 in this bench: write the records first, outside the measurement.
+                    let source = format!("bench-consume-source-{}", std::process::id());
+                    produce::run(
+                        &bootstrap,
+                        &source,
+                        PARTITIONS,
+                        produce::Load::ONE_K,
+                        args.records,
+                    )?;
+                    written = Some(source);
                 }
-                Scenario::Produce1k | Scenario::Produce100b | Scenario::ProduceDurable => {
-                    let load = match scenario {
-                        Scenario::Produce1k => produce::Load::ONE_K,
-                        Scenario::Produce100b => produce::Load::HUNDRED_B,
-                        _ => produce::Load::DURABLE,
-                    };
-                    let topic = format!("bench-{}-{}-{run}", scenario.name(), std::process::id());
-                    let figures = produce::run(&bootstrap, &topic, load, args.records)?;
-                    if scenario == Scenario::Produce1k {
+            }
+            // The ceiling runs in this process and involves no broker.
+            let measured = !matches!(case.kind, Kind::Ceiling { .. });
+            let broker_probe = broker
+                .pid()
+                .filter(|_| measured)
+                .and_then(UsageProbe::start);
+            let client_probe = measured
+                .then(|| UsageProbe::start(std::process::id()))
+                .flatten();
+            let mut figures = match case.kind {
+                Kind::Ceiling { record_bytes } => ceiling::run(args.records, record_bytes)?,
+                Kind::Produce { load, partitions } => {
+                    let figures = produce::run(&bootstrap, &topic, partitions, load, args.records)?;
+                    if case.name == "produce-1k/p6" {
                         written = Some(topic);
                     }
                     figures
                 }
+                Kind::Consume(mode) => {
+                    let source = written.as_deref().context("no topic to consume")?;
+                    consume::run(&bootstrap, source, PARTITIONS, args.records, mode)?
+                }
+                Kind::E2eLatency => {
+                    let records = args.e2e_rate as usize * args.e2e_seconds as usize;
+                    e2e::run(&bootstrap, &topic, PARTITIONS, args.e2e_rate, records)?
+                }
             };
-            figures.broker = probe.finish(figures.records);
+            figures.broker = broker_probe.and_then(|p| p.finish(figures.records));
+            figures.client = client_probe.and_then(|p| p.finish(figures.records));
             runs.push(figures);
         }
-        let rates: Vec<f64> = runs.iter().map(|f| f.records_per_sec).collect();
-        let median = figures::median_run(runs);
-        if scenario == Scenario::Ceiling {
-            ceiling_rate = Some(median.records_per_sec);
-        }
-        let ratio = match scenario {
-            Scenario::Produce1k | Scenario::ProduceDurable => {
-                ceiling_rate.map(|c| median.records_per_sec / c)
+        let rates_of_all_runs: Vec<f64> = runs.iter().map(|f| f.records_per_sec).collect();
+        let figures = match case.kind {
+            // A fixed-rate run is judged by its latency, not its rate.
+            Kind::E2eLatency => {
+                figures::median_run(runs, |f| f.latency_ms.map_or(f64::MAX, |l| l.p99))
             }
-            // 100 B records against a ceiling measured with 1 KiB records: compare bytes, not records.
-            Scenario::Produce100b => ceiling_rate.map(|c| median.mb_per_sec / (c * 1024.0 / 1e6)),
-            _ => None,
+            _ => figures::median_run(runs, |f| f.records_per_sec),
         };
-        println!("{}: {}", scenario.name(), median.summary_line(ratio));
-        results.push((scenario, median, rates));
+        let ratios = baselines(&case)
+            .iter()
+            .filter_map(|&b| {
+                let base = results.iter().find(|r| r.name == b)?;
+                Some((b, figures.records_per_sec / base.figures.records_per_sec))
+            })
+            .collect::<Vec<_>>();
+        println!("{}: {}", case.name, figures.summary_line(&ratios));
+        results.push(CaseResult {
+            name: case.name,
+            figures,
+            rates_of_all_runs,
+            ratios,
+        });
+    }
+
+    let checked = targets::check(&results);
+    if !checked.is_empty() {
+        println!("targets (issue #5, 2-core machine):");
+        for t in &checked {
+            println!("  {}", t.line());
+        }
+    }
+    let comparison = baseline.as_ref().map(|old| compare::compare(old, &results));
+    if let Some(comparison) = &comparison {
+        println!("compared with {}:", comparison.baseline);
+        for line in &comparison.lines {
+            println!("  {line}");
+        }
     }
 
     if let Some(path) = &args.report {
         let report = report::build(
             &args,
             &bootstrap,
-            target.in_process(),
+            broker.pid().is_some(),
             &results,
-            ceiling_rate,
+            &checked,
         );
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing the report to {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }
-    if let Target::InProcess {
-        runtime, broker, ..
-    } = target
-    {
-        runtime.block_on(broker.shutdown());
+    if let Broker::Child(process) = broker {
+        process.stop()?;
+    }
+    if let Some(comparison) = comparison {
+        if comparison.regressions > 0 {
+            bail!(
+                "{} case(s) more than 10 % worse than {}",
+                comparison.regressions,
+                comparison.baseline
+            );
+        }
     }
     Ok(())
+}
+
+/// Where the scenarios send their load.
+enum Broker {
+    Child(BrokerProcess),
+    External(String),
+}
+
+impl Broker {
+    fn bootstrap(&self) -> String {
+        match self {
+            Broker::Child(process) => process.addr().to_string(),
+            Broker::External(brokers) => brokers.clone(),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Broker::Child(process) => Some(process.pid()),
+            Broker::External(_) => None,
+        }
+    }
 }
 
 /// The `--brokers` value if it was given on the command line. `--brokers` is the global client option, whose
@@ -211,27 +359,4 @@ fn external_brokers() -> Option<String> {
         return None;
     }
     bench.get_one::<String>("brokers").cloned()
-}
-
-fn start_broker() -> Result<Target> {
-    let dir = tempfile::tempdir().context("creating the broker's temp dir")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(BROKER_THREAD)
-        .enable_all()
-        .build()?;
-    let broker = runtime.block_on(async {
-        let config = BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
-            num_partitions: PARTITIONS,
-            ..Default::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        anyhow::Ok(Broker::start(config, listener).await?)
-    })?;
-    Ok(Target::InProcess {
-        runtime,
-        broker,
-        _dir: dir,
-    })
 }

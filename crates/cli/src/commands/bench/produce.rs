@@ -13,26 +13,33 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use super::figures::{Figures, Latency};
-use super::PARTITIONS;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
     pub record_bytes: usize,
     pub acks: &'static str,
+    /// The client's send queue (`queue.buffering.max.kbytes`): what may be in flight, and so the bound on how long
+    /// a record waits in the client before it is even sent.
+    pub queue_kbytes: usize,
 }
 
 impl Load {
     pub const ONE_K: Load = Load {
         record_bytes: 1024,
         acks: "1",
+        queue_kbytes: 1 << 20,
     };
     pub const HUNDRED_B: Load = Load {
         record_bytes: 100,
         acks: "1",
+        queue_kbytes: 1 << 20,
     };
+    /// Enough in flight to keep every partition's fsync group busy, little enough that the ack latency is the
+    /// broker's rather than the client queue's.
     pub const DURABLE: Load = Load {
         record_bytes: 1024,
         acks: "all",
+        queue_kbytes: 16 << 10,
     };
 }
 
@@ -66,10 +73,10 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Creates `topic` with [`PARTITIONS`] partitions, so an external broker's auto-create default does not decide.
-pub fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+/// Creates `topic` with `partitions` partitions, so an external broker's auto-create default does not decide.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in futures::executor::block_on(admin.create_topics([&new], &options))? {
         match result {
@@ -80,22 +87,31 @@ pub fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(bootstrap: &str, topic: &str, load: Load, records: usize) -> Result<Figures> {
-    create_topic(bootstrap, topic)?;
+pub fn run(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    load: Load,
+    records: usize,
+) -> Result<Figures> {
+    create_topic(bootstrap, topic, partitions)?;
     let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
         .set("acks", load.acks)
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "none")
         .create_with_context(Deliveries::default())
         .context("creating the producer")?;
     let payload = vec![b'x'; load.record_bytes];
-    let keys: Vec<String> = (0..1024).map(|k| k.to_string()).collect();
+    // Enough distinct keys that the Java-compatible key hash spreads records over every partition.
+    let keys: Vec<String> = (0..(4 * partitions as usize).max(1024))
+        .map(|k| k.to_string())
+        .collect();
 
     // Warm-up: metadata and connections to every partition leader, outside the measurement.
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         send(&producer, topic, Some(p), &keys[0], &payload)?;
     }
     producer.flush(Duration::from_secs(60))?;

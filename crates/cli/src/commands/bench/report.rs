@@ -3,8 +3,9 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::figures::{read_kib, Figures};
-use super::{BenchArgs, Scenario, PARTITIONS};
+use super::broker_process::read_kib;
+use super::targets::Checked;
+use super::{BenchArgs, CaseResult, MANY_PARTITIONS, PARTITIONS};
 
 /// A bar on stderr while a run is under way; hidden when stderr is not a terminal.
 pub fn progress_bar(total: u64, verb: &str) -> ProgressBar {
@@ -21,45 +22,58 @@ pub fn progress_bar(total: u64, verb: &str) -> ProgressBar {
 pub fn build(
     args: &BenchArgs,
     bootstrap: &str,
-    in_process: bool,
-    results: &[(Scenario, Figures, Vec<f64>)],
-    ceiling_rate: Option<f64>,
+    broker_measured: bool,
+    results: &[CaseResult],
+    targets: &[Checked],
 ) -> Value {
     let scenarios: serde_json::Map<String, Value> = results
         .iter()
-        .map(|(scenario, figures, rates)| {
-            let mut value = serde_json::to_value(figures).unwrap_or(Value::Null);
-            value["rates_of_all_runs"] = json!(rates);
-            if let (Some(c), Scenario::Produce1k | Scenario::ProduceDurable) =
-                (ceiling_rate, scenario)
-            {
-                value["fraction_of_ceiling"] = json!(figures.records_per_sec / c);
-            }
-            (scenario.name().to_string(), value)
+        .map(|r| {
+            let mut value = serde_json::to_value(&r.figures).unwrap_or(Value::Null);
+            value["rates_of_all_runs"] = json!(r.rates_of_all_runs);
+            value["fraction_of"] = r
+                .ratios
+                .iter()
+                .map(|(baseline, ratio)| (baseline.to_string(), json!(ratio)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            (r.name.to_string(), value)
         })
         .collect();
     json!({
         "machine": {
             "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
             "memory_kib": read_kib("/proc/meminfo", "MemTotal"),
+            "cpu": cpu_model(),
         },
         "git_commit": git_commit(),
         "parameters": {
             "records": args.records,
             "runs": args.runs,
             "partitions": PARTITIONS,
+            "many_partitions": MANY_PARTITIONS,
+            "e2e_rate": args.e2e_rate,
+            "e2e_seconds": args.e2e_seconds,
             "client": format!("librdkafka {}", rdkafka::util::get_rdkafka_version().1),
             "brokers": bootstrap,
-            "broker": if in_process {
-                "in-process Strom broker in a temp dir; it shares this process and its cores with the client. \
-                 Broker CPU is its runtime threads' only; peak RSS is the whole process's."
+            "broker": if broker_measured {
+                "strom broker child process in a temp dir, on the same cores as the client; its CPU and peak RSS \
+                 from /proc of the broker process"
             } else {
                 "external; broker CPU and memory not measured"
             },
         },
-        "figures_are": "the run with the median records_per_sec of each scenario",
+        "figures_are": "the run with the median records_per_sec of each case (e2e-latency: the median p99)",
         "scenarios": scenarios,
+        "targets": targets,
     })
+}
+
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
 }
 
 fn git_commit() -> Option<String> {

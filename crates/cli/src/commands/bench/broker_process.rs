@@ -1,0 +1,187 @@
+//! The broker under test when no `--brokers` is given: `strom broker` from this same binary, started as a child
+//! process on an ephemeral loopback port with a temp data dir. A separate process keeps the broker's CPU time and
+//! memory apart from the load client's, and lets them be read from /proc of the broker process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+/// Linux reports /proc CPU times in USER_HZ ticks, fixed at 100 per second for user space on every architecture
+/// Strom runs on.
+const TICKS_PER_SEC: f64 = 100.0;
+/// How long the broker may take to start.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct BrokerProcess {
+    child: Child,
+    addr: SocketAddr,
+    // Held so the data directory lives as long as the broker.
+    _dir: tempfile::TempDir,
+}
+
+impl BrokerProcess {
+    /// Starts `strom broker` and waits for its ready line, which names the bound address. `overrides` are
+    /// `KEY=VALUE` broker config settings.
+    pub fn start(overrides: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir().context("creating the broker's temp dir")?;
+        let exe = std::env::current_exe().context("finding the strom binary")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .env("STROM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for setting in overrides {
+            command.args(["--set", setting]);
+        }
+        let mut child = command.spawn().context("starting strom broker")?;
+        let stderr = child.stderr.take().context("broker stderr")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        // Drains the broker's log for its whole life, so the broker never blocks on a full pipe; warnings and
+        // errors are passed on to this process's stderr.
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Strom broker ready") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(line);
+                    }
+                } else if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("broker: {line}");
+                }
+            }
+        });
+        let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the broker did not report ready within {READY_TIMEOUT:?}");
+            }
+        };
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow!("no listen= address in the broker's ready line {line:?}"))?;
+        Ok(BrokerProcess {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the broker with SIGTERM (a clean shutdown) and waits for it.
+    pub fn stop(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            let _ = self.child.kill();
+        }
+        self.child.wait().context("waiting for the broker")?;
+        Ok(())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        // After `stop` this finds the process gone; on an error path it makes sure no broker outlives the bench.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time and memory of one process during a run.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct ProcessUsage {
+    /// CPU seconds (user + system) used during the run.
+    pub cpu_seconds: f64,
+    /// CPU seconds per million records.
+    pub cpu_seconds_per_million_records: f64,
+    /// Peak resident memory during the run, in MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Reads a process's CPU time at the start and end of a run, and its peak RSS over the run.
+pub struct UsageProbe {
+    pid: u32,
+    start_cpu: f64,
+}
+
+impl UsageProbe {
+    /// `None` where /proc cannot be read (not Linux, or the process is gone).
+    pub fn start(pid: u32) -> Option<Self> {
+        // Resets the process's peak RSS (VmHWM) so the reading at the end covers this run only.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        Some(UsageProbe {
+            pid,
+            start_cpu: cpu_seconds(pid)?,
+        })
+    }
+
+    pub fn finish(&self, records: usize) -> Option<ProcessUsage> {
+        let cpu = (cpu_seconds(self.pid)? - self.start_cpu).max(0.0);
+        Some(ProcessUsage {
+            cpu_seconds: cpu,
+            cpu_seconds_per_million_records: cpu / records.max(1) as f64 * 1e6,
+            peak_rss_mib: read_kib(&format!("/proc/{}/status", self.pid), "VmHWM")? as f64 / 1024.0,
+        })
+    }
+}
+
+/// User + system CPU seconds of a whole process (all its threads, including exited ones).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SEC)
+}
+
+/// A `kB` line (`VmHWM`, `MemTotal`, ...) of a /proc file.
+pub fn read_kib(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_reads_this_process() {
+        let probe = UsageProbe::start(std::process::id()).expect("/proc readable");
+        // Burn a little CPU so the figure can move.
+        let mut x = 0u64;
+        for i in 0..10_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert_ne!(x, 1);
+        let usage = probe.finish(1_000_000).unwrap();
+        assert!(usage.cpu_seconds >= 0.0);
+        assert_eq!(usage.cpu_seconds, usage.cpu_seconds_per_million_records);
+        assert!(usage.peak_rss_mib > 0.0, "{usage:?}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The speed and memory targets of issue #5 (for a 2-core machine where client and broker share the cores),
+//! checked against a bench's results. A target whose cases did not run is left out.
+
+use serde::Serialize;
+
+use super::CaseResult;
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub case: &'static str,
+    pub target: &'static str,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl Checked {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}: {} (target {})",
+            if self.met { "met   " } else { "MISSED" },
+            self.case,
+            self.measured,
+            self.target
+        )
+    }
+}
+
+pub fn check(results: &[CaseResult]) -> Vec<Checked> {
+    let find = |name: &str| results.iter().find(|r| r.name == name);
+    let mut out = Vec::new();
+    let mut push = |case, target, measured: String, met| {
+        out.push(Checked {
+            case,
+            target,
+            measured,
+            met,
+        })
+    };
+
+    if let (Some(p), Some(c)) = (find("produce-1k/p6"), find("ceiling-1k")) {
+        let ratio = p.figures.records_per_sec / c.figures.records_per_sec;
+        push(
+            "produce-1k/p6",
+            ">= 70 % of ceiling-1k",
+            format!("{:.0} % of ceiling-1k", ratio * 100.0),
+            ratio >= 0.70,
+        );
+    }
+    if let Some(p) = find("produce-100b/p6") {
+        let rate = p.figures.records_per_sec;
+        let mut measured = format!("{:.2}M records/s", rate / 1e6);
+        if let (Some(b), Some(c)) = (p.figures.broker, p.figures.client) {
+            measured += &format!(
+                "; broker {:.2} CPU s per M records, client {:.2}",
+                b.cpu_seconds_per_million_records, c.cpu_seconds_per_million_records
+            );
+        }
+        push(
+            "produce-100b/p6",
+            ">= 1.5M records/s, or the client is the limit",
+            measured,
+            rate >= 1.5e6,
+        );
+    }
+    if let Some(p) = find("produce-durable/p6") {
+        let mb = p.figures.mb_per_sec;
+        let p99 = p.figures.latency_ms.map_or(f64::INFINITY, |l| l.p99);
+        push(
+            "produce-durable/p6",
+            ">= 150 MB/s and p99 ack latency <= 40 ms",
+            format!("{mb:.0} MB/s, p99 {p99:.1} ms"),
+            mb >= 150.0 && p99 <= 40.0,
+        );
+    }
+    if let Some(e) = find("e2e-latency") {
+        if let Some(l) = e.figures.latency_ms {
+            push(
+                "e2e-latency",
+                "p50 <= 1 ms and p99 <= 3 ms",
+                format!("p50 {:.2} ms, p99 {:.2} ms", l.p50, l.p99),
+                l.p50 <= 1.0 && l.p99 <= 3.0,
+            );
+        }
+    }
+    if let Some(p) = find("produce-1k/p6") {
+        for name in ["consume/assign", "consume/group"] {
+            if let Some(c) = find(name) {
+                let ratio = c.figures.records_per_sec / p.figures.records_per_sec;
+                push(
+                    name,
+                    ">= the produce-1k/p6 rate",
+                    format!("{:.2} × produce-1k/p6", ratio),
+                    ratio >= 1.0,
+                );
+            }
+        }
+    }
+    if let Some(m) = find("many-partitions/p1000") {
+        let rss = m.figures.broker.map(|b| b.peak_rss_mib);
+        let ratio =
+            find("produce-1k/p6").map(|p| m.figures.records_per_sec / p.figures.records_per_sec);
+        let mut measured = match rss {
+            Some(rss) => format!("broker peak RSS {rss:.0} MiB"),
+            None => "broker RSS not measured (external broker)".to_string(),
+        };
+        if let Some(ratio) = ratio {
+            measured += &format!(", {:.0} % of produce-1k/p6", ratio * 100.0);
+        }
+        push(
+            "many-partitions/p1000",
+            "broker RSS <= 512 MiB and rate within 20 % of produce-1k/p6",
+            measured,
+            rss.is_some_and(|r| r <= 512.0) && ratio.is_some_and(|r| r >= 0.8),
+        );
+    }
+    out
+}
