@@ -6,19 +6,27 @@
 //! request order, so pipelined requests overlap their waiting while responses keep Kafka's ordering guarantee.
 //! A bounded queue between the two halves is the backpressure: a client that pipelines more than
 //! [`MAX_IN_FLIGHT`] requests without reading responses stops being read.
+//!
+//! Responses are [`ResponseFrame`]s, chunks that include a fetch's record batches as the log read them; the
+//! writer gathers the frames that are ready and sends them with vectored writes, so records are not copied into a
+//! write buffer and a burst of small responses still costs one system call.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::task::Poll;
+
 use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use strom_protocol::codec::unsupported_api_versions_response;
 use strom_protocol::kafka::messages::ApiKey;
-use strom_protocol::{decode_request, encode_response, frame, DecodeError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use strom_protocol::{decode_request, encode_response_frame, frame, DecodeError, ResponseFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::sync::watch;
 
 use crate::handlers;
 use crate::server::BrokerState;
@@ -26,8 +34,12 @@ use crate::server::BrokerState;
 /// Requests read but not yet answered, per connection.
 pub const MAX_IN_FLIGHT: usize = 32;
 
+/// Ready responses are gathered up to about this many bytes before they are written; beyond it, holding more back
+/// saves no system call worth the latency.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// What the writer half sends for one request: `None` for acks=0 produce, which gets no response.
-type PendingResponse = BoxFuture<'static, Option<BytesMut>>;
+type PendingResponse = BoxFuture<'static, Option<ResponseFrame>>;
 
 pub async fn serve(
     stream: TcpStream,
@@ -104,7 +116,7 @@ fn dispatch(
             version,
         }) => {
             tracing::debug!(%peer, version, "ApiVersions at an unknown version; answering in v0 (KIP-511)");
-            let response = unsupported_api_versions_response(correlation_id);
+            let response = ResponseFrame::from(unsupported_api_versions_response(correlation_id));
             return Some(Box::pin(async move { Some(response) }));
         }
         Err(e) => {
@@ -117,7 +129,7 @@ fn dispatch(
     let handling = handlers::handle(state, request, peer);
     Some(Box::pin(async move {
         let body = handling.await?;
-        match encode_response(api_key, version, correlation_id, &body) {
+        match encode_response_frame(api_key, version, correlation_id, &body) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 tracing::error!(error = %e, "dropping a response that cannot be encoded");
@@ -127,22 +139,105 @@ fn dispatch(
     }))
 }
 
-async fn write_responses(
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<PendingResponse>,
-) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(pending) = rx.recv().await {
-        if let Some(frame) = pending.await {
-            if writer.write_all(&frame).await.is_err() {
-                return;
+/// Writes responses in request order. Frames that are ready are gathered into one [`ResponseFrame`] and written
+/// when the next response is not ready yet (or none is queued), so a burst of small responses is one vectored
+/// write and no response waits behind a slower one (a long-polling fetch) that follows it.
+async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<PendingResponse>) {
+    let mut out = ResponseFrame::default();
+    loop {
+        let mut pending = match rx.try_recv() {
+            Ok(pending) => pending,
+            Err(TryRecvError::Empty) => {
+                if writer.write_all_buf(&mut out).await.is_err() {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(pending) => pending,
+                    None => break,
+                }
             }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        let response = match futures::poll!(&mut pending) {
+            Poll::Ready(response) => response,
+            Poll::Pending => {
+                if writer.write_all_buf(&mut out).await.is_err() {
+                    return;
+                }
+                pending.await
+            }
+        };
+        if let Some(frame) = response {
+            out.append(frame);
         }
-        // Coalesce responses that are already queued into one write; flush when the queue runs dry.
-        if rx.is_empty() && writer.flush().await.is_err() {
+        if out.len() >= WRITE_BATCH_BYTES && writer.write_all_buf(&mut out).await.is_err() {
             return;
         }
     }
-    let _ = writer.flush().await;
-    let _ = writer.shutdown().await;
+    if writer.write_all_buf(&mut out).await.is_ok() {
+        let _ = writer.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+
+    fn ready(frame: Option<ResponseFrame>) -> PendingResponse {
+        Box::pin(async move { frame })
+    }
+
+    fn chunked(parts: &[Bytes]) -> ResponseFrame {
+        let mut frame = ResponseFrame::default();
+        for p in parts {
+            frame.append(p.clone().into());
+        }
+        frame
+    }
+
+    #[tokio::test]
+    async fn ready_responses_go_out_in_order_without_waiting_for_a_slow_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_read_half, write_half) = server.into_split();
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+        let writer = tokio::spawn(write_responses(write_half, rx));
+
+        let small = Bytes::from_static(b"small response");
+        let records = Bytes::from(vec![7u8; 200_000]);
+        let (release, released) = oneshot::channel::<()>();
+        tx.send(ready(Some(small.clone().into()))).await.unwrap();
+        tx.send(ready(None)).await.unwrap();
+        tx.send(ready(Some(chunked(&[small.clone(), records.clone()]))))
+            .await
+            .unwrap();
+        tx.send(Box::pin(async move {
+            released.await.unwrap();
+            Some(ResponseFrame::from(Bytes::from_static(b"slow")))
+        }))
+        .await
+        .unwrap();
+
+        let mut expected = [&small[..], &small[..], &records[..]].concat();
+        let mut received = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut received))
+            .await
+            .expect("ready responses are written before the slow one completes")
+            .unwrap();
+        assert!(received == expected);
+
+        release.send(()).unwrap();
+        drop(tx);
+        writer.await.unwrap();
+        received.clear();
+        client.read_to_end(&mut received).await.unwrap();
+        expected = b"slow".to_vec();
+        assert_eq!(received, expected);
+    }
 }

@@ -259,7 +259,12 @@ pub(crate) fn fix_crc(batch: &mut [u8]) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Assigns the broker-owned fields. Both are outside the CRC, so the client's checksum stays valid.
+/// The broker-owned fields all lie in the first bytes of a batch, before magic: stamping them needs only a copy of
+/// this prefix, not of the batch.
+pub(crate) const STAMPED_PREFIX: usize = MAGIC_OFFSET;
+
+/// Assigns the broker-owned fields in `batch`, a whole batch or its first [`STAMPED_PREFIX`] bytes. Both are
+/// outside the CRC, so the client's checksum stays valid.
 pub(crate) fn stamp_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[EPOCH_OFFSET..EPOCH_OFFSET + 4].copy_from_slice(&leader_epoch.to_be_bytes());

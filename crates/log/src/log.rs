@@ -28,6 +28,7 @@ use bytes::Bytes;
 
 use crate::batch::{
     split_batches, stamp_log_append_time, stamp_offset_and_epoch, BatchHeader, TimestampType,
+    STAMPED_PREFIX,
 };
 use crate::checkpoint::{sync_dir, write_offset, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
@@ -125,7 +126,8 @@ impl PendingFlush {
 impl Log {
     /// Validates and appends all batches of one produce request's partition data atomically: all or none.
     /// Everything is checked first (framing, CRC, size, keys on compacted topics, producer sequences), then the
-    /// batches get consecutive offsets from the log end offset and are written with one positional write.
+    /// batches get consecutive offsets from the log end offset and are written with a positional vectored write
+    /// that takes the request's bytes as they are (one system call unless it is short or has over 512 batches).
     pub fn append(
         &mut self,
         records: Bytes,
@@ -160,20 +162,35 @@ impl Log {
             }
         }
 
+        // The broker-owned fields (baseOffset, partitionLeaderEpoch) are outside the CRC, so a CreateTime batch is
+        // written as a stamped copy of its first STAMPED_PREFIX bytes followed by the rest of the request's bytes,
+        // untouched. LogAppendTime also rewrites attributes and maxTimestamp, which the CRC covers: those batches
+        // are stamped in a copy, since the CRC has to be recomputed over all of their bytes anyway.
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         let total: usize = batches.iter().map(|(_, b)| b.len()).sum();
-        let mut data = Vec::with_capacity(total);
+        let mut copied = Vec::with_capacity(if log_append_time { total } else { 0 });
+        let mut prefixes = Vec::with_capacity(batches.len());
         let mut headers = Vec::with_capacity(batches.len());
         let mut next_offset = self.log_end_offset();
         for (header, batch) in &batches {
-            let start = data.len();
-            data.extend_from_slice(batch);
-            let stored = &mut data[start..];
-            stamp_offset_and_epoch(stored, next_offset, opts.leader_epoch);
-            if log_append_time {
+            let assigned = if log_append_time {
+                let start = copied.len();
+                copied.extend_from_slice(batch);
+                let stored = &mut copied[start..];
+                stamp_offset_and_epoch(stored, next_offset, opts.leader_epoch);
                 stamp_log_append_time(stored, opts.now_ms);
-            }
-            let assigned = BatchHeader::parse(stored)?;
+                BatchHeader::parse(stored)?
+            } else {
+                let mut prefix = [0u8; STAMPED_PREFIX];
+                prefix.copy_from_slice(&batch[..STAMPED_PREFIX]);
+                stamp_offset_and_epoch(&mut prefix, next_offset, opts.leader_epoch);
+                prefixes.push(prefix);
+                BatchHeader {
+                    base_offset: next_offset,
+                    partition_leader_epoch: opts.leader_epoch,
+                    ..*header
+                }
+            };
             next_offset = assigned.last_offset() + 1;
             debug_assert_eq!(assigned.records_count, header.records_count);
             headers.push(assigned);
@@ -196,8 +213,17 @@ impl Log {
         ) {
             self.roll(opts.now_ms)?;
         }
+        let pieces: Vec<&[u8]> = if log_append_time {
+            vec![&copied]
+        } else {
+            prefixes
+                .iter()
+                .zip(&batches)
+                .flat_map(|(prefix, (_, batch))| [&prefix[..], &batch[STAMPED_PREFIX..]])
+                .collect()
+        };
         let now = opts.now_ms;
-        self.active_mut().append(&data, &headers, now)?;
+        self.active_mut().append(&pieces, &headers, now)?;
         for h in &headers {
             self.producers.update(h);
         }

@@ -16,6 +16,7 @@
 //! them, and verifies only the tail after the last offset-index entry; any doubt falls back to recovery.
 
 use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,32 @@ pub(crate) const INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
 /// Positions are u32 in the index and relative offsets u32 too; Kafka caps both at i32::MAX.
 pub(crate) const MAX_SEGMENT_SPAN: i64 = i32::MAX as i64;
+
+/// Linux refuses a `pwritev` of more buffers than this (`UIO_MAXIOV`); longer lists are written in turns.
+const MAX_IOVECS: usize = 1024;
+
+/// `write_all_at` for a list of buffers: `pwritev` until every byte is written, resuming after a short write.
+fn write_all_vectored_at(file: &File, pieces: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let turn = rest.len().min(MAX_IOVECS);
+        match rustix::io::pwritev(file, &rest[..turn], offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut rest, n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
 
 pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}{suffix}"))
@@ -342,11 +369,11 @@ impl Segment {
         (offset - self.base_offset).clamp(0, MAX_SEGMENT_SPAN) as u32
     }
 
-    /// Appends already-validated batches (offsets assigned) laid out back to back in `data`. On a failed write
-    /// the file is cut back so no partial batch stays behind.
+    /// Appends already-validated batches (offsets assigned): `pieces` concatenated are the batches back to back.
+    /// On a failed write the file is cut back so no partial batch stays behind.
     pub(crate) fn append(
         &mut self,
-        data: &[u8],
+        pieces: &[&[u8]],
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<(), LogError> {
@@ -354,12 +381,12 @@ impl Segment {
         if start == 0 {
             self.created_ms = now_ms;
         }
-        if let Err(e) = self.log.write_all_at(data, start) {
+        if let Err(e) = write_all_vectored_at(&self.log, pieces, start) {
             // Best effort: recovery would cut the torn tail anyway.
             let _ = self.log.set_len(start);
             return Err(e).at(&self.log_path);
         }
-        self.size += data.len() as u64;
+        self.size += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
         self.dirty = true;
         let mut position = start;
         for h in headers {

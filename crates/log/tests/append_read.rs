@@ -350,3 +350,46 @@ fn create_time_records_outside_the_timestamp_bounds_are_refused() {
     let future = encode(&[rec("k", "v", now + 10_000_000)], Compression::None, None);
     log.append(future, opts(now)).unwrap();
 }
+
+/// The batch as the log must store it: the client's bytes with baseOffset and partitionLeaderEpoch stamped.
+fn stamped(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut out = batch.to_vec();
+    out[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    out[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    out
+}
+
+#[test]
+fn create_time_append_writes_stamped_request_bytes_and_leaves_the_request_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let first = simple(2, 1_000);
+    // Enough batches in one request that the vectored write needs more than one pwritev (1024 buffers each).
+    let batches: Vec<Bytes> = (0..700)
+        .map(|i| simple(1 + i % 3, 1_000 + i as i64))
+        .collect();
+    let request = Bytes::from(batches.concat());
+    let sent = request.to_vec();
+    let mut expected = stamped(&first, 0, 3);
+    let mut next_offset = 2;
+    for batch in &batches {
+        expected.extend(stamped(batch, next_offset, 3));
+        next_offset += i64::from(stored_batches(batch)[0].0.records_count);
+    }
+
+    log.append(first, opts(1_000)).unwrap();
+    let outcome = log.append(request.clone(), opts(1_000)).unwrap();
+
+    assert_eq!(appended(outcome), (2, next_offset - 1));
+    assert_eq!(
+        request.to_vec(),
+        sent,
+        "the request's bytes are not modified"
+    );
+    let file = std::fs::read(dir.path().join("00000000000000000000.log")).unwrap();
+    assert!(
+        file == expected,
+        "the segment holds exactly the stamped batches"
+    );
+    assert_eq!(read_all(&log), Bytes::from(expected));
+}

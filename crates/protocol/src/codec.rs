@@ -5,13 +5,16 @@
 //! before the body is touched, and the body decoder is the vendored one whose arrays reserve at most as many
 //! elements as there are bytes left.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
 
 use crate::apis::{self, SUPPORTED_APIS};
 use crate::frame::LENGTH_PREFIX;
+use crate::response_frame::ResponseFrame;
+use crate::splice_buf::SpliceBuf;
 
 /// A decoded request: its header fields and its typed body.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,36 +106,75 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     })
 }
 
-/// Encodes a response frame, length prefix included.
+/// Encodes a response frame, length prefix included, as chunks for a vectored write: the serving path.
+///
+/// A Fetch response's partition `records` (at least [`crate::SPLICE_MIN_BYTES`] long) become chunks of their own that
+/// share memory with the `Bytes` in `body`, so the record batches read from the log are not copied again on the
+/// way to the socket. Every other response, and every other field, is one contiguous chunk. The bytes are
+/// exactly those of [`encode_response`].
+pub fn encode_response_frame(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<ResponseFrame, EncodeError> {
+    // `ResponseKind::encode` only writes into a `BytesMut`; the typed message encoders take any `ByteBufMut`.
+    let ResponseKind::Fetch(fetch) = body else {
+        return encode_response(api_key, version, correlation_id, body).map(ResponseFrame::from);
+    };
+    let mut out = SpliceBuf::with_capacity(256);
+    for topic in &fetch.responses {
+        for records in topic.partitions.iter().filter_map(|p| p.records.as_ref()) {
+            out.register(records);
+        }
+    }
+    encode_framed(&mut out, api_key, version, correlation_id, |out| {
+        fetch.encode(out, version)
+    })?;
+    Ok(out.finish())
+}
+
+/// Encodes a response frame, length prefix included, into one buffer (copying every field, records too): for
+/// clients, tests, and responses whose size does not matter.
 pub fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
+    let mut out = BytesMut::with_capacity(256);
+    encode_framed(&mut out, api_key, version, correlation_id, |out| {
+        body.encode(out, version)
+    })?;
+    Ok(out)
+}
+
+/// Writes the length prefix, the response header and the body, then patches the prefix with the size.
+fn encode_framed<B: ByteBufMut, E: std::fmt::Display>(
+    out: &mut B,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    encode_body: impl FnOnce(&mut B) -> Result<(), E>,
+) -> Result<(), EncodeError> {
+    let error = |reason: String| EncodeError {
+        api_key,
+        version,
+        reason,
+    };
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut out = BytesMut::with_capacity(256);
+    let start = out.offset();
     out.put_i32(0);
     header
-        .encode(&mut out, header_version)
-        .map_err(|e| EncodeError {
-            api_key,
-            version,
-            reason: format!("{e:#}"),
-        })?;
-    body.encode(&mut out, version).map_err(|e| EncodeError {
-        api_key,
-        version,
-        reason: format!("{e:#}"),
-    })?;
-    let size = i32::try_from(out.len() - LENGTH_PREFIX).map_err(|_| EncodeError {
-        api_key,
-        version,
-        reason: "response over 2 GiB".into(),
-    })?;
-    out[..LENGTH_PREFIX].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+        .encode(out, header_version)
+        .map_err(|e| error(format!("{e:#}")))?;
+    encode_body(out).map_err(|e| error(format!("{e:#}")))?;
+    let size = i32::try_from(out.offset() - start - LENGTH_PREFIX)
+        .map_err(|_| error("response over 2 GiB".into()))?;
+    out.range(start..start + LENGTH_PREFIX)
+        .copy_from_slice(&size.to_be_bytes());
+    Ok(())
 }
 
 /// A response could not be encoded: a broker bug (for example a field the chosen version cannot carry).
