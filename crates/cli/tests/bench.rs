@@ -60,6 +60,8 @@ fn bench_prints_summaries_targets_and_a_report() {
     for case in [
         "ceiling-1k",
         "ceiling-100b",
+        "sink-1k",
+        "sink-100b",
         "produce-1k/p1",
         "produce-1k/p6",
         "consume/assign",
@@ -83,6 +85,7 @@ fn bench_prints_summaries_targets_and_a_report() {
         "p99.9 ",
         "max ",
         "% of ceiling-1k",
+        "% of sink-1k",
         "broker cpu ",
         "broker peak rss ",
         "client cpu ",
@@ -128,6 +131,7 @@ fn bench_prints_summaries_targets_and_a_report() {
     let produce = &report["scenarios"]["produce-1k/p6"];
     assert!(produce["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(produce["fraction_of"]["ceiling-1k"].as_f64().unwrap() > 0.0);
+    assert!(produce["fraction_of"]["sink-1k"].as_f64().unwrap() > 0.0);
     assert!(produce["broker"]["cpu_seconds"].as_f64().is_some());
     assert!(produce["broker"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
     let many = &report["scenarios"]["many-partitions/p1000"];
@@ -162,10 +166,12 @@ fn compare_flags_a_case_worse_than_the_saved_report() {
         stdout.contains("REGRESSION ceiling-1k: records/s"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("ceiling-100b: not in the saved report"),
-        "{stdout}"
-    );
+    for case in ["ceiling-100b", "sink-1k"] {
+        assert!(
+            stdout.contains(&format!("{case}: not in the saved report")),
+            "{stdout}"
+        );
+    }
     assert!(stderr.contains("more than 10 % worse"), "{stderr}");
     // The report is still written, so the new figures are not lost.
     assert!(report.exists());

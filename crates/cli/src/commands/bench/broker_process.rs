@@ -14,6 +14,10 @@ use serde::Serialize;
 /// Linux reports /proc CPU times in USER_HZ ticks, fixed at 100 per second for user space on every architecture
 /// Strom runs on.
 const TICKS_PER_SEC: f64 = 100.0;
+/// How long [`BrokerProcess::settle`] waits at most, and the window it judges idleness over (/proc CPU times
+/// move in 10 ms ticks, so the window must span many of them).
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+const SETTLE_WINDOW: Duration = Duration::from_millis(500);
 /// How long the broker may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -85,6 +89,27 @@ impl BrokerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to [`SETTLE_LIMIT`]) until the broker is idle, i.e. used less than 2 % of a core over the last
+    /// [`SETTLE_WINDOW`], so one case's leftover work (the periodic flush of what it wrote, segment rolls) is not
+    /// counted in the next case's figures. Returns whether it settled.
+    pub fn settle(&self) -> bool {
+        let deadline = std::time::Instant::now() + SETTLE_LIMIT;
+        let Some(mut before) = cpu_seconds(self.pid()) else {
+            return false;
+        };
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(SETTLE_WINDOW);
+            let Some(now) = cpu_seconds(self.pid()) else {
+                return false;
+            };
+            if now - before <= 0.02 * SETTLE_WINDOW.as_secs_f64() {
+                return true;
+            }
+            before = now;
+        }
+        false
     }
 
     /// Stops the broker with SIGTERM (a clean shutdown) and waits for it.

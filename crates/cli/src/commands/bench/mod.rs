@@ -12,6 +12,7 @@ mod e2e;
 mod figures;
 mod produce;
 mod report;
+mod sink;
 mod targets;
 
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Kind {
     Ceiling {
         record_bytes: usize,
     },
+    Sink {
+        load: produce::Load,
+    },
     Produce {
         load: produce::Load,
         partitions: i32,
@@ -111,6 +115,16 @@ impl Scenario {
                 Case {
                     name: "ceiling-100b",
                     kind: Kind::Ceiling { record_bytes: 100 },
+                },
+                Case {
+                    name: "sink-1k",
+                    kind: Kind::Sink { load: Load::ONE_K },
+                },
+                Case {
+                    name: "sink-100b",
+                    kind: Kind::Sink {
+                        load: Load::HUNDRED_B,
+                    },
                 },
             ],
             Scenario::Produce1k => vec![
@@ -154,9 +168,11 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Produce {
             partitions: MANY_PARTITIONS,
             ..
-        } => &["ceiling-1k", "produce-1k/p6"],
-        Kind::Produce { load, .. } if load.record_bytes == 100 => &["ceiling-100b"],
-        Kind::Produce { .. } => &["ceiling-1k"],
+        } => &["ceiling-1k", "sink-1k", "produce-1k/p6"],
+        Kind::Produce { load, .. } if load.record_bytes == 100 => &["ceiling-100b", "sink-100b"],
+        Kind::Produce { .. } => &["ceiling-1k", "sink-1k"],
+        Kind::Sink { load } if load.record_bytes == 100 => &["ceiling-100b"],
+        Kind::Sink { .. } => &["ceiling-1k"],
         Kind::Consume(_) => &["produce-1k/p6"],
         Kind::Ceiling { .. } | Kind::E2eLatency => &[],
     }
@@ -228,8 +244,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     written = Some(source);
                 }
             }
-            // The ceiling runs in this process and involves no broker.
-            let measured = !matches!(case.kind, Kind::Ceiling { .. });
+            if let Broker::Child(process) = &broker {
+                if !process.settle() {
+                    eprintln!("note: the broker was still busy when {} started", case.name);
+                }
+            }
+            // The ceiling and the sink run in this process and involve no broker.
+            let measured = !matches!(case.kind, Kind::Ceiling { .. } | Kind::Sink { .. });
             let broker_probe = broker
                 .pid()
                 .filter(|_| measured)
@@ -239,6 +260,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .flatten();
             let mut figures = match case.kind {
                 Kind::Ceiling { record_bytes } => ceiling::run(args.records, record_bytes)?,
+                Kind::Sink { load } => {
+                    let sink = sink::Sink::start(&topic, PARTITIONS)?;
+                    let mut figures = produce::send_all(
+                        &sink.addr().to_string(),
+                        &topic,
+                        PARTITIONS,
+                        load,
+                        args.records,
+                    )?;
+                    figures.note = Some("librdkafka into a bare read + CRC-32C + append sink");
+                    figures
+                }
                 Kind::Produce { load, partitions } => {
                     let figures = produce::run(&bootstrap, &topic, partitions, load, args.records)?;
                     if case.name == "produce-1k/p6" {

@@ -95,6 +95,17 @@ pub fn run(
     records: usize,
 ) -> Result<Figures> {
     create_topic(bootstrap, topic, partitions)?;
+    send_all(bootstrap, topic, partitions, load, records)
+}
+
+/// Sends `records` records to an existing topic and waits for every acknowledgement.
+pub fn send_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    load: Load,
+    records: usize,
+) -> Result<Figures> {
     let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
         .set("acks", load.acks)
         .set("linger.ms", "5")

@@ -37,14 +37,22 @@ pub fn check(results: &[CaseResult]) -> Vec<Checked> {
         })
     };
 
-    if let (Some(p), Some(c)) = (find("produce-1k/p6"), find("ceiling-1k")) {
-        let ratio = p.figures.records_per_sec / c.figures.records_per_sec;
-        push(
-            "produce-1k/p6",
-            ">= 70 % of ceiling-1k",
-            format!("{:.0} % of ceiling-1k", ratio * 100.0),
-            ratio >= 0.70,
-        );
+    // The ceiling is a bare read + CRC + append server. Checked against both the raw loopback ceiling
+    // (what the machine does with no client at all) and the sink (the same librdkafka client into such a server).
+    for ceiling in ["ceiling-1k", "sink-1k"] {
+        if let (Some(p), Some(c)) = (find("produce-1k/p6"), find(ceiling)) {
+            let ratio = p.figures.records_per_sec / c.figures.records_per_sec;
+            push(
+                "produce-1k/p6",
+                if ceiling == "sink-1k" {
+                    ">= 70 % of sink-1k"
+                } else {
+                    ">= 70 % of ceiling-1k"
+                },
+                format!("{:.0} % of {ceiling}", ratio * 100.0),
+                ratio >= 0.70,
+            );
+        }
     }
     if let Some(p) = find("produce-100b/p6") {
         let rate = p.figures.records_per_sec;
@@ -57,8 +65,8 @@ pub fn check(results: &[CaseResult]) -> Vec<Checked> {
                 "; CPU s per M records: broker {:.2}, client {:.2}",
                 b.cpu_seconds_per_million_records, c.cpu_seconds_per_million_records
             );
-            client_is_the_limit = b.cpu_seconds_per_million_records <= 1.0 / 1.5
-                && c.cpu_seconds > b.cpu_seconds;
+            client_is_the_limit =
+                b.cpu_seconds_per_million_records <= 1.0 / 1.5 && c.cpu_seconds > b.cpu_seconds;
             if client_is_the_limit {
                 measured += " (the client is the limit)";
             }
