@@ -9,7 +9,7 @@ use strom_log::AppendOutcome;
 use strom_protocol::kafka::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
-use strom_protocol::kafka::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use strom_protocol::kafka::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use strom_protocol::kafka::ResponseError;
 
 use super::{str_bytes, Handled};
@@ -143,7 +143,10 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
         }
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic_data.name)
+                // A copy, not a slice of the request frame: once the records are appended nothing refers to the
+                // frame, so the connection can reuse its read buffer instead of allocating (and page-faulting) a
+                // fresh one for every produce request.
+                .with_name(TopicName(str_bytes(topic_data.name.0.as_str())))
                 .with_partition_responses(partition_responses),
         );
     }
