@@ -255,6 +255,9 @@ impl Log {
         }
         let mut out = Vec::new();
         if offset < log_end_offset && offset < max_offset {
+            // Room for the whole read up front, so growing `out` never moves (copies) what is already read.
+            let unread = self.size_bytes_from(offset);
+            out.reserve_exact(unread.min(max_bytes as u64) as usize);
             let first = self
                 .segments
                 .partition_point(|s| s.base_offset() <= offset)
@@ -392,6 +395,16 @@ impl Log {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// Bytes of the segments from the one holding `offset` to the end: an upper bound of what a read from
+    /// `offset` can return (without KIP-74's oversized first batch).
+    fn size_bytes_from(&self, offset: i64) -> u64 {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        self.segments[first..].iter().map(Segment::size).sum()
     }
 
     /// Bytes of all `.log` files.

@@ -21,6 +21,9 @@ impl Segment {
     /// Reads whole batches from `position` into `out`, at most `max_bytes`, stopping before a batch whose base
     /// offset is >= `max_offset`. If `oversized_ok` and the first batch alone exceeds `max_bytes`, it is read
     /// whole (KIP-74). Returns true if the end of the segment was reached (the caller may continue with the next).
+    ///
+    /// The file is read straight into `out`'s tail and the bytes past the last whole batch are cut off again, so
+    /// record bytes are copied once, by the `pread`.
     pub(crate) fn read_into(
         &self,
         position: u64,
@@ -30,22 +33,28 @@ impl Segment {
         out: &mut Vec<u8>,
     ) -> Result<bool, LogError> {
         let available = (self.size - position) as usize;
-        let chunk = self.read_bytes(position, available.min(max_bytes))?;
+        let start = out.len();
+        let wanted = available.min(max_bytes);
+        out.resize(start + wanted, 0);
+        if let Err(e) = self.log.read_exact_at(&mut out[start..], position) {
+            out.truncate(start);
+            return Err(e).at(&self.log_path);
+        }
         let mut used = 0usize;
+        let mut reached_end = false;
         loop {
             if position as usize + used == self.size as usize {
-                out.extend_from_slice(&chunk[..used]);
-                return Ok(true);
+                reached_end = true;
+                break;
             }
-            let rest = &chunk[used..];
+            let rest = &out[start + used..];
             if rest.len() < LOG_OVERHEAD {
                 break;
             }
             let base = be_i64(rest, 0);
             let length = be_i32(rest, 8);
             if base >= max_offset {
-                out.extend_from_slice(&chunk[..used]);
-                return Ok(false);
+                break;
             }
             let total = length.max(0) as usize + LOG_OVERHEAD;
             if total > rest.len() {
@@ -53,15 +62,20 @@ impl Segment {
             }
             used += total;
         }
-        if used == 0 && oversized_ok && available >= LOG_OVERHEAD {
+        out.truncate(start + used);
+        if used == 0 && !reached_end && oversized_ok && available >= LOG_OVERHEAD {
             let head = self.read_bytes(position, LOG_OVERHEAD)?;
-            let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
-            let total = (length.max(0) as usize + LOG_OVERHEAD).min(available);
-            out.extend_from_slice(&self.read_bytes(position, total)?);
-            return Ok(false);
+            let (base, length) = (be_i64(&head, 0), be_i32(&head, 8));
+            if base < max_offset {
+                let total = (length.max(0) as usize + LOG_OVERHEAD).min(available);
+                out.resize(start + total, 0);
+                if let Err(e) = self.log.read_exact_at(&mut out[start..], position) {
+                    out.truncate(start);
+                    return Err(e).at(&self.log_path);
+                }
+            }
         }
-        out.extend_from_slice(&chunk[..used]);
-        Ok(false)
+        Ok(reached_end)
     }
 
     /// First record at or after `min_offset` with timestamp >= `ts` in this segment: (offset, timestamp).
