@@ -24,8 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
-    // Held so the data directory lives as long as the broker.
-    _dir: tempfile::TempDir,
+    // The data directory; dropped (deleted) with the broker.
+    dir: tempfile::TempDir,
 }
 
 impl BrokerProcess {
@@ -76,15 +76,15 @@ impl BrokerProcess {
             .find_map(|w| w.strip_prefix("listen="))
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| anyhow!("no listen= address in the broker's ready line {line:?}"))?;
-        Ok(BrokerProcess {
-            child,
-            addr,
-            _dir: dir,
-        })
+        Ok(BrokerProcess { child, addr, dir })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn pid(&self) -> u32 {
@@ -132,6 +132,15 @@ impl Drop for BrokerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes back everything dirty in the page cache of the filesystem holding `dir` (`syncfs`), so a case does not
+/// pay for the previous case's disk writes: an fsync waits for every dirty page of its file to reach the disk, and
+/// the kernel throttles writers once too much is dirty.
+pub fn settle_writeback(dir: &std::path::Path) -> Result<()> {
+    let dir = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    rustix::fs::syncfs(&dir).context("syncfs")?;
+    Ok(())
 }
 
 /// CPU time and memory of one process during a run.

@@ -249,6 +249,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     eprintln!("note: the broker was still busy when {} started", case.name);
                 }
             }
+            let data_dir = match &broker {
+                Broker::Child(process) => process.data_dir().to_path_buf(),
+                // An external broker on this machine most likely writes to the temp dir's filesystem.
+                Broker::External(_) => std::env::temp_dir(),
+            };
+            broker_process::settle_writeback(&data_dir)?;
             // The ceiling and the sink run in this process and involve no broker.
             let measured = !matches!(case.kind, Kind::Ceiling { .. } | Kind::Sink { .. });
             let broker_probe = broker
