@@ -176,3 +176,23 @@ fn compare_flags_a_case_worse_than_the_saved_report() {
     // The report is still written, so the new figures are not lost.
     assert!(report.exists());
 }
+
+#[test]
+fn a_bad_broker_setting_is_named_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = bench(
+        &[
+            "--scenario",
+            "produce-1k",
+            "--broker-set",
+            "log.flush.interval.mss=5",
+        ],
+        &report,
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("log.flush.interval.mss"), "{stderr}");
+    assert!(!report.exists());
+}

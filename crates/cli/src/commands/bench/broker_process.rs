@@ -49,23 +49,36 @@ impl BrokerProcess {
         }
         let mut child = command.spawn().context("starting strom broker")?;
         let stderr = child.stderr.take().context("broker stderr")?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        // Drains the broker's log for its whole life, so the broker never blocks on a full pipe; warnings and
-        // errors are passed on to this process's stderr.
+        let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<String, Vec<String>>>();
+        // Drains the broker's log for its whole life, so the broker never blocks on a full pipe. Until the ready
+        // line everything is kept (to explain a failed start); after it, warnings and errors are passed on to this
+        // process's stderr.
         std::thread::spawn(move || {
             let mut ready_tx = Some(ready_tx);
+            let mut early = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Strom broker ready") {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(line);
+                if ready_tx.is_some() {
+                    if line.contains("Strom broker ready") {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(Ok(line));
+                        }
+                    } else {
+                        early.push(line);
                     }
                 } else if line.contains("WARN") || line.contains("ERROR") {
                     eprintln!("broker: {line}");
                 }
             }
+            if let Some(tx) = ready_tx {
+                let _ = tx.send(Err(early));
+            }
         });
         let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
+            Ok(Ok(line)) => line,
+            Ok(Err(log)) => {
+                let _ = child.wait();
+                bail!("the broker exited before it was ready:\n{}", log.join("\n"));
+            }
             Err(_) => {
                 let _ = child.kill();
                 bail!("the broker did not report ready within {READY_TIMEOUT:?}");

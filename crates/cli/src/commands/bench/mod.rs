@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Compare with a report saved by an earlier run; exits with status 1 if any scenario is more than 10 % worse.
     #[arg(long, value_name = "REPORT")]
     pub compare: Option<PathBuf>,
+    /// Config for the strom broker the bench starts, as `strom broker --set`; repeatable:
+    /// `--broker-set log.flush.interval.ms=60000`.
+    #[arg(long = "broker-set", value_name = "KEY=VALUE")]
+    pub broker_settings: Vec<String>,
     /// e2e-latency: records per second the producer sends.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub e2e_rate: u32,
@@ -203,8 +207,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
 
     let broker = match external_brokers() {
+        Some(_) if !args.broker_settings.is_empty() => {
+            bail!(
+                "--broker-set configures the broker the bench starts, not one given with --brokers"
+            )
+        }
         Some(brokers) => Broker::External(brokers),
-        None => Broker::Child(BrokerProcess::start(&[])?),
+        None => {
+            let settings: Vec<&str> = args.broker_settings.iter().map(String::as_str).collect();
+            Broker::Child(BrokerProcess::start(&settings)?)
+        }
     };
     let bootstrap = broker.bootstrap();
     eprintln!(

@@ -39,7 +39,7 @@ impl Load {
     pub const DURABLE: Load = Load {
         record_bytes: 1024,
         acks: "all",
-        queue_kbytes: 8 << 10,
+        queue_kbytes: 4 << 10,
     };
 }
 

@@ -56,6 +56,7 @@ pub fn build(
             "e2e_seconds": args.e2e_seconds,
             "client": format!("librdkafka {}", rdkafka::util::get_rdkafka_version().1),
             "brokers": bootstrap,
+            "broker_settings": args.broker_settings,
             "broker": if broker_measured {
                 "strom broker child process in a temp dir, on the same cores as the client; its CPU and peak RSS \
                  from /proc of the broker process"
