@@ -87,6 +87,18 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()>
     Ok(())
 }
 
+/// Deletes a topic a run is done with.
+pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.delete_topics(&[topic], &options))? {
+        if let Err((name, code)) = result {
+            bail!("deleting topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(
     bootstrap: &str,
     topic: &str,
