@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::topics::Topics;
 
 #[derive(Clone)]
@@ -68,8 +68,11 @@ async fn run(
         batch.dedup_by_key(|p| Arc::as_ptr(p) as usize);
         let result = tokio::task::spawn_blocking(move || {
             for p in &batch {
-                if let Err(e) = p.flush() {
-                    tracing::error!(partition = %p.name(), error = %e, "fsync failed");
+                match p.flush() {
+                    Ok(()) => {}
+                    // Deleted (its topic was) since it was queued: nothing left to make durable.
+                    Err(PartitionError::Closed(_)) => {}
+                    Err(e) => tracing::error!(partition = %p.name(), error = %e, "fsync failed"),
                 }
             }
         })
@@ -77,5 +80,32 @@ async fn run(
         if let Err(e) = result {
             tracing::error!(error = %e, "flush task failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strom_log::LogConfig;
+
+    use crate::partition::{Partition, PartitionError};
+
+    /// A partition deleted after it was queued for a flush reports `Closed`, which the flush task skips quietly.
+    #[test]
+    fn flushing_a_deleted_partition_reports_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(
+            Partition::open(
+                "t".into(),
+                0,
+                dir.path().join("t-0"),
+                LogConfig::default(),
+                0,
+            )
+            .unwrap(),
+        );
+        p.delete().unwrap();
+        assert!(matches!(p.flush(), Err(PartitionError::Closed(_))));
     }
 }
