@@ -185,10 +185,12 @@ impl UsageProbe {
     }
 
     pub fn finish(&self, records: usize) -> Option<ProcessUsage> {
-        let cpu = (cpu_seconds(self.pid)? - self.start_cpu).max(0.0);
+        // /proc counts in 10 ms ticks: rounding to them drops float noise such as 0.3899999999999997.
+        let cpu = ((cpu_seconds(self.pid)? - self.start_cpu).max(0.0) * TICKS_PER_SEC).round()
+            / TICKS_PER_SEC;
         Some(ProcessUsage {
             cpu_seconds: cpu,
-            cpu_seconds_per_million_records: cpu / records.max(1) as f64 * 1e6,
+            cpu_seconds_per_million_records: (cpu / records.max(1) as f64 * 1e9).round() / 1e3,
             peak_rss_mib: read_kib(&format!("/proc/{}/status", self.pid), "VmHWM")? as f64 / 1024.0,
         })
     }
