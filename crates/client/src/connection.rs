@@ -11,7 +11,7 @@
 //! allocated, so a hostile or confused peer cannot make the client reserve gigabytes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub struct Connection {
     shared: Arc<Shared>,
 }
 
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(0);
+
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
@@ -87,6 +89,8 @@ impl std::fmt::Debug for Connection {
 }
 
 struct Shared {
+    /// Unique for the life of the process: tells a reconnection apart from the connection it replaced.
+    id: u64,
     addr: String,
     config: ConnectionConfig,
     /// Broker's advertised range per raw API key, filled by the handshake.
@@ -172,6 +176,7 @@ impl Connection {
         ));
         Self {
             shared: Arc::new(Shared {
+                id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
                 addr: addr.to_string(),
                 config,
                 broker_versions,
@@ -182,6 +187,11 @@ impl Connection {
                 tasks: [writer, reader],
             }),
         }
+    }
+
+    /// This connection's process-wide unique id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// The address this connection was opened to.
@@ -287,13 +297,21 @@ impl Connection {
                 Ok(Ok(result)) => result?,
                 Ok(Err(_)) => return Err(this.forget(correlation_id)),
                 Err(_) => {
-                    // A late response finds no waiter and is dropped by the reader.
-                    this.forget(correlation_id);
-                    return Err(Error::RequestTimeout {
+                    // As Kafka's clients do, a request that timed out takes its connection down, failing every
+                    // request still in flight on it: a later response must not succeed on a connection whose
+                    // earlier request was given up (an idempotent producer retrying the timed-out batch would
+                    // otherwise see later batches acknowledged first, and its retry fall out of the broker's
+                    // window of recent sequences).
+                    let error = Error::RequestTimeout {
                         addr: this.shared.addr.clone(),
                         api,
                         timeout,
-                    });
+                    };
+                    this.shared.state.lock().unwrap().fail_all(error.clone());
+                    for task in &this.shared.tasks {
+                        task.abort();
+                    }
+                    return Err(error);
                 }
             };
             let decode_error = |reason: String| Error::Decode {

@@ -356,10 +356,35 @@ async fn init_producer_id(inner: &Arc<Inner>) -> Result<(), Error> {
 /// Encodes the batches, queues one Produce request on the broker's connection (so requests reach the
 /// broker in drain order), and hands the response to a task that reports the outcomes.
 async fn send_to_broker(inner: &Arc<Inner>, broker: i32, mut batches: Vec<Batch>) {
+    let connection = match inner.cluster.broker_connection(broker).await {
+        Ok(c) => c,
+        Err(e) => {
+            for b in batches {
+                complete(inner, b, Outcome::Failed(e.clone()));
+            }
+            return;
+        }
+    };
+    // A batch whose partition still has earlier batches in flight on another (closed) connection must not
+    // overtake their retries: it goes back unsent, as a retriable failure.
+    let (sendable, held_back): (Vec<Batch>, Vec<Batch>) = {
+        let mut accumulator = inner.accumulator.lock().unwrap();
+        batches
+            .drain(..)
+            .partition(|b| accumulator.claim_connection(&b.tp, connection.id()))
+    };
+    for b in held_back {
+        let error = Error::ConnectionClosed {
+            addr: connection.addr().to_string(),
+            reason: "an earlier batch of the partition was in flight on a connection that closed"
+                .into(),
+        };
+        complete(inner, b, Outcome::Failed(error));
+    }
     let compression: Compression = inner.config.compression;
     let mut topics: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
-    let mut encoded = Vec::with_capacity(batches.len());
-    for mut batch in batches.drain(..) {
+    let mut encoded = Vec::with_capacity(sendable.len());
+    for mut batch in sendable {
         match batch.encode(compression) {
             Ok(bytes) => {
                 topics.entry(batch.tp.topic.clone()).or_default().push(
@@ -393,15 +418,6 @@ async fn send_to_broker(inner: &Arc<Inner>, broker: i32, mut batches: Vec<Batch>
                 })
                 .collect(),
         );
-    let connection = match inner.cluster.broker_connection(broker).await {
-        Ok(c) => c,
-        Err(e) => {
-            for b in encoded {
-                complete(inner, b, Outcome::Failed(e.clone()));
-            }
-            return;
-        }
-    };
     if inner.config.acks == Acks::None {
         let result = connection.send_without_response(&request).await;
         for b in encoded {

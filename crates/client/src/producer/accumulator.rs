@@ -212,6 +212,8 @@ struct PartitionState {
     acked_next: i32,
     in_flight: usize,
     recovering: bool,
+    /// The connection the partition's latest batch went out on (see [`Accumulator::claim_connection`]).
+    connection: Option<u64>,
 }
 
 /// Batching settings.
@@ -418,6 +420,23 @@ impl Accumulator {
             out.batches.push((leader, batch));
         }
         out
+    }
+
+    /// Whether the drained batch of `tp` may go out on `connection`. A batch is drained while earlier batches of
+    /// its partition may still be in flight; if those went out on another connection (one that has since closed,
+    /// as the pool hands out a new one only then), sending this batch on the new connection would let it reach
+    /// the broker ahead of their retries. It must then not be sent: the caller completes it as a retriable
+    /// failure, so it is retried in sequence order after them.
+    pub fn claim_connection(&mut self, tp: &TopicPartition, connection: u64) -> bool {
+        let Some(state) = self.partitions.get_mut(tp) else {
+            return true;
+        };
+        // `in_flight` counts this batch too.
+        if state.in_flight > 1 && state.connection.is_some_and(|c| c != connection) {
+            return false;
+        }
+        state.connection = Some(connection);
+        true
     }
 
     /// Records the outcome of one drained batch.
@@ -688,6 +707,38 @@ mod tests {
         assert!(batches
             .iter()
             .all(|b| b.producer == Some(ProducerIdentity { id: 7, epoch: 0 })));
+    }
+
+    #[test]
+    fn a_batch_cannot_overtake_earlier_batches_in_flight_on_another_connection() {
+        let mut a = with_producer();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            let (r, rx) = record(60);
+            std::mem::forget(rx);
+            a.append(&tp(0), r, t0);
+        }
+        let batches = drain_all(&mut a, t0);
+        assert_eq!(batches.len(), 3);
+        // The first two went out on connection 1, which then closed; the third meets connection 2.
+        assert!(a.claim_connection(&tp(0), 1));
+        assert!(a.claim_connection(&tp(0), 1));
+        assert!(
+            !a.claim_connection(&tp(0), 2),
+            "sent on connection 2, the third batch would reach the broker before the first two are retried"
+        );
+        // Once nothing earlier is in flight, any connection will do.
+        let mut batches = batches.into_iter();
+        let (b0, b1) = (batches.next().unwrap(), batches.next().unwrap());
+        let closed = || {
+            Outcome::Failed(Error::ConnectionClosed {
+                addr: "b".into(),
+                reason: "test".into(),
+            })
+        };
+        a.complete(b0, closed(), t0);
+        a.complete(b1, closed(), t0);
+        assert!(a.claim_connection(&tp(0), 2));
     }
 
     #[test]
