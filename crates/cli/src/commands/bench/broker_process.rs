@@ -156,6 +156,35 @@ pub fn settle_writeback(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Drops `topic`'s log segments under the broker data dir `dir` from the page cache (`posix_fadvise`
+/// `DONTNEED`; they must be written back first, see [`settle_writeback`]), so the next read of them comes from
+/// the disk. Returns how many segment files were evicted.
+pub fn evict_from_page_cache(dir: &std::path::Path, topic: &str) -> Result<usize> {
+    let prefix = format!("{topic}-");
+    let mut evicted = 0;
+    for partition in std::fs::read_dir(dir)?.flatten() {
+        let name = partition.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        // `<topic>-<partition index>` only: a longer topic name with this one as its prefix is not ours.
+        if rest.parse::<u32>().is_err() {
+            continue;
+        }
+        for file in std::fs::read_dir(partition.path())?.flatten() {
+            let path = file.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let segment = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                rustix::fs::fadvise(&segment, 0, None, rustix::fs::Advice::DontNeed)
+                    .with_context(|| format!("evicting {} from the page cache", path.display()))?;
+                evicted += 1;
+            }
+        }
+    }
+    Ok(evicted)
+}
+
 /// CPU time and memory of one process during a run.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq)]
 pub struct ProcessUsage {

@@ -26,6 +26,7 @@ pub fn run(
     partitions: i32,
     records: usize,
     mode: Mode,
+    from_disk: bool,
 ) -> Result<Figures> {
     let group = format!("strom-bench-{topic}-{}", std::process::id());
     let consumer: BaseConsumer = client_config(bootstrap)
@@ -78,6 +79,10 @@ pub fn run(
     let elapsed = start.map(|s| s.elapsed()).unwrap_or_default();
     progress.finish_and_clear();
     let mut figures = Figures::new(read, bytes, elapsed);
-    figures.note = Some("just written, so read from the page cache");
+    figures.note = Some(if from_disk {
+        "read from the disk: the segments were evicted from the page cache first"
+    } else {
+        "just written, so read from the page cache"
+    });
     Ok(figures)
 }

@@ -267,6 +267,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Broker::External(_) => std::env::temp_dir(),
             };
             broker_process::settle_writeback(&data_dir)?;
+            // Consume reads from the disk where the bench can see the broker's files, as a consumer catching up
+            // on old data would; from the page cache otherwise.
+            let mut from_disk = false;
+            if let (Kind::Consume(_), Broker::Child(_), Some(source)) =
+                (case.kind, &broker, &written)
+            {
+                from_disk = broker_process::evict_from_page_cache(&data_dir, source)? > 0;
+            }
             // The ceiling and the sink run in this process and involve no broker.
             let measured = !matches!(case.kind, Kind::Ceiling { .. } | Kind::Sink { .. });
             let broker_probe = broker
@@ -306,7 +314,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 }
                 Kind::Consume(mode) => {
                     let source = written.as_deref().context("no topic to consume")?;
-                    consume::run(&bootstrap, source, PARTITIONS, args.records, mode)?
+                    consume::run(
+                        &bootstrap,
+                        source,
+                        PARTITIONS,
+                        args.records,
+                        mode,
+                        from_disk,
+                    )?
                 }
                 Kind::E2eLatency => {
                     let records = args.e2e_rate as usize * args.e2e_seconds as usize;
