@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use strom_protocol::kafka::messages::api_versions_response::ApiVersion;
+use strom_protocol::codec::api_versions_body;
 use strom_protocol::kafka::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -25,7 +25,7 @@ use strom_protocol::kafka::messages::{
 };
 use strom_protocol::kafka::protocol::StrBytes;
 use strom_protocol::kafka::ResponseError;
-use strom_protocol::{decode_request, encode_response, frame, SUPPORTED_APIS};
+use strom_protocol::{decode_request, encode_response, frame};
 
 /// The largest request the sink reads (librdkafka's default message.max.bytes is 1 MB per batch).
 const MAX_REQUEST: usize = 100 << 20;
@@ -253,20 +253,14 @@ fn append(records: &Bytes, file: &mut std::fs::File, next_offset: &mut i64) -> R
 /// served: librdkafka only writes v2 record batches to a broker that has both Produce v3+ and Fetch v4+, and falls
 /// back to the old message format otherwise.
 fn api_versions() -> ApiVersionsResponse {
-    let api_keys = SUPPORTED_APIS
-        .iter()
-        .filter(|a| {
-            matches!(
-                a.key,
-                ApiKey::ApiVersions | ApiKey::Metadata | ApiKey::Produce | ApiKey::Fetch
-            )
-        })
-        .map(|a| {
-            ApiVersion::default()
-                .with_api_key(a.key as i16)
-                .with_min_version(a.min_version)
-                .with_max_version(a.max_version)
-        })
-        .collect();
-    ApiVersionsResponse::default().with_api_keys(api_keys)
+    let served = [
+        ApiKey::ApiVersions,
+        ApiKey::Metadata,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+    ];
+    let mut body = api_versions_body(0);
+    body.api_keys
+        .retain(|a| served.iter().any(|&key| key as i16 == a.api_key));
+    body
 }
