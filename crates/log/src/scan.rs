@@ -42,6 +42,8 @@ pub(crate) struct BatchScanner<'f> {
     pos: u64,
     window: Vec<u8>,
     window_start: u64,
+    /// How much one read takes at least.
+    read_size: usize,
     mode: ScanMode,
 }
 
@@ -61,14 +63,22 @@ impl<'f> BatchScanner<'f> {
             pos: start,
             window: Vec::new(),
             window_start: 0,
+            read_size: WINDOW,
             mode,
         }
+    }
+
+    /// Reads `read_size` bytes at a time instead of [`WINDOW`]: for a short scan, such as finding a fetch's
+    /// position from the nearest index entry (at most `index.interval.bytes` away).
+    pub(crate) fn with_read_size(mut self, read_size: usize) -> Self {
+        self.read_size = read_size.clamp(BatchHeader::SIZE, WINDOW);
+        self
     }
 
     fn ensure(&mut self, pos: u64, len: usize) -> Result<&[u8], LogError> {
         let window_end = self.window_start + self.window.len() as u64;
         if pos < self.window_start || pos + len as u64 > window_end {
-            let read_len = len.max(WINDOW).min((self.end - pos) as usize);
+            let read_len = len.max(self.read_size).min((self.end - pos) as usize);
             self.window.resize(read_len, 0);
             self.file
                 .read_exact_at(&mut self.window, pos)

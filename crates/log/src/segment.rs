@@ -450,13 +450,15 @@ impl Segment {
             .offset_index
             .lookup(self.relative(offset))
             .map_or(0, |e| u64::from(e.position));
+        // The batch is at most `index.interval.bytes` past the index entry (plus the batch it starts in).
         let mut scanner = BatchScanner::new(
             &self.log,
             &self.log_path,
             start,
             self.size,
             ScanMode::Headers,
-        );
+        )
+        .with_read_size(self.index_interval_bytes + 2 * BatchHeader::SIZE);
         loop {
             match scanner.next_batch()? {
                 Step::Batch {

@@ -53,7 +53,9 @@ fn ready(response: impl Into<ResponseKind>) -> Handled {
 
 pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> Handled {
     let v = request.api_version;
-    let client = join_group::ClientInfo::new(request.client_id.as_deref(), peer);
+    // Built only for the two APIs that record the member's client id and host (a format per request otherwise).
+    let client_id = request.client_id;
+    let client = || join_group::ClientInfo::new(client_id.as_deref(), peer);
     match request.body {
         RequestKind::ApiVersions(r) => ready(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => ready(metadata::handle(state, r, v)),
@@ -74,7 +76,7 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::InitProducerId(r) => ready(init_producer_id::handle(state, r, v)),
         RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
         RequestKind::FindCoordinator(r) => ready(find_coordinator::handle(state, r, v)),
-        RequestKind::JoinGroup(r) => join_group::handle(state, r, v, client),
+        RequestKind::JoinGroup(r) => join_group::handle(state, r, v, client()),
         RequestKind::SyncGroup(r) => sync_group::handle(state, r, v),
         RequestKind::Heartbeat(r) => heartbeat::handle(state, r, v),
         RequestKind::LeaveGroup(r) => leave_group::handle(state, r, v),
@@ -85,7 +87,7 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::DescribeGroups(r) => describe_groups::handle(state, r, v),
         RequestKind::DeleteGroups(r) => delete_groups::handle(state, r, v),
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            consumer_group_heartbeat::handle(state, r, v, client)
+            consumer_group_heartbeat::handle(state, r, v, client())
         }
         RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::handle(state, r, v),
         other => {
