@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::figures::{Figures, Latency};
-use super::produce::{client_config, create_topic};
+use super::produce::{check_failures, client_config, create_topic, send, Deliveries};
 
 /// Bytes per record: the 16-byte stamp (sequence number, due time) and padding.
 const RECORD_BYTES: usize = 100;
@@ -29,12 +28,12 @@ pub fn run(
     records: usize,
 ) -> Result<Figures> {
     create_topic(bootstrap, topic, partitions)?;
-    let producer: ThreadedProducer<DefaultProducerContext> = client_config(bootstrap)
+    let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
         .set("acks", "1")
         .set("linger.ms", "0")
         .set("socket.nagle.disable", "true")
         .set("compression.type", "none")
-        .create()
+        .create_with_context(Deliveries::default())
         .context("creating the producer")?;
     let consumer: BaseConsumer = client_config(bootstrap)
         .set("group.id", format!("strom-bench-{topic}"))
@@ -76,21 +75,10 @@ pub fn run(
                 let due_nanos = due.duration_since(epoch).as_nanos() as u64;
                 payload[..8].copy_from_slice(&seq.to_be_bytes());
                 payload[8..16].copy_from_slice(&due_nanos.to_be_bytes());
-                let key = seq.to_string();
-                let mut record = BaseRecord::to(&topic).key(&key).payload(&payload);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            std::thread::sleep(Duration::from_micros(100));
-                            record = back;
-                        }
-                        Err((e, _)) => return Err(e).context("sending a record"),
-                    }
-                }
+                send(&producer, &topic, None, &seq.to_string(), &payload)?;
             }
             producer.flush(Duration::from_secs(60))?;
-            Ok(())
+            check_failures(&producer)
         })
     };
 

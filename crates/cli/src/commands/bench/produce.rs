@@ -45,7 +45,7 @@ impl Load {
 
 /// Collects delivery reports on librdkafka's polling thread.
 #[derive(Default)]
-struct Deliveries {
+pub struct Deliveries {
     latencies_us: Mutex<Vec<u32>>,
     failures: Mutex<Vec<String>>,
 }
@@ -165,7 +165,8 @@ pub fn send_all(
     Ok(figures)
 }
 
-fn send(
+/// Sends one record, waiting for room while librdkafka's queue is full.
+pub fn send(
     producer: &ThreadedProducer<Deliveries>,
     topic: &str,
     partition: Option<i32>,
@@ -193,7 +194,8 @@ fn send(
     }
 }
 
-fn check_failures(producer: &ThreadedProducer<Deliveries>) -> Result<()> {
+/// Fails if any delivery report was an error.
+pub fn check_failures(producer: &ThreadedProducer<Deliveries>) -> Result<()> {
     let failures = producer.context().failures.lock().unwrap();
     if let Some(first) = failures.first() {
         bail!("{} records failed, first: {first}", failures.len());
