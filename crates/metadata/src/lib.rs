@@ -9,11 +9,16 @@
 //! messages and crash them between any two steps. openraft owns its tasks and timers on a runtime, which makes
 //! a replayable message-level simulation much harder. raft-rs has run TiKV's production clusters for years.
 
+mod controller;
 mod image;
 mod quorum;
 mod records;
 mod storage;
 
+pub use controller::{
+    codes, Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
+    Decision,
+};
 pub use image::{Applied, BrokerRegistration, MetadataImage, PartitionImage, Rejected, TopicImage};
 pub use quorum::{
     node_id, raft_id, DurableState, Output, PersistOp, ProposalError, ProposalId, QuorumConfig,

@@ -1,0 +1,677 @@
+//! The active controller's decisions, without I/O: which records a request or the passing of time calls for.
+//!
+//! Only the quorum leader runs a [`Controller`]; it turns broker registrations and heartbeats, admin requests
+//! and expired broker sessions into record batches to propose. It reads the committed [`MetadataImage`] and
+//! never changes it: the records take effect when the log commits them (and a batch that no longer fits then is
+//! rejected as a whole, see `image.rs`). Broker sessions (last heartbeat times) are soft state: a new leader
+//! starts every registered broker's session afresh, as KRaft does.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::{MetadataImage, PartitionImage};
+use crate::records::{Configs, Endpoint, MetadataRecord, RecordBatch};
+
+/// Kafka error codes the controller answers with.
+pub mod codes {
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker {
+        broker_id: i32,
+        incarnation_id: String,
+        endpoint: Endpoint,
+        rack: Option<String>,
+    },
+    /// `applied_index`: how far the broker has applied the metadata log.
+    Heartbeat {
+        broker_id: i32,
+        broker_epoch: u64,
+        applied_index: u64,
+        want_shutdown: bool,
+    },
+    /// `partitions` / `replication_factor` of -1 mean the defaults; `assignments` (replica lists per partition)
+    /// replaces both.
+    CreateTopic {
+        name: String,
+        topic_id: String,
+        partitions: i32,
+        replication_factor: i16,
+        assignments: Option<Vec<Vec<i32>>>,
+        configs: Configs,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    /// Sets `set` and removes `remove`; with `replace`, every override not in `set` is removed (AlterConfigs).
+    AlterTopicConfigs {
+        name: String,
+        set: Configs,
+        remove: Vec<String>,
+        replace: bool,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        broker_id: i32,
+        count: i64,
+    },
+}
+
+/// What the controller answers once the records it proposed (if any) are committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// The broker's epoch is the log index its RegisterBroker record committed at.
+    Registered,
+    Heartbeat {
+        fenced: bool,
+        shutdown_ready: bool,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+pub struct ControllerError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl ControllerError {
+    pub fn new(code: i16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The controller's answer to a request: records to commit first (then the reply), or the reply now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Propose(RecordBatch, ControllerReply),
+    Reply(ControllerReply),
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub session_timeout_ms: u64,
+    /// `num.partitions`
+    pub default_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 9_000,
+            default_partitions: 1,
+            default_replication_factor: 1,
+        }
+    }
+}
+
+pub struct Controller {
+    config: ControllerConfig,
+    /// Last heartbeat per (broker id, broker epoch).
+    sessions: HashMap<i32, (u64, u64)>,
+    /// Fences proposed and not yet seen committed, with when, so a slow commit is not proposed again each tick.
+    fencing: HashMap<(i32, u64), u64>,
+    /// Producer ids handed out by proposals not yet committed.
+    producer_id_reserved: i64,
+}
+
+impl Controller {
+    /// A controller taking over at `now_ms`: every registered broker gets a full session from now.
+    pub fn new(config: ControllerConfig, image: &MetadataImage, now_ms: u64) -> Self {
+        let sessions = image
+            .brokers
+            .values()
+            .map(|b| (b.broker_id, (b.broker_epoch, now_ms)))
+            .collect();
+        Self {
+            config,
+            sessions,
+            fencing: HashMap::new(),
+            producer_id_reserved: image.next_producer_id,
+        }
+    }
+
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        image: &MetadataImage,
+        request: ControllerRequest,
+    ) -> Result<Decision, ControllerError> {
+        match request {
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                endpoint,
+                rack,
+            } => {
+                let mut records = vec![MetadataRecord::RegisterBroker {
+                    broker_id,
+                    incarnation_id,
+                    endpoint,
+                    rack,
+                }];
+                // Whatever the previous incarnation led, it leads no more.
+                records.extend(leaders_away_from(image, broker_id));
+                Ok(Decision::Propose(
+                    RecordBatch::new(records),
+                    ControllerReply::Registered,
+                ))
+            }
+            ControllerRequest::Heartbeat {
+                broker_id,
+                broker_epoch,
+                applied_index,
+                want_shutdown,
+            } => {
+                let broker = image
+                    .brokers
+                    .get(&broker_id)
+                    .filter(|b| b.broker_epoch == broker_epoch)
+                    .ok_or_else(|| {
+                        ControllerError::new(
+                            codes::STALE_BROKER_EPOCH,
+                            format!("broker {broker_id} epoch {broker_epoch} is not registered; register again"),
+                        )
+                    })?;
+                self.sessions.insert(broker_id, (broker_epoch, now_ms));
+                if want_shutdown && !broker.fenced {
+                    let mut records = vec![MetadataRecord::FenceBroker {
+                        broker_id,
+                        broker_epoch,
+                    }];
+                    records.extend(leaders_away_from(image, broker_id));
+                    return Ok(Decision::Propose(
+                        RecordBatch::new(records),
+                        ControllerReply::Heartbeat {
+                            fenced: true,
+                            shutdown_ready: true,
+                        },
+                    ));
+                }
+                if broker.fenced && !want_shutdown && applied_index >= broker_epoch {
+                    let mut records = vec![MetadataRecord::UnfenceBroker {
+                        broker_id,
+                        broker_epoch,
+                    }];
+                    records.extend(leaders_back_to(image, broker_id));
+                    return Ok(Decision::Propose(
+                        RecordBatch::new(records),
+                        ControllerReply::Heartbeat {
+                            fenced: false,
+                            shutdown_ready: false,
+                        },
+                    ));
+                }
+                Ok(Decision::Reply(ControllerReply::Heartbeat {
+                    fenced: broker.fenced,
+                    shutdown_ready: want_shutdown && broker.fenced,
+                }))
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor,
+                assignments,
+                configs,
+                validate_only,
+            } => {
+                if image.topics.contains_key(&name) {
+                    return Err(ControllerError::new(
+                        codes::TOPIC_ALREADY_EXISTS,
+                        format!("topic '{name}' already exists"),
+                    ));
+                }
+                let assignments = match assignments {
+                    Some(a) => {
+                        validate_assignments(image, &a, None)?;
+                        a
+                    }
+                    None => {
+                        let partitions = match partitions {
+                            -1 => self.config.default_partitions,
+                            p => p,
+                        };
+                        if partitions < 1 {
+                            return Err(ControllerError::new(
+                                codes::INVALID_PARTITIONS,
+                                format!(
+                                    "number of partitions must be at least 1, got {partitions}"
+                                ),
+                            ));
+                        }
+                        let rf = match replication_factor {
+                            -1 => self.config.default_replication_factor,
+                            rf => rf,
+                        };
+                        place(image, &name, 0, partitions, rf)?
+                    }
+                };
+                if validate_only {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                let mut records = vec![MetadataRecord::Topic {
+                    name: name.clone(),
+                    topic_id: topic_id.clone(),
+                }];
+                records.extend(partition_records(image, &topic_id, 0, assignments));
+                records.extend(configs.into_iter().map(|(key, value)| {
+                    MetadataRecord::TopicConfig {
+                        topic: name.clone(),
+                        key,
+                        value: Some(value),
+                    }
+                }));
+                Ok(Decision::Propose(
+                    RecordBatch::new(records),
+                    ControllerReply::Done,
+                ))
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                let topic = known_topic(image, &name)?;
+                Ok(Decision::Propose(
+                    RecordBatch::new(vec![MetadataRecord::RemoveTopic {
+                        topic_id: topic.topic_id.clone(),
+                    }]),
+                    ControllerReply::Done,
+                ))
+            }
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                assignments,
+                validate_only,
+            } => {
+                let topic = known_topic(image, &name)?;
+                let current = topic.partitions.len() as i32;
+                if count <= current {
+                    return Err(ControllerError::new(
+                        codes::INVALID_PARTITIONS,
+                        format!("topic '{name}' has {current} partitions; the new count must be larger, got {count}"),
+                    ));
+                }
+                let rf = topic
+                    .partitions
+                    .values()
+                    .next()
+                    .map_or(1, |p| p.replicas.len() as i16);
+                let assignments = match assignments {
+                    Some(a) => {
+                        if a.len() as i32 != count - current {
+                            return Err(ControllerError::new(
+                                codes::INVALID_REPLICA_ASSIGNMENT,
+                                format!(
+                                    "{} assignments given for {} new partitions",
+                                    a.len(),
+                                    count - current
+                                ),
+                            ));
+                        }
+                        validate_assignments(image, &a, Some(rf as usize))?;
+                        a
+                    }
+                    None => place(image, &name, current, count - current, rf)?,
+                };
+                if validate_only {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                Ok(Decision::Propose(
+                    RecordBatch::new(partition_records(
+                        image,
+                        &topic.topic_id,
+                        current,
+                        assignments,
+                    )),
+                    ControllerReply::Done,
+                ))
+            }
+            ControllerRequest::AlterTopicConfigs {
+                name,
+                set,
+                remove,
+                replace,
+                validate_only,
+            } => {
+                let topic = known_topic(image, &name)?;
+                if validate_only {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                let mut records: Vec<MetadataRecord> = Vec::new();
+                let removed: Vec<String> = if replace {
+                    topic
+                        .configs
+                        .keys()
+                        .filter(|k| !set.contains_key(*k))
+                        .cloned()
+                        .collect()
+                } else {
+                    remove
+                        .into_iter()
+                        .filter(|k| topic.configs.contains_key(k))
+                        .collect()
+                };
+                records.extend(removed.into_iter().map(|key| MetadataRecord::TopicConfig {
+                    topic: name.clone(),
+                    key,
+                    value: None,
+                }));
+                records.extend(
+                    set.into_iter()
+                        .map(|(key, value)| MetadataRecord::TopicConfig {
+                            topic: name.clone(),
+                            key,
+                            value: Some(value),
+                        }),
+                );
+                if records.is_empty() {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                Ok(Decision::Propose(
+                    RecordBatch::new(records),
+                    ControllerReply::Done,
+                ))
+            }
+            ControllerRequest::AllocateProducerIds { broker_id, count } => {
+                if count < 1 {
+                    return Err(ControllerError::new(
+                        codes::INVALID_REQUEST,
+                        "a producer id block holds at least one id",
+                    ));
+                }
+                let first = self.producer_id_reserved.max(image.next_producer_id);
+                self.producer_id_reserved = first + count;
+                Ok(Decision::Propose(
+                    RecordBatch::new(vec![MetadataRecord::ProducerIds {
+                        broker_id,
+                        next_producer_id: first + count,
+                    }]),
+                    ControllerReply::ProducerIds { first, count },
+                ))
+            }
+        }
+    }
+
+    /// Fences brokers whose session expired at `now_ms`: each batch fences one broker and moves its
+    /// leaderships away.
+    pub fn tick(&mut self, now_ms: u64, image: &MetadataImage) -> Vec<RecordBatch> {
+        self.fencing.retain(|(id, epoch), _| {
+            image
+                .brokers
+                .get(id)
+                .is_some_and(|b| b.broker_epoch == *epoch && !b.fenced)
+        });
+        let mut batches = Vec::new();
+        for broker in image.live_brokers() {
+            let last = match self.sessions.get(&broker.broker_id) {
+                Some((epoch, last)) if *epoch == broker.broker_epoch => *last,
+                // Registered or unfenced through another controller's term: its session starts now.
+                _ => {
+                    self.sessions
+                        .insert(broker.broker_id, (broker.broker_epoch, now_ms));
+                    now_ms
+                }
+            };
+            if now_ms.saturating_sub(last) < self.config.session_timeout_ms {
+                continue;
+            }
+            let key = (broker.broker_id, broker.broker_epoch);
+            if let Some(at) = self.fencing.get(&key) {
+                if now_ms.saturating_sub(*at) < self.config.session_timeout_ms {
+                    continue;
+                }
+            }
+            self.fencing.insert(key, now_ms);
+            let mut records = vec![MetadataRecord::FenceBroker {
+                broker_id: broker.broker_id,
+                broker_epoch: broker.broker_epoch,
+            }];
+            records.extend(leaders_away_from(image, broker.broker_id));
+            batches.push(RecordBatch::new(records));
+        }
+        batches
+    }
+
+    /// When the next [`Controller::tick`] may have something to do.
+    pub fn next_deadline(&self, image: &MetadataImage) -> Option<u64> {
+        image
+            .live_brokers()
+            .filter_map(|b| self.sessions.get(&b.broker_id))
+            .map(|(_, last)| last + self.config.session_timeout_ms)
+            .min()
+    }
+}
+
+fn known_topic<'a>(
+    image: &'a MetadataImage,
+    name: &str,
+) -> Result<&'a crate::image::TopicImage, ControllerError> {
+    image.topics.get(name).ok_or_else(|| {
+        ControllerError::new(
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{name}' does not exist"),
+        )
+    })
+}
+
+/// New partitions from `first`, led by their first replica. The ISR starts as the leader alone: a follower
+/// joins it once it has copied the leader's log (partition replication's job), never by assumption.
+fn partition_records(
+    image: &MetadataImage,
+    topic_id: &str,
+    first: i32,
+    assignments: Vec<Vec<i32>>,
+) -> Vec<MetadataRecord> {
+    assignments
+        .into_iter()
+        .enumerate()
+        .map(|(i, replicas)| {
+            let leader = replicas
+                .iter()
+                .copied()
+                .find(|r| image.brokers.get(r).is_some_and(|b| !b.fenced))
+                .unwrap_or(-1);
+            let isr = if leader >= 0 {
+                vec![leader]
+            } else {
+                vec![replicas[0]]
+            };
+            MetadataRecord::Partition {
+                topic_id: topic_id.to_string(),
+                partition: first + i as i32,
+                replicas,
+                isr,
+                leader,
+                leader_epoch: 0,
+            }
+        })
+        .collect()
+}
+
+fn validate_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<i32>],
+    rf: Option<usize>,
+) -> Result<(), ControllerError> {
+    let invalid = |m: String| Err(ControllerError::new(codes::INVALID_REPLICA_ASSIGNMENT, m));
+    if assignments.is_empty() {
+        return invalid("no partitions assigned".into());
+    }
+    let rf = rf.unwrap_or(assignments[0].len());
+    for (p, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() || replicas.len() != rf {
+            return invalid(format!(
+                "partition {p} has {} replicas; every partition needs {rf}",
+                replicas.len()
+            ));
+        }
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != replicas.len() {
+            return invalid(format!("partition {p} names a broker twice: {replicas:?}"));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return invalid(format!(
+                "partition {p} is assigned to broker {b}, which is not registered"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Replica placement over the live brokers, as Kafka spreads them: brokers ordered so racks alternate, the first
+/// replica of partition p on broker (start + p), the others on the next brokers with a shift that grows every
+/// full round, so leaders and followers both spread evenly. `start` comes from the topic name, so the placement
+/// is a pure function of the image and the request.
+fn place(
+    image: &MetadataImage,
+    name: &str,
+    first: i32,
+    count: i32,
+    rf: i16,
+) -> Result<Vec<Vec<i32>>, ControllerError> {
+    let brokers = rack_alternating(image);
+    let n = brokers.len();
+    if rf < 1 || rf as usize > n {
+        return Err(ControllerError::new(
+            codes::INVALID_REPLICATION_FACTOR,
+            format!(
+                "replication factor {rf} is not between 1 and the {n} available broker{}",
+                if n == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    let start = name
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % n;
+    let rack = |b: i32| image.brokers.get(&b).and_then(|r| r.rack.as_deref());
+    let racks: std::collections::BTreeSet<_> = brokers.iter().map(|b| rack(*b)).collect();
+    Ok((first..first + count)
+        .map(|p| {
+            let p = p as usize;
+            let leader = (start + p) % n;
+            let shift = if n > 1 { p / n % (n - 1) } else { 0 };
+            let mut replicas = vec![brokers[leader]];
+            for j in 0..(rf as usize - 1) {
+                // The other brokers, from this replica's shifted position on.
+                let candidates: Vec<i32> = (0..n - 1)
+                    .map(|k| brokers[(leader + 1 + (shift + j + k) % (n - 1)) % n])
+                    .filter(|b| !replicas.contains(b))
+                    .collect();
+                let used: std::collections::BTreeSet<_> =
+                    replicas.iter().map(|b| rack(*b)).collect();
+                let pick = candidates
+                    .iter()
+                    .copied()
+                    .find(|b| used.len() >= racks.len() || !used.contains(&rack(*b)))
+                    .unwrap_or(candidates[0]);
+                replicas.push(pick);
+            }
+            replicas
+        })
+        .collect())
+}
+
+/// Live broker ids, ordered so that consecutive brokers are on different racks where racks allow.
+fn rack_alternating(image: &MetadataImage) -> Vec<i32> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for b in image.live_brokers() {
+        by_rack
+            .entry(b.rack.as_deref())
+            .or_default()
+            .push(b.broker_id);
+    }
+    let mut racks: Vec<std::collections::VecDeque<i32>> =
+        by_rack.into_values().map(Into::into).collect();
+    let mut order = Vec::new();
+    while racks.iter().any(|r| !r.is_empty()) {
+        for rack in racks.iter_mut() {
+            if let Some(b) = rack.pop_front() {
+                order.push(b);
+            }
+        }
+    }
+    order
+}
+
+/// Partition changes that take leadership (and ISR membership, unless it is the last member) away from a broker
+/// that is fenced or gone. A partition with no other in-sync replica goes offline (leader -1) and keeps the broker
+/// in its ISR, so that broker leads it again when it returns: no out-of-sync replica is ever elected.
+fn leaders_away_from(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+    let live = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|r| !r.fenced);
+    changes(image, |p| {
+        if p.leader != broker_id && !p.isr.contains(&broker_id) {
+            return None;
+        }
+        let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
+        if isr.is_empty() {
+            isr.push(broker_id);
+        }
+        let leader = if p.leader == broker_id {
+            isr.iter().copied().find(live).unwrap_or(-1)
+        } else {
+            p.leader
+        };
+        Some((leader, isr))
+    })
+}
+
+/// Offline partitions whose ISR holds a broker that is back: it leads them again.
+fn leaders_back_to(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+    changes(image, |p| {
+        (p.leader == -1 && p.isr.contains(&broker_id)).then(|| (broker_id, p.isr.clone()))
+    })
+}
+
+fn changes(
+    image: &MetadataImage,
+    change: impl Fn(&PartitionImage) -> Option<(i32, Vec<i32>)>,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            if let Some((leader, isr)) = change(p) {
+                if leader != p.leader || isr != p.isr {
+                    records.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.topic_id.clone(),
+                        partition: *index,
+                        leader,
+                        isr,
+                    });
+                }
+            }
+        }
+    }
+    records
+}

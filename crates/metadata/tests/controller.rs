@@ -1,0 +1,303 @@
+//! The controller's decisions, from requests and time to record batches, applied to an image as the log would.
+
+use strom_metadata::{
+    codes, Controller, ControllerConfig, ControllerReply, ControllerRequest, Decision, Endpoint,
+    MetadataImage, RecordBatch,
+};
+
+struct Cluster {
+    image: MetadataImage,
+    controller: Controller,
+    index: u64,
+}
+
+impl Cluster {
+    /// Brokers 0..n registered and unfenced, with the given racks.
+    fn new(racks: &[Option<&str>]) -> Self {
+        let image = MetadataImage::default();
+        let controller = Controller::new(ControllerConfig::default(), &image, 0);
+        let mut cluster = Self {
+            image,
+            controller,
+            index: 0,
+        };
+        for (id, rack) in racks.iter().enumerate() {
+            cluster.register(id as i32, rack.map(String::from));
+            let epoch = cluster.image.brokers[&(id as i32)].broker_epoch;
+            cluster.heartbeat(id as i32, epoch, 0).unwrap();
+        }
+        cluster
+    }
+
+    fn commit(&mut self, batch: &RecordBatch) {
+        self.index += 1;
+        self.image.apply_batch(self.index, batch).expect("applies");
+    }
+
+    fn request(&mut self, now: u64, request: ControllerRequest) -> Result<ControllerReply, i16> {
+        match self.controller.handle(now, &self.image, request) {
+            Ok(Decision::Propose(batch, reply)) => {
+                self.commit(&batch);
+                Ok(reply)
+            }
+            Ok(Decision::Reply(reply)) => Ok(reply),
+            Err(e) => Err(e.code),
+        }
+    }
+
+    fn register(&mut self, id: i32, rack: Option<String>) {
+        self.request(
+            0,
+            ControllerRequest::RegisterBroker {
+                broker_id: id,
+                incarnation_id: format!("inc-{id}-{}", self.index),
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9092 + id as u16,
+                },
+                rack,
+            },
+        )
+        .unwrap();
+    }
+
+    fn heartbeat(&mut self, id: i32, epoch: u64, now: u64) -> Result<ControllerReply, i16> {
+        self.request(
+            now,
+            ControllerRequest::Heartbeat {
+                broker_id: id,
+                broker_epoch: epoch,
+                applied_index: self.index,
+                want_shutdown: false,
+            },
+        )
+    }
+
+    fn create(&mut self, name: &str, partitions: i32, rf: i16) -> Result<ControllerReply, i16> {
+        self.request(
+            0,
+            ControllerRequest::CreateTopic {
+                name: name.into(),
+                topic_id: format!("id-{name}"),
+                partitions,
+                replication_factor: rf,
+                assignments: None,
+                configs: Default::default(),
+                validate_only: false,
+            },
+        )
+    }
+
+    fn leaders(&self, topic: &str) -> Vec<i32> {
+        self.image.topics[topic]
+            .partitions
+            .values()
+            .map(|p| p.leader)
+            .collect()
+    }
+}
+
+#[test]
+fn a_broker_registers_fenced_and_is_unfenced_once_caught_up() {
+    let mut c = Cluster::new(&[]);
+    c.register(7, None);
+    let epoch = c.image.brokers[&7].broker_epoch;
+    assert!(c.image.brokers[&7].fenced);
+    let behind = c.request(
+        0,
+        ControllerRequest::Heartbeat {
+            broker_id: 7,
+            broker_epoch: epoch,
+            applied_index: epoch - 1,
+            want_shutdown: false,
+        },
+    );
+    assert_eq!(
+        behind,
+        Ok(ControllerReply::Heartbeat {
+            fenced: true,
+            shutdown_ready: false
+        })
+    );
+    assert_eq!(
+        c.heartbeat(7, epoch, 0),
+        Ok(ControllerReply::Heartbeat {
+            fenced: false,
+            shutdown_ready: false
+        })
+    );
+    assert!(!c.image.brokers[&7].fenced);
+    assert_eq!(
+        c.heartbeat(7, epoch + 100, 0),
+        Err(codes::STALE_BROKER_EPOCH)
+    );
+}
+
+#[test]
+fn partitions_and_their_replicas_spread_over_every_broker() {
+    let mut c = Cluster::new(&[None, None, None]);
+    c.create("orders", 6, 3).unwrap();
+    let topic = &c.image.topics["orders"];
+    let mut led = [0; 3];
+    let mut hosted = [0; 3];
+    for p in topic.partitions.values() {
+        assert_eq!(p.replicas.len(), 3);
+        let mut distinct = p.replicas.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{:?}", p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        assert_eq!(p.isr, vec![p.leader]);
+        led[p.leader as usize] += 1;
+        for r in &p.replicas {
+            hosted[*r as usize] += 1;
+        }
+    }
+    assert_eq!(led, [2, 2, 2]);
+    assert_eq!(hosted, [6, 6, 6]);
+}
+
+#[test]
+fn replicas_of_a_partition_sit_on_different_racks_where_racks_allow() {
+    let mut c = Cluster::new(&[Some("a"), Some("a"), Some("b"), Some("b")]);
+    c.create("t", 8, 2).unwrap();
+    let rack = |b: i32| c.image.brokers[&b].rack.clone();
+    for p in c.image.topics["t"].partitions.values() {
+        assert_ne!(rack(p.replicas[0]), rack(p.replicas[1]), "{:?}", p.replicas);
+    }
+}
+
+#[test]
+fn create_topic_checks_replication_factor_partitions_and_names() {
+    let mut c = Cluster::new(&[None, None]);
+    assert_eq!(c.create("t", 1, 3), Err(codes::INVALID_REPLICATION_FACTOR));
+    assert_eq!(c.create("t", 0, 1), Err(codes::INVALID_PARTITIONS));
+    assert!(c.image.topics.is_empty(), "nothing half-applied");
+    c.create("t", 1, 2).unwrap();
+    assert_eq!(c.create("t", 1, 1), Err(codes::TOPIC_ALREADY_EXISTS));
+    // -1 means the defaults (1 partition, replication factor 1).
+    c.create("d", -1, -1).unwrap();
+    assert_eq!(c.image.topics["d"].partitions[&0].replicas.len(), 1);
+}
+
+#[test]
+fn a_silent_broker_is_fenced_after_its_session_and_its_partitions_go_offline_until_it_returns() {
+    let mut c = Cluster::new(&[None, None]);
+    c.create("t", 4, 1).unwrap();
+    let epoch0 = c.image.brokers[&0].broker_epoch;
+    let epoch1 = c.image.brokers[&1].broker_epoch;
+    // Broker 0 keeps heartbeating; broker 1 goes silent.
+    for now in (0..=9_000).step_by(1_000) {
+        c.heartbeat(0, epoch0, now).unwrap();
+        for batch in c.controller.tick(now, &c.image) {
+            c.commit(&batch);
+        }
+    }
+    assert!(c.image.brokers[&1].fenced);
+    assert!(!c.image.brokers[&0].fenced);
+    let leaders = c.leaders("t");
+    assert!(
+        leaders.contains(&-1) && !leaders.contains(&1),
+        "{leaders:?}"
+    );
+    // A fence is proposed once, not every tick while it commits.
+    assert!(c.controller.tick(9_500, &c.image).is_empty());
+    // Broker 1 comes back: unfenced, and leads its partitions again.
+    c.heartbeat(1, epoch1, 10_000).unwrap();
+    assert!(!c.image.brokers[&1].fenced);
+    assert!(!c.leaders("t").contains(&-1));
+}
+
+#[test]
+fn controlled_shutdown_fences_first_and_says_when_ready() {
+    let mut c = Cluster::new(&[None, None]);
+    c.create("t", 2, 1).unwrap();
+    let epoch = c.image.brokers[&1].broker_epoch;
+    let reply = c.request(
+        0,
+        ControllerRequest::Heartbeat {
+            broker_id: 1,
+            broker_epoch: epoch,
+            applied_index: c.index,
+            want_shutdown: true,
+        },
+    );
+    assert_eq!(
+        reply,
+        Ok(ControllerReply::Heartbeat {
+            fenced: true,
+            shutdown_ready: true
+        })
+    );
+    assert!(c.image.brokers[&1].fenced);
+    assert!(!c.leaders("t").contains(&1));
+}
+
+#[test]
+fn producer_id_blocks_never_overlap_even_before_they_commit() {
+    let mut c = Cluster::new(&[None]);
+    let image = c.image.clone();
+    let a = c.controller.handle(
+        0,
+        &image,
+        ControllerRequest::AllocateProducerIds {
+            broker_id: 0,
+            count: 1000,
+        },
+    );
+    let b = c.controller.handle(
+        0,
+        &image,
+        ControllerRequest::AllocateProducerIds {
+            broker_id: 0,
+            count: 1000,
+        },
+    );
+    let first = |d: Result<Decision, _>| match d {
+        Ok(Decision::Propose(_, ControllerReply::ProducerIds { first, .. })) => first,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((first(a), first(b)), (0, 1000));
+}
+
+#[test]
+fn alter_configs_replaces_and_incremental_alter_configs_edits() {
+    let mut c = Cluster::new(&[None]);
+    c.create("t", 1, 1).unwrap();
+    let alter =
+        |set: &[(&str, &str)], remove: &[&str], replace| ControllerRequest::AlterTopicConfigs {
+            name: "t".into(),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            remove: remove.iter().map(|k| k.to_string()).collect(),
+            replace,
+            validate_only: false,
+        };
+    c.request(
+        0,
+        alter(&[("retention.ms", "1"), ("segment.ms", "2")], &[], false),
+    )
+    .unwrap();
+    c.request(0, alter(&[], &["segment.ms"], false)).unwrap();
+    assert_eq!(
+        c.image.topics["t"].configs.keys().collect::<Vec<_>>(),
+        ["retention.ms"]
+    );
+    c.request(0, alter(&[("cleanup.policy", "compact")], &[], true))
+        .unwrap();
+    assert_eq!(
+        c.image.topics["t"].configs.keys().collect::<Vec<_>>(),
+        ["cleanup.policy"]
+    );
+    assert_eq!(
+        c.request(
+            0,
+            ControllerRequest::DeleteTopic {
+                name: "nope".into()
+            }
+        ),
+        Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+}
