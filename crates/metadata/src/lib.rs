@@ -10,6 +10,7 @@
 //! a replayable message-level simulation much harder. raft-rs has run TiKV's production clusters for years.
 
 mod controller;
+mod disk;
 mod image;
 mod quorum;
 mod records;
@@ -19,6 +20,7 @@ pub use controller::{
     codes, Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
     Decision,
 };
+pub use disk::{generate_cluster_id, DiskError, MetaProperties, MetadataDisk};
 pub use image::{Applied, BrokerRegistration, MetadataImage, PartitionImage, Rejected, TopicImage};
 pub use quorum::{
     node_id, raft_id, DurableState, Output, PersistOp, ProposalError, ProposalId, QuorumConfig,
