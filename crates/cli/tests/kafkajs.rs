@@ -2,8 +2,8 @@
 //! and reads back from a real Strom broker. The script `tests/clients/kafkajs_roundtrip.js` checks every record
 //! and exits non-zero on a mismatch; this test also checks the gzip topic is stored gzip-compressed.
 //!
-//! Needs `node` and `npm ci` run in `crates/cli/tests/clients` (`.ci/run` does both); a missing module fails the
-//! test with that hint.
+//! Needs `node` and `npm ci` run in `crates/cli/tests/clients` (`scripts/test-deps` does both); a missing module
+//! fails the test with that hint.
 
 mod common;
 #[path = "clients/support.rs"]
@@ -15,7 +15,8 @@ use std::time::Duration;
 use common::TestBroker;
 use strom_log::Compression;
 
-const INSTALL: &str = "install Node.js and run `npm ci` in crates/cli/tests/clients (see .ci/run)";
+const INSTALL: &str =
+    "install Node.js and run `npm ci` in crates/cli/tests/clients (or run scripts/test-deps)";
 
 #[test]
 fn kafkajs_creates_produces_and_reads_back_every_record() {

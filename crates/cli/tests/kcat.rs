@@ -6,7 +6,7 @@
 //! that each codec kcat asked for is what the broker stored on disk (librdkafka silently sends uncompressed data
 //! when it thinks the broker cannot take a codec).
 //!
-//! Needs `kcat` on PATH (`apt-get install -y kcat`; `.ci/run` installs it); a missing kcat fails the tests.
+//! Needs `kcat` on PATH (`apt-get install -y kcat`; `scripts/test-deps` installs it); a missing kcat fails the tests.
 
 mod common;
 #[path = "clients/support.rs"]
@@ -22,7 +22,7 @@ use strom_log::Compression;
 
 const INSTALL: &str =
     "install kcat with `apt-get install -y kcat` (Debian 12's kcat 1.7.1 on librdkafka 2.0.2; \
-                       see .ci/run)";
+                       or run scripts/test-deps)";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `kcat`, linked with the system's librdkafka. `cargo test` puts the build directories of native libraries on

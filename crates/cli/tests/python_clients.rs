@@ -3,8 +3,8 @@
 //! broker; the script checks every record it reads back and exits non-zero on a mismatch. Both libraries pick
 //! their request versions from our ApiVersions answer, so this also checks that what we advertise is servable.
 //!
-//! Needs `python3` with `pip install kafka-python==3.0.12 aiokafka==0.14.0` (`.ci/run` installs them); a missing
-//! package fails the test with that hint.
+//! Needs `python3` with `pip install kafka-python==3.0.12 aiokafka==0.14.0` (`scripts/test-deps` installs them); a
+//! missing package fails the test with that hint.
 
 mod common;
 #[path = "clients/support.rs"]
@@ -18,7 +18,7 @@ use strom_log::Compression;
 
 const INSTALL: &str =
     "install the Python clients with `python3 -m pip install kafka-python==3.0.12 \
-                       aiokafka==0.14.0` (see .ci/run)";
+                       aiokafka==0.14.0` (or run scripts/test-deps)";
 
 /// Runs `tests/clients/<script> <bootstrap>` with python3 and fails the test with its output unless it exits 0.
 fn run_script(broker: &TestBroker, script: &str) {

@@ -18,7 +18,7 @@
 'use strict'
 
 const REQUIRED = '2.2.4'
-const INSTALL = 'run `npm ci` in crates/cli/tests/clients (see .ci/run)'
+const INSTALL = 'run `npm ci` in crates/cli/tests/clients (or run scripts/test-deps)'
 
 let kafkajs
 let installed
