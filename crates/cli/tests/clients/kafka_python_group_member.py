@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A kafka-python consumer-group member that a test can kill -9 mid-stream.
 
-Usage: kafka_python_group_member.py BOOTSTRAP GROUP TOPIC [PROCESSING_MS]
+Usage: kafka_python_group_member.py BOOTSTRAP GROUP TOPIC [STOP_AFTER]
 
 Joins GROUP (classic protocol, range assignor, session timeout 6 s), and for every record prints
 `PROCESSED <partition> <offset>`, commits synchronously, then prints `COMMITTED <partition> <offset+1>`. After
 each rebalance it prints `ASSIGNED <p,p,...>`. Every line is flushed at once so the test sees exactly how far it
-got when it is killed. PROCESSING_MS (default 0) is how long "processing" each record takes, so a test can
-kill the member while work is left. Exits 2 if kafka-python is missing or the wrong version.
+got. With STOP_AFTER, once that many records are committed it processes one more record without committing it,
+prints `STOPPED` and stays in the group (kafka-python heartbeats from its network thread) until it is killed: the
+test kills it at that event, with work processed but not committed, instead of racing it. Exits 2 if
+kafka-python is missing or the wrong version.
 """
 
 import sys
@@ -41,7 +43,7 @@ class Listener(ConsumerRebalanceListener):
 
 def main():
     bootstrap, group, topic = sys.argv[1:4]
-    processing_s = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0
+    stop_after = int(sys.argv[4]) if len(sys.argv) > 4 else None
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -52,12 +54,17 @@ def main():
         max_poll_records=1,
     )
     consumer.subscribe([topic], listener=Listener())
+    committed = 0
     while True:
         for tp, records in consumer.poll(timeout_ms=200).items():
             for record in records:
-                time.sleep(processing_s)
                 say(f"PROCESSED {tp.partition} {record.offset}")
+                if stop_after is not None and committed >= stop_after:
+                    say("STOPPED")
+                    while True:
+                        time.sleep(3600)
                 consumer.commit()
+                committed += 1
                 say(f"COMMITTED {tp.partition} {record.offset + 1}")
 
 
