@@ -2,11 +2,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use common::{block_on, consume, delivered, enqueue, TestBroker};
-use rdkafka::message::{Header, OwnedHeaders};
+use common::{block_on, client_config, consume, delivered, enqueue, TestBroker};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use rdkafka::statistics::Statistics;
 use rdkafka::Offset;
 
 fn send(
@@ -141,22 +145,65 @@ fn producing_to_an_unknown_topic_creates_it() {
     assert_eq!(topic.partitions.len(), 2);
 }
 
+/// Whether librdkafka's latest statistics show a Fetch sent and a request still awaiting its response.
+#[derive(Default)]
+struct FetchWatch {
+    parked: AtomicBool,
+}
+
+impl ClientContext for FetchWatch {
+    fn stats(&self, statistics: Statistics) {
+        let parked = statistics
+            .brokers
+            .values()
+            .any(|b| b.req.get("Fetch").is_some_and(|n| *n > 0) && b.waitresp_cnt > 0);
+        self.parked.store(parked, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for FetchWatch {}
+
 #[test]
 fn a_waiting_consumer_gets_records_appended_after_it_started_polling() {
     let broker = TestBroker::start();
     broker.create_topic("live", 1, &[]);
-    let consumer = broker.consumer(&[("fetch.wait.max.ms", "10000")]);
+    // Its fetch of the empty partition parks for 50 s (below socket.timeout.ms, 60 s, whose expiry would reconnect
+    // and fetch anew), so a record that arrives within 30 s came because the append woke the fetch.
+    let consumer: BaseConsumer<FetchWatch> = client_config(&broker.bootstrap())
+        .set("group.id", "strom-tests-unused")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50000")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(FetchWatch::default())
+        .expect("consumer");
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset("live", 0, Offset::Beginning)
         .unwrap();
-    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
-    // Let the consumer's first fetch reach the broker and park in the long poll.
-    assert!(consumer.poll(Duration::from_millis(300)).is_none());
+    consumer.assign(&tpl).unwrap();
+    // Statistics arrive once a second, through poll: wait until they show the first fetch parked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !consumer.context().parked.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "librdkafka's statistics never showed a Fetch awaiting its response"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            panic!("nothing was produced yet, got {:?}", m.map(|m| m.offset()));
+        }
+    }
     let producer = broker.producer(&[("linger.ms", "0")]);
     send(&producer, FutureRecord::to("live").payload(&b"wake up"[..]));
-    // With a 10 s fetch.wait.max.ms, arriving well inside this poll window means the append woke the fetch.
-    let got = consume(&consumer, "live", &[0], Offset::Beginning, 1);
-    assert_eq!(got[0].value.as_deref(), Some(&b"wake up"[..]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(m) => break m.expect("consume"),
+            None => assert!(
+                Instant::now() < deadline,
+                "the append did not wake the parked fetch within 30 s (its fetch.wait.max.ms is 50 s)"
+            ),
+        }
+    };
+    assert_eq!(got.payload(), Some(&b"wake up"[..]));
 }
 
 #[test]
