@@ -64,6 +64,10 @@ impl TestBroker {
     }
 
     async fn consumer(&self, group: &str, topic: &str) -> Consumer {
+        self.consumer_with(group, topic, &[]).await
+    }
+
+    async fn consumer_with(&self, group: &str, topic: &str, extra: &[(&str, &str)]) -> Consumer {
         let mut c = ConsumerConfig::new(&self.bootstrap);
         for (k, v) in [
             ("group.id", group),
@@ -72,7 +76,10 @@ impl TestBroker {
             ("auto.offset.reset", "earliest"),
             ("enable.auto.commit", "true"),
             ("fetch.max.wait.ms", "50"),
-        ] {
+        ]
+        .iter()
+        .chain(extra)
+        {
             c.set(k, v).unwrap();
         }
         let mut consumer = Consumer::new(c).await.unwrap();
@@ -237,13 +244,21 @@ async fn a_new_member_resumes_from_the_committed_offsets() {
 async fn revoked_partitions_move_with_their_committed_offsets() {
     let broker = TestBroker::start().await;
     broker.create_topic("revoke", PARTITIONS).await;
-    let mut a = broker.consumer("revoke-group", "revoke").await;
+    // Auto-commit is on (that is what commits on revocation) but its timer never fires during the test, however
+    // slow the machine.
+    let mut a = broker
+        .consumer_with(
+            "revoke-group",
+            "revoke",
+            &[("auto.commit.interval.ms", "3600000")],
+        )
+        .await;
     produce(&broker.bootstrap, "revoke", 0, 100).await;
     let mut read = poll_until(&mut [&mut a], |_, read| read[0].len() >= 100).await;
     assert_eq!(a.assignment().len(), 4);
 
-    // a has read everything and committed nothing yet (auto-commit is 5 s away): only the commit it makes
-    // while revoking keeps b from reading a's partitions again.
+    // a has read everything and committed nothing yet: only the commit it makes while revoking keeps b from
+    // reading a's partitions again.
     let mut b = broker.consumer("revoke-group", "revoke").await;
     let during = poll_until(&mut [&mut a, &mut b], |cs, _| assigned_counts(cs) == [2, 2]).await;
     produce(&broker.bootstrap, "revoke", 100, 100).await;
