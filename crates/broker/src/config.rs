@@ -78,6 +78,43 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Keys set explicitly in the config file, for DescribeConfigs' `STATIC_BROKER_CONFIG` source.
     pub explicit: BTreeMap<String, String>,
+    /// `process.roles`: whether this node serves Kafka clients (broker), votes in the metadata quorum
+    /// (controller), or both.
+    pub roles: ProcessRoles,
+    /// `controller.quorum.voters`: `id@host:port` of every controller. Empty means this node alone is the quorum.
+    pub quorum_voters: Vec<QuorumVoter>,
+    /// `controller.listener.names`: which of `listeners` is the controller listener.
+    pub controller_listener_names: Vec<String>,
+    /// The controller listener from `listeners`, for the quorum and broker-to-controller requests.
+    pub controller_listen: Option<SocketAddr>,
+    /// `controller.quorum.election.timeout.ms`: a follower that hears no leader for this long (randomised up to
+    /// twice as long) stands for election.
+    pub quorum_election_timeout_ms: u64,
+    /// `broker.rack`: replicas of a partition are spread over racks.
+    pub rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker the controller has not heard from for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor` (capped at the number of live brokers when the topic is created).
+    pub offsets_topic_replication_factor: i16,
+}
+
+/// `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+/// One entry of `controller.quorum.voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +143,19 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             log: LogConfig::default(),
             explicit: BTreeMap::new(),
+            roles: ProcessRoles {
+                broker: true,
+                controller: true,
+            },
+            quorum_voters: Vec::new(),
+            controller_listener_names: vec!["CONTROLLER".to_string()],
+            controller_listen: None,
+            quorum_election_timeout_ms: 1000,
+            rack: None,
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
         }
     }
 }
@@ -151,7 +201,31 @@ impl BrokerConfig {
                 }
                 self.data_dir = PathBuf::from(first);
             }
-            "listeners" => self.listen = parse_listener(value).map_err(|r| invalid(&r))?,
+            "listeners" => self.set_listeners(value).map_err(|r| invalid(&r))?,
+            "controller.listener.names" => {
+                self.controller_listener_names =
+                    value.split(',').map(|n| n.trim().to_string()).collect();
+                if let Some(listeners) = self.explicit.get("listeners").cloned() {
+                    self.set_listeners(&listeners).map_err(|r| invalid(&r))?;
+                }
+            }
+            "process.roles" => self.roles = parse_roles(value).map_err(|r| invalid(&r))?,
+            "controller.quorum.voters" => {
+                self.quorum_voters = parse_voters(value).map_err(|r| invalid(&r))?
+            }
+            "controller.quorum.election.timeout.ms" => {
+                self.quorum_election_timeout_ms = positive::<i32>(key, value)? as u64
+            }
+            "broker.rack" => self.rack = Some(value.to_string()).filter(|r| !r.is_empty()),
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = positive::<i32>(key, value)? as u64
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = positive::<i32>(key, value)? as u64
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = positive(key, value)?
+            }
             "advertised.listeners" => {
                 let addr = strip_listener_name(value);
                 let (host, port) = addr
@@ -161,13 +235,7 @@ impl BrokerConfig {
                 self.advertised = Some((host.to_string(), port));
             }
             "num.partitions" => self.num_partitions = positive(key, value)?,
-            "default.replication.factor" => {
-                if parse::<i32>(key, value)? != 1 {
-                    return Err(invalid(
-                        "a single Strom broker can only hold replication factor 1",
-                    ));
-                }
-            }
+            "default.replication.factor" => self.default_replication_factor = positive(key, value)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = positive::<i32>(key, value)? as usize
@@ -244,6 +312,34 @@ impl BrokerConfig {
         Ok(true)
     }
 
+    /// `listeners`: the entry named in `controller.listener.names` is the controller listener, the first other
+    /// one the Kafka listener. An entry without a name is the Kafka listener.
+    fn set_listeners(&mut self, value: &str) -> Result<(), String> {
+        let mut kafka = None;
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, _) = entry.split_once("://").unwrap_or(("", entry));
+            let addr = parse_listener(entry)?;
+            if self.controller_listener_names.iter().any(|n| n == name) {
+                self.controller_listen = Some(addr);
+            } else if kafka.is_none() {
+                kafka = Some(addr);
+            }
+        }
+        if let Some(addr) = kafka {
+            self.listen = addr;
+        }
+        Ok(())
+    }
+
+    /// The voters of the metadata quorum: `controller.quorum.voters`, or this node alone.
+    pub fn voter_ids(&self) -> Vec<i32> {
+        if self.quorum_voters.is_empty() {
+            vec![self.node_id]
+        } else {
+            self.quorum_voters.iter().map(|v| v.node_id).collect()
+        }
+    }
+
     /// The host and port written into Metadata responses.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
         self.advertised
@@ -255,6 +351,81 @@ impl BrokerConfig {
 fn strip_listener_name(value: &str) -> &str {
     let first = value.split(',').next().unwrap_or("").trim();
     first.split_once("://").map_or(first, |(_, addr)| addr)
+}
+
+#[cfg(test)]
+mod cluster_config_tests {
+    use super::*;
+
+    #[test]
+    fn listeners_split_into_the_kafka_and_the_controller_listener() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_properties(
+                "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+                 controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095\nprocess.roles=broker,controller\n",
+            )
+            .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            config.controller_listen,
+            Some("127.0.0.1:9093".parse().unwrap())
+        );
+        assert_eq!(config.voter_ids(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_voter_list_with_a_duplicate_id_is_refused_by_name() {
+        let err = BrokerConfig::default()
+            .set("controller.quorum.voters", "1@a:1,1@b:2")
+            .unwrap_err();
+        assert!(err.to_string().contains("node id 1 appears twice"), "{err}");
+    }
+}
+
+fn parse_roles(value: &str) -> Result<ProcessRoles, String> {
+    let mut roles = ProcessRoles {
+        broker: false,
+        controller: false,
+    };
+    for role in value.split(',').map(str::trim) {
+        match role {
+            "broker" => roles.broker = true,
+            "controller" => roles.controller = true,
+            other => {
+                return Err(format!(
+                    "unknown role {other:?}; expected broker, controller or both"
+                ))
+            }
+        }
+    }
+    if !roles.controller {
+        return Err(
+            "a broker-only node (without the controller role) is not supported yet: use process.roles=broker,controller or controller"
+                .into(),
+        );
+    }
+    Ok(roles)
+}
+
+/// `1@host:9093,2@host:9094`.
+fn parse_voters(value: &str) -> Result<Vec<QuorumVoter>, String> {
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || format!("expected ID@HOST:PORT, found {entry:?}");
+        let (id, addr) = entry.split_once('@').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let voter = QuorumVoter {
+            node_id: id.parse().map_err(|_| bad())?,
+            host: host.to_string(),
+            port: port.parse().map_err(|_| bad())?,
+        };
+        if voters.iter().any(|v| v.node_id == voter.node_id) {
+            return Err(format!("node id {} appears twice", voter.node_id));
+        }
+        voters.push(voter);
+    }
+    Ok(voters)
 }
 
 fn parse_listener(value: &str) -> Result<SocketAddr, String> {

@@ -56,7 +56,7 @@ async fn run(
                 batch
             }
             _ = ticker.tick() => {
-                topics.all().iter().flat_map(|t| t.partitions.iter().filter(|p| p.is_dirty()).cloned()).collect()
+                topics.all().iter().flat_map(|t| t.local.iter().filter(|p| p.is_dirty()).cloned()).collect()
             }
             _ = shutdown.changed() => return,
         };

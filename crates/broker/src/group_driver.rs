@@ -35,7 +35,7 @@ impl TopicLookup for Topics {
     fn topic(&self, name: &str) -> Option<TopicInfo> {
         self.get(name).map(|t| TopicInfo {
             id: t.id,
-            partitions: t.partitions.len() as i32,
+            partitions: t.partition_count(),
         })
     }
 }

@@ -5,7 +5,9 @@
 //! acks=all, and the response goes back in request order. A fetch reads whole batches below the high watermark and
 //! long-polls on the partitions' append notifications.
 
+pub mod admin;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod connection;
 mod flusher;

@@ -28,7 +28,7 @@ pub fn start(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
 /// One maintenance pass over every partition.
 pub fn run_once(state: &BrokerState) {
     for topic in state.topics.all() {
-        for p in &topic.partitions {
+        for p in &topic.local {
             match p.run_cleanup(now_ms()) {
                 Ok((0, 0)) => {}
                 Ok((segments, records)) => {

@@ -1,115 +1,124 @@
-//! The broker's durable cluster metadata: cluster id, topics (id, partition count, config overrides) and the
-//! producer id high-water mark.
-//!
-//! On-disk format: `<data-dir>/cluster-metadata.json`, one JSON document
+//! Upgrading a data directory from the single-node layout, where the metadata was one JSON document,
+//! `<data-dir>/cluster-metadata.json`:
 //! `{"cluster_id": "...", "node_id": 1, "next_producer_id": 5000, "topics": {"name": {"topic_id": "uuid",
-//! "partitions": 3, "configs": {"retention.ms": "1000"}}}}`. It is replaced atomically (write to
-//! `cluster-metadata.json.tmp`, fsync, rename, fsync the directory), so a crash leaves either the old or the new
-//! document. A later issue moves this into a Raft-replicated metadata log; the image type stays the same.
+//! "partitions": 3, "configs": {"retention.ms": "1000"}}}}`.
+//!
+//! On the first start with the Raft metadata log, a node that finds this file and no log starts its log from a
+//! snapshot holding the same topics (each partition on this node), configs and producer-id high-water mark,
+//! keeps the cluster id, and renames the file to `cluster-metadata.json.migrated`. A file for another node id,
+//! or an unreadable one, is refused with a message and nothing is changed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use strom_metadata::{DurableState, MetadataDisk, MetadataImage, PartitionImage, TopicImage};
 
-/// One topic as recorded in the metadata.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TopicRecord {
-    pub topic_id: String,
-    pub partitions: i32,
+const LEGACY_FILE: &str = "cluster-metadata.json";
+
+#[derive(Debug, Deserialize)]
+struct LegacyTopic {
+    topic_id: String,
+    partitions: i32,
     #[serde(default)]
-    pub configs: BTreeMap<String, String>,
+    configs: BTreeMap<String, String>,
 }
 
-/// The whole metadata document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MetadataImage {
-    pub cluster_id: String,
-    pub node_id: i32,
-    /// Producer ids below this have been handed out (or reserved) already.
-    pub next_producer_id: i64,
-    pub topics: BTreeMap<String, TopicRecord>,
+#[derive(Debug, Deserialize)]
+struct LegacyImage {
+    cluster_id: String,
+    node_id: i32,
+    next_producer_id: i64,
+    topics: BTreeMap<String, LegacyTopic>,
 }
 
-/// Reads and atomically rewrites [`MetadataImage`].
-#[derive(Debug)]
-pub struct MetadataStore {
-    path: PathBuf,
+fn legacy_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(LEGACY_FILE)
 }
 
-const FILE_NAME: &str = "cluster-metadata.json";
-
-impl MetadataStore {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            path: data_dir.join(FILE_NAME),
-        }
+fn read_legacy(data_dir: &Path) -> std::io::Result<Option<LegacyImage>> {
+    let path = legacy_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not valid single-node metadata, so it cannot be upgraded: {e}",
+                    path.display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
+}
 
-    /// Loads the image, or `None` on a fresh data directory.
-    pub fn load(&self) -> std::io::Result<Option<MetadataImage>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not valid cluster metadata: {e}", self.path.display()),
+/// The cluster id of a single-node data directory not yet upgraded.
+pub fn legacy_cluster_id(data_dir: &Path) -> Option<String> {
+    read_legacy(data_dir).ok().flatten().map(|l| l.cluster_id)
+}
+
+/// The durable state a node starts from when its metadata log is empty: the legacy document's content, or a
+/// fresh log. It is created in `disk` before the legacy document is renamed, so a crash in between upgrades
+/// again on the next start.
+pub fn initial_state(
+    data_dir: &Path,
+    node_id: i32,
+    voters: &[i32],
+    disk: &mut MetadataDisk,
+) -> std::io::Result<DurableState> {
+    let Some(legacy) = read_legacy(data_dir)? else {
+        let state = DurableState::initial(voters);
+        disk.create(&state).map_err(std::io::Error::other)?;
+        return Ok(state);
+    };
+    if legacy.node_id != node_id {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} belongs to node.id {}, but this node is node.id {node_id}; nothing was changed",
+                legacy_path(data_dir).display(),
+                legacy.node_id
+            ),
+        ));
+    }
+    let mut image = MetadataImage {
+        next_producer_id: legacy.next_producer_id,
+        ..MetadataImage::default()
+    };
+    for (name, topic) in legacy.topics {
+        let partitions = (0..topic.partitions)
+            .map(|p| {
+                (
+                    p,
+                    PartitionImage {
+                        replicas: vec![node_id],
+                        isr: vec![node_id],
+                        leader: node_id,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    },
                 )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn save(&self, image: &MetadataImage) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(image).map_err(std::io::Error::other)?;
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn save_then_load_roundtrips() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::new(dir.path());
-        assert_eq!(store.load().unwrap(), None);
-        let mut image = MetadataImage {
-            cluster_id: "c".into(),
-            node_id: 1,
-            next_producer_id: 1000,
-            topics: BTreeMap::new(),
-        };
+            })
+            .collect();
         image.topics.insert(
-            "t".into(),
-            TopicRecord {
-                topic_id: "id".into(),
-                partitions: 3,
-                configs: [("retention.ms".into(), "5".into())].into(),
+            name.clone(),
+            TopicImage {
+                name,
+                topic_id: topic.topic_id,
+                partitions,
+                configs: topic.configs,
             },
         );
-        store.save(&image).unwrap();
-        assert_eq!(store.load().unwrap(), Some(image));
     }
-
-    #[test]
-    fn a_corrupt_file_is_an_error_that_names_it() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let err = MetadataStore::new(dir.path()).load().unwrap_err();
-        assert!(err.to_string().contains(FILE_NAME), "{err}");
-    }
+    let state = DurableState::from_image(voters, &image);
+    disk.create(&state).map_err(std::io::Error::other)?;
+    let path = legacy_path(data_dir);
+    std::fs::rename(&path, path.with_extension("json.migrated"))?;
+    tracing::info!(
+        topics = image.topics.len(),
+        "upgraded {} to the Raft metadata log",
+        path.display()
+    );
+    Ok(state)
 }

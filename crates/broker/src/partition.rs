@@ -6,7 +6,7 @@
 //! is a bounded piece of file I/O (an append into the page cache, a pread), never an await.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,8 +30,9 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
     pub dir: PathBuf,
-    /// Single-node Strom is the leader of every partition; its epoch is fixed at 0 until replication arrives.
-    pub leader_epoch: i32,
+    /// The partition's leader epoch from the metadata: stamped on appended batches and checked against the
+    /// epochs clients send.
+    leader_epoch: AtomicI32,
     log: Mutex<Option<Log>>,
     /// Offsets below the high watermark are visible to consumers. A single broker is its whole ISR, so the high
     /// watermark is the log end offset as soon as an append is in the log.
@@ -71,7 +72,7 @@ impl Partition {
             topic,
             index,
             dir,
-            leader_epoch: 0,
+            leader_epoch: AtomicI32::new(0),
             high_watermark: AtomicI64::new(leo),
             log_start_offset: AtomicI64::new(lso),
             unflushed_records: AtomicI64::new(0),
@@ -79,6 +80,14 @@ impl Partition {
             appended: Notify::new(),
             flushed: watch::channel(flushed).0,
         })
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Release);
     }
 
     pub fn name(&self) -> String {
@@ -89,9 +98,10 @@ impl Partition {
     /// is behind (UNKNOWN_LEADER_EPOCH), an older one means the client is (FENCED_LEADER_EPOCH).
     pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), i16> {
         use strom_protocol::kafka::ResponseError;
-        if current_leader_epoch < 0 || current_leader_epoch == self.leader_epoch {
+        let leader_epoch = self.leader_epoch();
+        if current_leader_epoch < 0 || current_leader_epoch == leader_epoch {
             Ok(())
-        } else if current_leader_epoch > self.leader_epoch {
+        } else if current_leader_epoch > leader_epoch {
             Err(ResponseError::UnknownLeaderEpoch.code())
         } else {
             Err(ResponseError::FencedLeaderEpoch.code())
@@ -127,7 +137,7 @@ impl Partition {
         flush_messages: i64,
     ) -> Result<(AppendOutcome, bool), PartitionError> {
         let opts = AppendOptions {
-            leader_epoch: self.leader_epoch,
+            leader_epoch: self.leader_epoch(),
             now_ms,
         };
         let outcome = self.with_log(|log| Ok(log.append(records, opts)?))?;

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cluster::quorum_driver::OnApplied;
+use crate::cluster::{BrokerLifecycle, Cluster, ClusterError};
 use crate::config::BrokerConfig;
 use crate::flusher::Flusher;
 use crate::group_driver::GroupDriver;
@@ -22,6 +24,7 @@ use crate::offsets::OffsetStore;
 use crate::producer_ids::ProducerIds;
 use crate::topics::{TopicError, Topics};
 use crate::{connection, maintenance};
+use strom_metadata::Endpoint;
 
 /// Everything request handlers share.
 pub struct BrokerState {
@@ -34,6 +37,8 @@ pub struct BrokerState {
     /// The host and port advertised in Metadata and DescribeCluster.
     pub advertised: (String, u16),
     pub cluster_id: String,
+    /// The metadata quorum and the committed image this broker serves from.
+    pub cluster: Arc<Cluster>,
 }
 
 /// The broker could not start.
@@ -43,6 +48,10 @@ pub enum BrokerError {
     Storage(#[from] TopicError),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("shut down before the broker joined its cluster")]
+    Interrupted,
 }
 
 pub struct Broker;
@@ -52,23 +61,50 @@ pub struct RunningBroker {
     local_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
+    quorum_task: tokio::task::JoinHandle<()>,
+    lifecycle: Arc<BrokerLifecycle>,
     state: Arc<BrokerState>,
 }
 
 impl Broker {
-    /// Opens the data directory (recovering logs where needed) and starts serving `listener`.
+    /// Opens the data directory (recovering logs where needed), joins the metadata quorum, registers with the
+    /// controller and starts serving `listener`. Binds the controller listener from the config, if any.
     pub async fn start(
         config: BrokerConfig,
         listener: TcpListener,
     ) -> Result<RunningBroker, BrokerError> {
+        let controller_listener = match config.controller_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on controller listener {addr}: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        Self::start_with(config, listener, controller_listener).await
+    }
+
+    pub async fn start_with(
+        config: BrokerConfig,
+        listener: TcpListener,
+        controller_listener: Option<TcpListener>,
+    ) -> Result<RunningBroker, BrokerError> {
         let local_addr = listener.local_addr()?;
         let config = Arc::new(config);
-        let open_config = config.clone();
-        let topics = tokio::task::spawn_blocking(move || Topics::open(open_config))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let topics = Arc::new(topics);
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let topics = Arc::new(Topics::new(config.clone())?);
+        let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let reconcile_topics = topics.clone();
+        let on_applied: OnApplied =
+            Arc::new(move |image, _applied| reconcile_topics.reconcile(image));
+        let (cluster, quorum_task) = Cluster::start(
+            &config,
+            controller_listener,
+            on_applied,
+            shutdown_rx.clone(),
+        )
+        .await?;
+        let cluster = Arc::new(cluster);
         let flusher = Flusher::start(
             topics.clone(),
             Duration::from_millis(config.flush_interval_ms),
@@ -97,21 +133,40 @@ impl Broker {
             topics.clone(),
             shutdown_rx.clone(),
         );
+        let advertised = config.advertised_endpoint(local_addr);
+        let lifecycle = BrokerLifecycle::new(
+            cluster.clone(),
+            Endpoint {
+                host: advertised.0.clone(),
+                port: advertised.1,
+            },
+            config.rack.clone(),
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+        );
         let state = Arc::new(BrokerState {
-            advertised: config.advertised_endpoint(local_addr),
-            cluster_id: topics.cluster_id(),
+            advertised,
+            cluster_id: cluster.cluster_id.clone(),
             producer_ids: ProducerIds::new(),
             groups,
             offsets: Arc::new(offsets),
             config: config.clone(),
             topics: topics.clone(),
             flusher,
+            cluster: cluster.clone(),
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
+        // Serve clients only once the controller lists this broker: before that, Metadata would not name it.
+        if !lifecycle.join(&mut shutdown_rx).await {
+            return Err(BrokerError::Interrupted);
+        }
+        lifecycle.spawn(shutdown_rx.clone());
         let accept_task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         tracing::info!(
             listen = %local_addr,
             advertised = %format!("{}:{}", state.advertised.0, state.advertised.1),
+            controller = ?cluster.controller_addr,
+            node_id = config.node_id,
+            cluster_id = %cluster.cluster_id,
             data_dir = %config.data_dir.display(),
             topics = topics.all().len(),
             "Strom broker ready"
@@ -120,6 +175,8 @@ impl Broker {
             local_addr,
             shutdown_tx,
             accept_task,
+            quorum_task,
+            lifecycle,
             state,
         })
     }
@@ -134,12 +191,29 @@ impl RunningBroker {
         &self.state
     }
 
-    /// Stops accepting, drains connections, flushes and closes every log.
+    /// Controlled shutdown: the controller moves leadership off this broker, an active controller hands the
+    /// quorum to another voter; then stops accepting, drains connections, flushes and closes every log.
     pub async fn shutdown(self) {
+        let cluster = &self.state.cluster;
+        if cluster.voter_ids().len() > 1 {
+            self.lifecycle.shut_down().await;
+            if cluster.leader() == Some(cluster.node_id) {
+                cluster.resign().await;
+                let mut image = cluster.image_watch();
+                let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                    while cluster.leader() == Some(cluster.node_id) {
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(100), image.changed()).await;
+                    }
+                })
+                .await;
+            }
+        }
         let _ = self.shutdown_tx.send(true);
         if let Err(e) = self.accept_task.await {
             tracing::error!(error = %e, "accept loop failed");
         }
+        let _ = self.quorum_task.await;
         let topics = self.state.topics.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || topics.close_all()).await {
             tracing::error!(error = %e, "closing logs failed");

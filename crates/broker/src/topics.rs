@@ -1,39 +1,84 @@
-//! The topics this broker hosts: creation, deletion, partition growth and config changes, kept in memory as
-//! immutable [`Topic`] snapshots and persisted through the [`MetadataStore`].
+//! The topics as this broker sees them: every topic of the committed metadata image, with the logs of the
+//! partitions this broker hosts, kept in memory as immutable [`Topic`] snapshots.
 //!
-//! Readers (produce, fetch, metadata) take an `Arc<Topic>` from a read lock and never block admin operations for
-//! longer than a map lookup. Admin operations are serialised by one mutex over the metadata image: they are rare,
-//! and serialising them keeps "persist, then publish" trivially ordered.
+//! The metadata log decides; this registry follows. [`Topics::reconcile`] runs for every committed change
+//! (before the new image is published), opening the logs of partitions this broker now hosts, applying config
+//! changes and removing the data of topics that were deleted. Readers (produce, fetch, metadata) take an
+//! `Arc<Topic>` from a read lock held only for a map lookup.
+//!
+//! Each partition directory holds Kafka's `partition.metadata` (`version: 0` and `topic_id: <uuid>`), so a
+//! directory left by a deleted topic of the same name is recognised as stray and never served as the new
+//! topic's data.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use strom_metadata::MetadataImage;
 use strom_protocol::kafka;
 use strom_protocol::kafka::ResponseError;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::metadata::{MetadataImage, MetadataStore, TopicRecord};
 use crate::partition::Partition;
 use crate::topic_config::{InvalidConfig, TopicSettings};
+
+/// One partition of a topic as the metadata records it, with its log when this broker hosts it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The log, when this broker is one of the replicas.
+    pub local: Option<Arc<Partition>>,
+}
 
 /// An immutable snapshot of one topic. Changes publish a new snapshot that shares the `Partition`s.
 #[derive(Debug)]
 pub struct Topic {
     pub name: Arc<str>,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Partition>>,
+    pub slots: Vec<Slot>,
+    /// The partitions this broker leads.
+    pub led: Vec<Arc<Partition>>,
+    /// Every partition log this broker hosts, led or not.
+    pub local: Vec<Arc<Partition>>,
     pub overrides: BTreeMap<String, String>,
     pub settings: TopicSettings,
+    node_id: i32,
 }
 
 impl Topic {
+    pub fn partition_count(&self) -> i32 {
+        self.slots.len() as i32
+    }
+
+    /// The partition, if this broker leads it; see [`Topic::partition_error`] for why not.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
+        let slot = usize::try_from(index)
             .ok()
-            .and_then(|i| self.partitions.get(i))
+            .and_then(|i| self.slots.get(i))?;
+        if slot.leader == self.node_id {
+            slot.local.as_ref()
+        } else {
+            None
+        }
+    }
+
+    pub fn slot(&self, index: i32) -> Option<&Slot> {
+        usize::try_from(index).ok().and_then(|i| self.slots.get(i))
+    }
+
+    /// The error for a partition [`Topic::partition`] did not return: unknown, without a leader, or led by
+    /// another broker (the client refreshes its metadata and goes there).
+    pub fn partition_error(&self, index: i32) -> i16 {
+        match self.slot(index) {
+            None => ResponseError::UnknownTopicOrPartition.code(),
+            Some(s) if s.leader < 0 => ResponseError::LeaderNotAvailable.code(),
+            Some(_) => ResponseError::NotLeaderOrFollower.code(),
+        }
     }
 }
 
@@ -54,6 +99,22 @@ pub enum TopicError {
     InvalidConfig(#[from] InvalidConfig),
     #[error("storage error: {0}")]
     Storage(String),
+    #[error("{0}")]
+    NotCoordinator(String),
+    #[error("{0}")]
+    CoordinatorNotAvailable(String),
+    /// The controller's answer, with its Kafka error code.
+    #[error("{message}")]
+    Controller { code: i16, message: String },
+}
+
+impl From<strom_metadata::ControllerError> for TopicError {
+    fn from(e: strom_metadata::ControllerError) -> Self {
+        TopicError::Controller {
+            code: e.code,
+            message: e.message,
+        }
+    }
 }
 
 impl TopicError {
@@ -68,6 +129,9 @@ impl TopicError {
             }
             TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
             TopicError::Storage(_) => ResponseError::KafkaStorageError.code(),
+            TopicError::NotCoordinator(_) => ResponseError::NotCoordinator.code(),
+            TopicError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable.code(),
+            TopicError::Controller { code, .. } => *code,
         }
     }
 }
@@ -100,9 +164,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 
 pub struct Topics {
     config: Arc<BrokerConfig>,
-    store: MetadataStore,
-    image: Mutex<MetadataImage>,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Serialises reconciles, so logs are opened and removed in metadata order.
+    reconciling: Mutex<()>,
 }
 
 fn now_ms() -> i64 {
@@ -110,52 +174,19 @@ fn now_ms() -> i64 {
 }
 
 impl Topics {
-    /// Loads the metadata image (creating a fresh one for a new data directory) and opens every partition log.
-    pub fn open(config: Arc<BrokerConfig>) -> Result<Self, TopicError> {
-        let storage = |e: std::io::Error| TopicError::Storage(e.to_string());
-        std::fs::create_dir_all(&config.data_dir).map_err(storage)?;
-        let store = MetadataStore::new(&config.data_dir);
-        let image = match store.load().map_err(storage)? {
-            Some(image) => image,
-            None => {
-                let image = MetadataImage {
-                    cluster_id: Uuid::new_v4().simple().to_string(),
-                    node_id: config.node_id,
-                    next_producer_id: 0,
-                    topics: BTreeMap::new(),
-                };
-                store.save(&image).map_err(storage)?;
-                image
-            }
-        };
-        let mut topics = HashMap::new();
-        for (name, record) in &image.topics {
-            let settings = TopicSettings::resolve(&config, &record.configs)?;
-            let name: Arc<str> = Arc::from(name.as_str());
-            let id = Uuid::parse_str(&record.topic_id)
-                .map_err(|e| TopicError::Storage(e.to_string()))?;
-            let partitions = (0..record.partitions)
-                .map(|p| open_partition(&config.data_dir, &name, p, &settings))
-                .collect::<Result<Vec<_>, _>>()?;
-            let topic = Topic {
-                name: name.clone(),
-                id,
-                partitions,
-                overrides: record.configs.clone(),
-                settings,
-            };
-            topics.insert(name, Arc::new(topic));
-        }
+    /// An empty registry; the first [`Topics::reconcile`] fills it from the metadata image.
+    pub fn new(config: Arc<BrokerConfig>) -> Result<Self, TopicError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| TopicError::Storage(e.to_string()))?;
         Ok(Self {
             config,
-            store,
-            image: Mutex::new(image),
-            topics: RwLock::new(topics),
+            topics: RwLock::new(HashMap::new()),
+            reconciling: Mutex::new(()),
         })
     }
 
-    pub fn cluster_id(&self) -> String {
-        self.image.lock().cluster_id.clone()
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -169,234 +200,109 @@ impl Topics {
         all
     }
 
-    /// Returns the topic, creating it with broker defaults when auto-creation is allowed.
-    pub fn get_or_auto_create(&self, name: &str) -> Result<Option<Arc<Topic>>, TopicError> {
-        if let Some(topic) = self.get(name) {
-            return Ok(Some(topic));
-        }
-        if !self.config.auto_create_topics {
-            return Ok(None);
-        }
-        validate_topic_name(name)?;
-        match self.create(name, -1, -1, BTreeMap::new(), false) {
-            Ok(topic) => Ok(Some(topic)),
-            Err(TopicError::AlreadyExists(_)) => Ok(self.get(name)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// CreateTopics for one topic. `partitions` / `replication_factor` of -1 mean "broker default".
-    pub fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        if partitions < 1 {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, got {partitions}"
-            )));
-        }
-        if replication_factor != -1 && replication_factor != 1 {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {replication_factor} is larger than the 1 available broker"
-            )));
-        }
-        let settings = TopicSettings::resolve(&self.config, &configs)?;
-        if settings.min_insync_replicas > 1 {
-            tracing::warn!(
-                topic = name,
-                "min.insync.replicas > 1 on a single broker: acks=all writes will fail"
+    /// Brings this broker's topics and logs in line with the committed image.
+    pub fn reconcile(&self, image: &MetadataImage) {
+        let _serial = self.reconciling.lock();
+        let node = self.config.node_id;
+        let current = self.topics.read().clone();
+        let mut next: HashMap<Arc<str>, Arc<Topic>> = HashMap::with_capacity(image.topics.len());
+        for (name, t) in &image.topics {
+            let Ok(id) = Uuid::parse_str(&t.topic_id) else {
+                tracing::error!(topic = %name, topic_id = %t.topic_id, "topic id is not a UUID; topic skipped");
+                continue;
+            };
+            let existing = current.get(name.as_str()).filter(|e| e.id == id);
+            if let Some(old) = current.get(name.as_str()).filter(|e| e.id != id) {
+                // Deleted and created again while we were not looking: the old data goes first.
+                remove_local(old);
+            }
+            let settings = TopicSettings::resolve(&self.config, &t.configs).unwrap_or_else(|e| {
+                tracing::error!(topic = %name, error = %e, "topic config not valid on this broker; using defaults");
+                TopicSettings::resolve(&self.config, &BTreeMap::new()).expect("defaults are valid")
+            });
+            let name: Arc<str> = Arc::from(name.as_str());
+            let configs_changed = existing.is_some_and(|e| e.overrides != t.configs);
+            let mut slots = Vec::with_capacity(t.partitions.len());
+            for (index, p) in &t.partitions {
+                let old = existing
+                    .and_then(|e| e.slot(*index))
+                    .and_then(|s| s.local.clone());
+                let local = if p.replicas.contains(&node) {
+                    match old {
+                        Some(local) => {
+                            if configs_changed {
+                                local.set_config(settings.log.clone());
+                            }
+                            Some(local)
+                        }
+                        None => match open_partition(
+                            &self.config.data_dir,
+                            &name,
+                            id,
+                            *index,
+                            &settings,
+                        ) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                tracing::error!(partition = %format!("{name}-{index}"), error = %e, "cannot open partition log");
+                                None
+                            }
+                        },
+                    }
+                } else {
+                    if let Some(old) = old {
+                        // Moved to other brokers: this copy is no longer part of the partition.
+                        let _ = old.delete();
+                    }
+                    None
+                };
+                if let Some(local) = &local {
+                    local.set_leader_epoch(p.leader_epoch);
+                }
+                slots.push(Slot {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    local,
+                });
+            }
+            let local: Vec<Arc<Partition>> = slots.iter().filter_map(|s| s.local.clone()).collect();
+            let led = slots
+                .iter()
+                .filter(|s| s.leader == node)
+                .filter_map(|s| s.local.clone())
+                .collect();
+            if existing.is_none() {
+                tracing::info!(topic = %name, partitions = slots.len(), hosted = local.len(), "topic created");
+            }
+            next.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    name,
+                    id,
+                    slots,
+                    led,
+                    local,
+                    overrides: t.configs.clone(),
+                    settings,
+                    node_id: node,
+                }),
             );
         }
-        let mut image = self.image.lock();
-        if image.topics.contains_key(name) {
-            return Err(TopicError::AlreadyExists(name.to_string()));
-        }
-        let id = Uuid::new_v4();
-        let name: Arc<str> = Arc::from(name);
-        let topic = Topic {
-            name: name.clone(),
-            id,
-            partitions: Vec::new(),
-            overrides: configs.clone(),
-            settings,
-        };
-        if validate_only {
-            return Ok(Arc::new(topic));
-        }
-        let partitions = (0..partitions)
-            .map(|p| open_partition(&self.config.data_dir, &name, p, &topic.settings))
-            .collect::<Result<Vec<_>, _>>()?;
-        let topic = Arc::new(Topic {
-            partitions,
-            ..topic
-        });
-        let record = TopicRecord {
-            topic_id: id.to_string(),
-            partitions: topic.partitions.len() as i32,
-            configs,
-        };
-        if let Err(e) = self.persist(&mut image, |next| {
-            next.topics.insert(name.to_string(), record);
-        }) {
-            // Not recorded, so not created: remove what was opened.
-            for p in &topic.partitions {
-                let _ = p.delete();
-            }
-            return Err(e);
-        }
-        self.topics.write().insert(name.clone(), topic.clone());
-        tracing::info!(topic = %name, partitions = topic.partitions.len(), "created topic");
-        Ok(topic)
-    }
-
-    /// DeleteTopics for one topic: unpublish, persist, then remove its data.
-    pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
-        let mut image = self.image.lock();
-        if !image.topics.contains_key(name) {
-            return Err(TopicError::Unknown(name.to_string()));
-        }
-        self.persist(&mut image, |next| {
-            next.topics.remove(name);
-        })?;
-        let topic = self.topics.write().remove(name);
-        let Some(topic) = topic else {
-            return Err(TopicError::Unknown(name.to_string()));
-        };
-        // Still under the metadata lock: a topic re-created with this name must not open these directories
-        // before they are gone.
-        for p in &topic.partitions {
-            if let Err(e) = p.delete() {
-                tracing::warn!(partition = %p.name(), error = %e, "could not remove partition data");
+        for (name, old) in &current {
+            if !image.topics.contains_key(name.as_ref()) {
+                remove_local(old);
+                tracing::info!(topic = %name, "topic deleted");
             }
         }
-        drop(image);
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(topic.id)
-    }
-
-    /// Writes `change` applied to the image to disk, and only then to the in-memory image, so a failed write
-    /// leaves both as they were.
-    fn persist(
-        &self,
-        image: &mut MetadataImage,
-        change: impl FnOnce(&mut MetadataImage),
-    ) -> Result<(), TopicError> {
-        let mut next = image.clone();
-        change(&mut next);
-        self.store
-            .save(&next)
-            .map_err(|e| TopicError::Storage(e.to_string()))?;
-        *image = next;
-        Ok(())
-    }
-
-    /// CreatePartitions: grows `name` to `count` partitions.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let mut image = self.image.lock();
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic '{name}' has {current} partitions; the new count must be larger, got {count}"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut partitions = topic.partitions.clone();
-        for p in current..count {
-            partitions.push(open_partition(
-                &self.config.data_dir,
-                &topic.name,
-                p,
-                &topic.settings,
-            )?);
-        }
-        self.persist(&mut image, |next| {
-            if let Some(record) = next.topics.get_mut(name) {
-                record.partitions = count;
-            }
-        })?;
-        let updated = Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions,
-            overrides: topic.overrides.clone(),
-            settings: topic.settings.clone(),
-        };
-        self.topics
-            .write()
-            .insert(topic.name.clone(), Arc::new(updated));
-        Ok(())
-    }
-
-    /// Replaces the topic's config overrides (AlterConfigs semantics; IncrementalAlterConfigs computes the new
-    /// map first).
-    pub fn set_configs(
-        &self,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let mut image = self.image.lock();
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let settings = TopicSettings::resolve(&self.config, &overrides)?;
-        if validate_only {
-            return Ok(());
-        }
-        self.persist(&mut image, |next| {
-            if let Some(record) = next.topics.get_mut(name) {
-                record.configs = overrides.clone();
-            }
-        })?;
-        for p in &topic.partitions {
-            p.set_config(settings.log.clone());
-        }
-        let updated = Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: topic.partitions.clone(),
-            overrides,
-            settings,
-        };
-        self.topics
-            .write()
-            .insert(topic.name.clone(), Arc::new(updated));
-        Ok(())
-    }
-
-    /// Reserves a block of producer ids, persisting the new high-water mark before any id of it is handed out,
-    /// so ids are never reused after a crash.
-    pub fn reserve_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
-        let mut image = self.image.lock();
-        let first = image.next_producer_id;
-        self.persist(&mut image, |next| next.next_producer_id = first + count)?;
-        Ok(first)
+        *self.topics.write() = next;
     }
 
     /// Clean shutdown of every partition log.
     pub fn close_all(&self) {
         for topic in self.all() {
-            for p in &topic.partitions {
+            for p in &topic.local {
                 if let Err(e) = p.close() {
                     tracing::error!(partition = %p.name(), error = %e, "could not close partition log cleanly");
                 }
@@ -405,20 +311,63 @@ impl Topics {
     }
 }
 
+fn remove_local(topic: &Topic) {
+    for p in &topic.local {
+        if let Err(e) = p.delete() {
+            tracing::warn!(partition = %p.name(), error = %e, "could not remove partition data");
+        }
+    }
+}
+
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
 
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Opens a partition's log, after making sure its directory belongs to this topic id: a directory whose
+/// `partition.metadata` names another id is what a deleted topic of the same name left, and is removed.
 fn open_partition(
     data_dir: &Path,
     topic: &Arc<str>,
+    id: Uuid,
     index: i32,
     settings: &TopicSettings,
 ) -> Result<Arc<Partition>, TopicError> {
+    let storage = |e: std::io::Error| TopicError::Storage(format!("{topic}-{index}: {e}"));
     let dir = partition_dir(data_dir, topic, index);
-    Partition::open(topic.clone(), index, dir, settings.log.clone(), now_ms())
-        .map(Arc::new)
-        .map_err(|e| TopicError::Storage(format!("cannot open {topic}-{index}: {e}")))
+    let marker = dir.join(PARTITION_METADATA);
+    let expected = format!("version: 0\ntopic_id: {id}\n");
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found == expected => {}
+        Ok(found) => {
+            tracing::warn!(dir = %dir.display(), found = %found.trim().replace('\n', " "), topic_id = %id, "removing a stray partition directory of a deleted topic");
+            std::fs::remove_dir_all(&dir).map_err(storage)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(storage(e)),
+    }
+    let partition = Partition::open(
+        topic.clone(),
+        index,
+        dir.clone(),
+        settings.log.clone(),
+        now_ms(),
+    )
+    .map(Arc::new)
+    .map_err(|e| TopicError::Storage(format!("cannot open {topic}-{index}: {e}")))?;
+    if !marker.exists() {
+        let tmp = dir.join("partition.metadata.tmp");
+        std::fs::write(&tmp, expected.as_bytes()).map_err(storage)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(storage)?;
+        std::fs::rename(&tmp, &marker).map_err(storage)?;
+        std::fs::File::open(&dir)
+            .and_then(|f| f.sync_all())
+            .map_err(storage)?;
+    }
+    Ok(partition)
 }
 
 /// Turns a Kafka request's topic name into a `&str`.

@@ -66,6 +66,11 @@ enum Command {
     /// Show the cluster: brokers, controller, cluster id.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Prepare a node's data directory: `format` writes its cluster id and node id (kafka-storage.sh).
+    #[command(subcommand)]
+    Storage(commands::storage::StorageCommand),
+    /// Run an N-node cluster on this machine (each node a broker and a controller); Ctrl-C stops it.
+    DevCluster(commands::dev_cluster::DevClusterArgs),
     /// Measure throughput and latency with librdkafka against an in-process Strom broker or `--brokers`.
     Bench(commands::bench::BenchArgs),
     /// Print a shell completion script: `strom completions bash > /etc/bash_completion.d/strom`.
@@ -78,7 +83,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The broker logs its life; client commands keep stderr for errors only.
-    let default_filter = if matches!(cli.command, Command::Broker(_)) {
+    let default_filter = if matches!(cli.command, Command::Broker(_) | Command::DevCluster(_)) {
         "info"
     } else {
         "warn"
@@ -105,6 +110,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Broker(args) => commands::broker::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Storage(cmd) => commands::storage::run(cmd),
+        Command::DevCluster(args) => commands::dev_cluster::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "strom", &mut std::io::stdout());
             Ok(())

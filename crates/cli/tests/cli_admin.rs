@@ -228,7 +228,9 @@ fn cluster_info() {
     );
     assert_eq!(
         lines[1..].join("\n"),
-        format!("Controller: 1\n\nID  HOST       PORT   RACK\n1   127.0.0.1  {port}  -")
+        format!(
+            "Controller: 1\n\nID  HOST       PORT   RACK  STATE\n1   127.0.0.1  {port}  -     running"
+        )
     );
     let info = json(&broker, &["cluster", "info"]);
     assert_eq!(info["controller_id"], 1);
@@ -238,7 +240,7 @@ fn cluster_info() {
     );
     assert_eq!(
         info["brokers"],
-        serde_json::json!([{"id": 1, "host": "127.0.0.1", "port": port, "rack": null}])
+        serde_json::json!([{"id": 1, "host": "127.0.0.1", "port": port, "rack": null, "state": "running"}])
     );
 }
 

@@ -211,7 +211,7 @@ fn corrupt_batches_get_kafka_error_codes_and_append_nothing() {
     // Nothing of the above was appended: the next good batch starts at offset 0.
     assert_eq!(produce(&mut client, "guarded", good), (0, 0));
     let topic = broker.broker().state().topics.get("guarded").unwrap();
-    assert_eq!(topic.partitions[0].high_watermark(), 3);
+    assert_eq!(topic.local[0].high_watermark(), 3);
 }
 
 #[test]

@@ -87,13 +87,6 @@ fn retries_dedupe_gaps_are_refused_and_state_survives_restart() {
     // Producer ids are never handed out twice, even across restarts.
     let (_, fresh, _) = init_producer_id(&mut client, None);
     assert!(fresh > other_pid);
-    let hw = broker
-        .broker()
-        .state()
-        .topics
-        .get("idem")
-        .unwrap()
-        .partitions[0]
-        .high_watermark();
+    let hw = broker.broker().state().topics.get("idem").unwrap().local[0].high_watermark();
     assert_eq!(hw, 17);
 }

@@ -58,23 +58,11 @@ fn compaction_keeps_the_latest_value_per_key_at_its_original_offset() {
         .unwrap()
         .1;
     }
-    let before = broker
-        .broker()
-        .state()
-        .topics
-        .get("latest")
-        .unwrap()
-        .partitions[0]
+    let before = broker.broker().state().topics.get("latest").unwrap().local[0]
         .with_log(|l| Ok(l.size_bytes()))
         .unwrap();
     run_maintenance(&broker);
-    let after = broker
-        .broker()
-        .state()
-        .topics
-        .get("latest")
-        .unwrap()
-        .partitions[0]
+    let after = broker.broker().state().topics.get("latest").unwrap().local[0]
         .with_log(|l| Ok(l.size_bytes()))
         .unwrap();
     assert!(
@@ -180,13 +168,7 @@ fn retention_bytes_and_retention_ms_delete_whole_old_segments() {
         .unwrap();
     assert_eq!(high, 200);
     assert!(low > 0, "old segments were deleted by retention.bytes");
-    let size = broker
-        .broker()
-        .state()
-        .topics
-        .get("by-size")
-        .unwrap()
-        .partitions[0]
+    let size = broker.broker().state().topics.get("by-size").unwrap().local[0]
         .with_log(|l| Ok(l.size_bytes()))
         .unwrap();
     assert!(

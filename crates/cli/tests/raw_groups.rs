@@ -389,7 +389,7 @@ fn the_broker_computes_lag_from_committed_offsets_and_the_high_watermark() {
 
     // Records deleted below the committed offset do not count.
     let topic = state.topics.get("lagging").unwrap();
-    topic.partitions[0].delete_records_before(21).unwrap();
+    topic.local[0].delete_records_before(21).unwrap();
     let lag = strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "lag-group");
     assert_eq!(lag[0].lag, 9);
     assert!(

@@ -142,7 +142,7 @@ fn producing_to_an_unknown_topic_creates_it() {
         .topics
         .get("auto-created")
         .expect("topic exists");
-    assert_eq!(topic.partitions.len(), 2);
+    assert_eq!(topic.partition_count(), 2);
 }
 
 /// Whether librdkafka's latest statistics show a Fetch sent and a request still awaiting its response.
@@ -229,7 +229,7 @@ fn data_survives_a_clean_restart_without_recovery() {
         .topics
         .get("durable")
         .expect("topic survives restart");
-    for p in &topic.partitions {
+    for p in &topic.local {
         let recovered = p.with_log(|log| Ok(log.recovered_on_open())).unwrap();
         assert!(
             !recovered,

@@ -31,3 +31,12 @@ pub use storage::QuorumLog;
 
 /// raft-rs's message type, as carried between controllers.
 pub use raft::eraftpb::Message as RaftMessage;
+
+/// A Raft message's bytes on the wire between controllers (raft-rs's protobuf encoding).
+pub fn encode_raft_message(message: &RaftMessage) -> Vec<u8> {
+    protobuf::Message::write_to_bytes(message).expect("raft messages always encode")
+}
+
+pub fn decode_raft_message(bytes: &[u8]) -> Result<RaftMessage, String> {
+    <RaftMessage as protobuf::Message>::parse_from_bytes(bytes).map_err(|e| e.to_string())
+}

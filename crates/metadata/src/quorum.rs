@@ -69,12 +69,13 @@ pub struct DurableState {
 impl DurableState {
     /// A node that has never run: an empty image at index 0 with the configured voters.
     pub fn initial(voters: &[i32]) -> Self {
+        Self::from_image(voters, &MetadataImage::default())
+    }
+
+    /// A node whose log starts from `image` at index 0 (an upgraded single-node data directory).
+    pub fn from_image(voters: &[i32], image: &MetadataImage) -> Self {
         let mut snapshot = Snapshot::default();
-        snapshot.set_data(
-            serde_json::to_vec(&MetadataImage::default())
-                .expect("image encodes")
-                .into(),
-        );
+        snapshot.set_data(serde_json::to_vec(image).expect("image encodes").into());
         snapshot.mut_metadata().set_conf_state(ConfState::from((
             voters.iter().map(|v| raft_id(*v)).collect::<Vec<_>>(),
             vec![],
@@ -178,14 +179,14 @@ impl Output {
 }
 
 /// A voter's replication progress, as the leader sees it (for DescribeQuorum).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoterStatus {
     pub node_id: i32,
     /// The highest log index known to be on that voter.
     pub matched_index: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
     pub leader: Option<i32>,
     pub term: u64,
@@ -263,6 +264,10 @@ impl QuorumNode {
             next_proposal: 0,
         };
         node.redraw_election_timeout();
+        if node.raw.raft.prs().is_singleton() {
+            // The only voter needs no one's vote: lead at once instead of after an election timeout.
+            node.raw.campaign()?;
+        }
         Ok(node)
     }
 

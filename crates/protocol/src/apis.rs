@@ -67,7 +67,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::DeleteGroups, 0, 2),
     ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiSupport::new(ApiKey::OffsetDelete, 0, 0),
-    ApiSupport::new(ApiKey::DescribeCluster, 0, 0),
+    // kafka-metadata-quorum.sh and admin clients' describeMetadataQuorum; any broker answers with the active
+    // controller's view.
+    ApiSupport::new(ApiKey::DescribeQuorum, 0, 2),
+    // v1 adds endpoint_type (kafka-python 3.0.12's describe_cluster() reads it), v2 include_fenced_brokers.
+    ApiSupport::new(ApiKey::DescribeCluster, 0, 2),
     // KIP-848: librdkafka >= 2.12 (`group.protocol=consumer`) needs v1, which carries client-generated member ids.
     ApiSupport::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     ApiSupport::new(ApiKey::ConsumerGroupDescribe, 0, 1),

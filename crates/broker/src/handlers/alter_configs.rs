@@ -11,15 +11,15 @@ use super::describe_configs::RESOURCE_TOPIC;
 use super::str_bytes;
 use crate::server::BrokerState;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let validate_only = request.validate_only;
+    let responses = request.resources.into_iter().map(|resource| {
+        let state = state.clone();
+        async move {
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
@@ -34,12 +34,8 @@ pub fn handle(
                     })
                     .collect();
                 state
-                    .topics
-                    .set_configs(
-                        resource.resource_name.as_str(),
-                        overrides,
-                        request.validate_only,
-                    )
+                    .set_topic_configs(resource.resource_name.as_str(), overrides, validate_only)
+                    .await
                     .map_err(|e| (e.code(), e.to_string()))
             } else {
                 Err(super::incremental_alter_configs::unsupported_resource(
@@ -52,7 +48,7 @@ pub fn handle(
                     .with_error_code(code)
                     .with_error_message(Some(str_bytes(message))),
             }
-        })
-        .collect();
-    AlterConfigsResponse::default().with_responses(responses)
+        }
+    });
+    AlterConfigsResponse::default().with_responses(futures::future::join_all(responses).await)
 }

@@ -15,8 +15,8 @@ use crate::server::BrokerState;
 use crate::topic_config::{self, TOPIC_CONFIGS};
 use crate::topics::TopicError;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -24,20 +24,22 @@ pub fn handle(
     for t in &request.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
-    let node = state.config.node_id;
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let timeout_ms = Some(request.timeout_ms);
+    let validate_only = request.validate_only;
+    let results = request.topics.into_iter().map(|t| {
+        let state = state.clone();
+        let duplicate = seen.get(t.name.0.as_str()).copied().unwrap_or(0) > 1;
+        async move {
             let name = t.name.0.to_string();
             let result = CreatableTopicResult::default().with_name(t.name.clone());
             let fail = |code: i16, message: String| {
                 result.clone().with_error_code(code).with_error_message(Some(str_bytes(message)))
             };
-            if seen.get(&name).copied().unwrap_or(0) > 1 {
+            if duplicate {
                 return fail(ResponseError::InvalidRequest.code(), format!("topic '{name}' appears more than once in the request"));
             }
             let mut partitions = t.num_partitions;
+            let mut assignments: Option<Vec<Vec<i32>>> = None;
             if !t.assignments.is_empty() {
                 if t.num_partitions != -1 || t.replication_factor != -1 {
                     return fail(
@@ -45,12 +47,17 @@ pub fn handle(
                         "give either replica assignments or partitions and replication factor, not both".into(),
                     );
                 }
-                if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1) {
+                let mut sorted: Vec<_> = t.assignments.iter().map(|a| a.partition_index).collect();
+                sorted.sort_unstable();
+                if sorted.iter().enumerate().any(|(i, p)| *p != i as i32) {
                     return fail(
                         ResponseError::InvalidReplicaAssignment.code(),
-                        format!("this cluster has one broker (id {node}); every partition must be assigned to it alone"),
+                        "partition indexes in the assignment must be 0..n without gaps".into(),
                     );
                 }
+                let mut by_index: Vec<_> = t.assignments.iter().collect();
+                by_index.sort_by_key(|a| a.partition_index);
+                assignments = Some(by_index.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
                 partitions = t.assignments.len() as i32;
             }
             let mut configs = BTreeMap::new();
@@ -59,14 +66,14 @@ pub fn handle(
                     configs.insert(c.name.to_string(), value.to_string());
                 }
             }
-            match state.topics.create(&name, partitions, t.replication_factor, configs, request.validate_only) {
+            match state
+                .create_topic(&name, partitions, t.replication_factor, assignments, configs, validate_only, timeout_ms)
+                .await
+            {
                 Ok(topic) => {
-                    let mut ok = result.with_num_partitions(if request.validate_only {
-                        if partitions == -1 { state.config.num_partitions } else { partitions }
-                    } else {
-                        topic.partitions.len() as i32
-                    });
-                    ok = ok.with_replication_factor(1);
+                    let mut ok = result
+                        .with_num_partitions(topic.partitions)
+                        .with_replication_factor(topic.replication_factor);
                     if version >= 7 {
                         ok = ok.with_topic_id(topic.id);
                     }
@@ -98,7 +105,7 @@ pub fn handle(
                     failed.with_num_partitions(-1).with_replication_factor(-1)
                 }
             }
-        })
-        .collect();
-    CreateTopicsResponse::default().with_topics(results)
+        }
+    });
+    CreateTopicsResponse::default().with_topics(futures::future::join_all(results).await)
 }

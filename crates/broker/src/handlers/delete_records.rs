@@ -33,8 +33,13 @@ pub fn handle(
                     let Some(partition) =
                         hosted.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result.with_error_code(
+                            hosted
+                                .as_ref()
+                                .map_or(ResponseError::UnknownTopicOrPartition.code(), |t| {
+                                    t.partition_error(p.partition_index)
+                                }),
+                        );
                     };
                     let target = if p.offset == -1 {
                         partition.high_watermark()

@@ -9,11 +9,12 @@ use strom_protocol::kafka::ResponseError;
 use super::str_bytes;
 use crate::server::BrokerState;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
+    let timeout_ms = Some(request.timeout_ms);
     let targets: Vec<(Option<TopicName>, uuid::Uuid)> = if version >= 6 {
         request
             .topics
@@ -27,9 +28,9 @@ pub fn handle(
             .map(|n| (Some(n), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let responses = targets.into_iter().map(|(name, id)| {
+        let state = state.clone();
+        async move {
             let name = name.map(|n| n.0.to_string()).or_else(|| {
                 state
                     .topics
@@ -46,7 +47,7 @@ pub fn handle(
             };
             let result =
                 DeletableTopicResult::default().with_name(Some(TopicName(str_bytes(name.clone()))));
-            match state.topics.delete(&name) {
+            match state.delete_topic(&name, timeout_ms).await {
                 Ok(deleted_id) if version >= 6 => result.with_topic_id(deleted_id),
                 Ok(_) => result,
                 Err(e) => {
@@ -58,7 +59,7 @@ pub fn handle(
                     }
                 }
             }
-        })
-        .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+        }
+    });
+    DeleteTopicsResponse::default().with_responses(futures::future::join_all(responses).await)
 }

@@ -26,13 +26,13 @@ pub fn handle(
         .into_iter()
         .filter_map(|topic| {
             let selected: Vec<i32> = match &wanted {
-                None => topic.partitions.iter().map(|p| p.index).collect(),
+                None => topic.local.iter().map(|p| p.index).collect(),
                 Some(w) => w.iter().find(|(name, _)| **name == *topic.name)?.1.clone(),
             };
             let partitions = selected
                 .into_iter()
                 .filter_map(|index| {
-                    let p = topic.partition(index)?;
+                    let p = topic.slot(index)?.local.as_ref()?;
                     let size = p.with_log(|log| Ok(log.size_bytes())).unwrap_or(0);
                     Some(
                         DescribeLogDirsPartition::default()

@@ -26,7 +26,8 @@ struct Target {
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
-    partition: Option<Arc<Partition>>,
+    /// The partition when this broker leads it, or the error code that says why not.
+    partition: Result<Arc<Partition>, i16>,
 }
 
 pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> Handled {
@@ -48,10 +49,13 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     current_leader_epoch: p.current_leader_epoch,
-                    partition: hosted
-                        .as_ref()
-                        .and_then(|t| t.partition(p.partition))
-                        .cloned(),
+                    partition: match &hosted {
+                        Some(t) => t
+                            .partition(p.partition)
+                            .cloned()
+                            .ok_or_else(|| t.partition_error(p.partition)),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    },
                 });
             }
         }
@@ -68,7 +72,7 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
             // Register for wake-ups before reading, so an append between the read and the wait is not missed.
             let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = targets
                 .iter()
-                .filter_map(|t| t.partition.as_ref())
+                .filter_map(|t| t.partition.as_ref().ok())
                 .map(|p| {
                     let mut notified = Box::pin(p.appended());
                     notified.as_mut().enable();
@@ -122,10 +126,9 @@ fn read_all(
 
 fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> PartitionData {
     let data = PartitionData::default().with_partition_index(t.partition_index);
-    let Some(p) = &t.partition else {
-        return data
-            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-            .with_high_watermark(-1);
+    let p = match &t.partition {
+        Ok(p) => p,
+        Err(code) => return data.with_error_code(*code).with_high_watermark(-1),
     };
     let hw = p.high_watermark();
     let mut data = data

@@ -1,5 +1,6 @@
-//! FindCoordinator: this broker coordinates every group (and would every transactional id). v4 batches keys.
-//! The first group lookup creates `__consumer_offsets`, where the coordinator keeps committed offsets.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition (Kafka's placement,
+//! `abs(javaHash(group)) % partitions`), which this broker looks up in the metadata; the first group lookup
+//! creates `__consumer_offsets` through the controller. v4 batches keys. Transactional ids are not served yet.
 
 use std::sync::Arc;
 
@@ -8,68 +9,85 @@ use strom_protocol::kafka::messages::{BrokerId, FindCoordinatorRequest, FindCoor
 use strom_protocol::kafka::ResponseError;
 
 use super::str_bytes;
+use crate::offsets::record::partition_for_group;
 use crate::server::BrokerState;
 
 const GROUP: i8 = 0;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+/// The coordinator's (node id, host, port), or an error code and message.
+type Found = Result<(i32, String, i32), (i16, String)>;
+
+async fn lookup(state: &BrokerState, key_type: i8, key: &str) -> Found {
+    if key_type != GROUP {
+        return Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "transactions are not supported yet".into(),
+        ));
+    }
+    if key.is_empty() {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "empty group id".into(),
+        ));
+    }
+    let topic = state.ensure_offsets_topic().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot create the offsets topic");
+        (ResponseError::CoordinatorNotAvailable.code(), e.to_string())
+    })?;
+    let index = partition_for_group(key, topic.partition_count());
+    let leader = topic.slot(index).map_or(-1, |s| s.leader);
+    let image = state.cluster.image();
+    match image.brokers.get(&leader).filter(|b| !b.fenced) {
+        Some(b) => Ok((leader, b.endpoint.host.clone(), i32::from(b.endpoint.port))),
+        None => Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            format!("__consumer_offsets-{index} has no live leader"),
+        )),
+    }
+}
+
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(state.config.node_id);
-    let (host, port) = (
-        str_bytes(state.advertised.0.clone()),
-        i32::from(state.advertised.1),
-    );
-    let lookup = |key: &str| -> (i16, Option<String>) {
-        if request.key_type == GROUP {
-            if key.is_empty() {
-                return (
-                    ResponseError::InvalidRequest.code(),
-                    Some("empty group id".into()),
-                );
-            }
-            if let Err(e) = state.offsets.offsets_partition(key) {
-                tracing::error!(error = %e, "cannot create the offsets topic");
-                return (
-                    ResponseError::CoordinatorNotAvailable.code(),
-                    Some(e.to_string()),
-                );
-            }
-        }
-        (0, None)
-    };
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let (code, message) = lookup(key.as_str());
-                let c = Coordinator::default()
-                    .with_key(key.clone())
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in &request.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match lookup(&state, request.key_type, key.as_str()).await {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+                Err((code, message)) => c
                     .with_error_code(code)
-                    .with_error_message(message.map(str_bytes));
-                if code == 0 {
-                    c.with_node_id(node).with_host(host.clone()).with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
-                }
-            })
-            .collect();
+                    .with_error_message(Some(str_bytes(message)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            });
+        }
         return FindCoordinatorResponse::default()
             .with_error_message(None)
             .with_coordinators(coordinators);
     }
-    let (code, message) = lookup(request.key.as_str());
-    let mut response = FindCoordinatorResponse::default().with_error_code(code);
-    response = if code == 0 {
-        response.with_node_id(node).with_host(host).with_port(port)
-    } else {
-        response.with_node_id(BrokerId(-1)).with_port(-1)
-    };
-    if version >= 1 {
-        response = response.with_error_message(message.map(str_bytes));
+    let mut response = FindCoordinatorResponse::default();
+    match lookup(&state, request.key_type, request.key.as_str()).await {
+        Ok((node, host, port)) => {
+            response = response
+                .with_node_id(BrokerId(node))
+                .with_host(str_bytes(host))
+                .with_port(port);
+        }
+        Err((code, message)) => {
+            response = response
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            if version >= 1 {
+                response = response.with_error_message(Some(str_bytes(message)));
+            }
+        }
     }
     response
 }

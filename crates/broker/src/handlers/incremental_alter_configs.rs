@@ -21,29 +21,28 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let validate_only = request.validate_only;
+    let responses = request.resources.into_iter().map(|resource| {
+        let state = state.clone();
+        async move {
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
             let outcome = if resource.resource_type == RESOURCE_TOPIC {
                 match state.topics.get(&name) {
-                    Some(topic) => {
-                        apply(state, &topic.overrides, &resource.configs).and_then(|overrides| {
-                            state
-                                .topics
-                                .set_configs(&name, overrides, request.validate_only)
-                                .map_err(|e| (e.code(), e.to_string()))
-                        })
-                    }
+                    Some(topic) => match apply(&state, &topic.overrides, &resource.configs) {
+                        Ok(overrides) => state
+                            .set_topic_configs(&name, overrides, validate_only)
+                            .await
+                            .map_err(|e| (e.code(), e.to_string())),
+                        Err(e) => Err(e),
+                    },
                     None => Err((
                         ResponseError::UnknownTopicOrPartition.code(),
                         format!("topic '{name}' does not exist"),
@@ -58,9 +57,10 @@ pub fn handle(
                     .with_error_code(code)
                     .with_error_message(Some(str_bytes(message))),
             }
-        })
-        .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+        }
+    });
+    IncrementalAlterConfigsResponse::default()
+        .with_responses(futures::future::join_all(responses).await)
 }
 
 fn apply(

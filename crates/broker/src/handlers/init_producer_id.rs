@@ -8,8 +8,8 @@ use strom_protocol::kafka::ResponseError;
 
 use crate::server::BrokerState;
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
@@ -28,13 +28,14 @@ pub fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match state.producer_ids.next(&state.topics) {
+    match state.producer_ids.next(&state).await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Err(e) => {
-            tracing::error!(error = %e, "cannot allocate a producer id");
-            response.with_error_code(ResponseError::KafkaStorageError.code())
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            // Retriable for the client: the quorum may be electing a leader.
+            response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
         }
     }
 }

@@ -35,8 +35,13 @@ pub fn handle(
                     let Some(partition) =
                         hosted.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return response.with_error_code(
+                            hosted
+                                .as_ref()
+                                .map_or(ResponseError::UnknownTopicOrPartition.code(), |t| {
+                                    t.partition_error(p.partition_index)
+                                }),
+                        );
                     };
                     if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return response.with_error_code(code);
@@ -47,7 +52,7 @@ pub fn handle(
                         .with_timestamp(timestamp)
                         .with_offset(offset);
                     if version >= 4 && code == 0 {
-                        response = response.with_leader_epoch(partition.leader_epoch);
+                        response = response.with_leader_epoch(partition.leader_epoch());
                     }
                     response
                 })

@@ -14,17 +14,12 @@ use super::str_bytes;
 use crate::server::BrokerState;
 use crate::topics::{Topic, TopicError};
 
-pub fn handle(
-    state: &Arc<BrokerState>,
+pub async fn handle(
+    state: Arc<BrokerState>,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let node = BrokerId(state.config.node_id);
-    let (host, port) = &state.advertised;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(host.clone()))
-        .with_port(i32::from(*port));
+    let state = &state;
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wants_all = match &request.topics {
         None => true,
@@ -39,14 +34,14 @@ pub fn handle(
             .map(|t| describe_topic(state, t, version))
             .collect()
     } else {
-        request
+        let lookups = request
             .topics
             .unwrap_or_default()
             .into_iter()
-            .map(|requested| {
+            .map(|requested| async move {
                 let by_name = requested.name.as_ref().map(|n| n.0.to_string());
                 match by_name {
-                    Some(name) => lookup(state, &name, allow_auto_create, version),
+                    Some(name) => lookup(state, &name, allow_auto_create, version).await,
                     None => {
                         let found = state
                             .topics
@@ -62,20 +57,39 @@ pub fn handle(
                         }
                     }
                 }
-            })
-            .collect()
+            });
+        futures::future::join_all(lookups).await
     };
+    // Taken after the lookups, so brokers that auto-created topics name are listed.
+    let image = state.cluster.image();
+    let brokers: Vec<MetadataResponseBroker> = image
+        .live_brokers()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(b.endpoint.host.clone()))
+                .with_port(i32::from(b.endpoint.port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    // Kafka names a live broker as the controller: clients send admin requests there, and any broker forwards
+    // them to the active controller.
+    let controller = state
+        .cluster
+        .leader()
+        .filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))
+        .unwrap_or(state.config.node_id);
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(topics)
-        .with_controller_id(node);
+        .with_controller_id(BrokerId(controller));
     if version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(state.cluster_id.clone())));
     }
     response
 }
 
-fn lookup(
+async fn lookup(
     state: &Arc<BrokerState>,
     name: &str,
     allow_auto_create: bool,
@@ -85,7 +99,7 @@ fn lookup(
         return error_topic(name, e.code());
     }
     let result = if allow_auto_create {
-        state.topics.get_or_auto_create(name)
+        state.get_or_auto_create(name).await
     } else {
         Ok(state.topics.get(name))
     };
@@ -107,18 +121,28 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
 }
 
 fn describe_topic(state: &BrokerState, topic: &Topic, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(state.config.node_id);
+    let image = state.cluster.image();
+    let fenced = |b: &i32| image.brokers.get(b).is_none_or(|r| r.fenced);
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = topic
-        .partitions
+        .slots
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(index, slot)| {
             let mut partition = MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(slot.leader))
+                .with_replica_nodes(ids(&slot.replicas))
+                .with_isr_nodes(ids(&slot.isr));
+            if slot.leader < 0 {
+                partition = partition.with_error_code(ResponseError::LeaderNotAvailable.code());
+            }
+            if version >= 5 {
+                let offline: Vec<i32> = slot.replicas.iter().copied().filter(fenced).collect();
+                partition = partition.with_offline_replicas(ids(&offline));
+            }
             if version >= 7 {
-                partition = partition.with_leader_epoch(p.leader_epoch);
+                partition = partition.with_leader_epoch(slot.leader_epoch);
             }
             partition
         })

@@ -26,6 +26,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -58,24 +59,52 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
     let client = || join_group::ClientInfo::new(client_id.as_deref(), peer);
     match request.body {
         RequestKind::ApiVersions(r) => ready(api_versions::handle(r, v)),
-        RequestKind::Metadata(r) => ready(metadata::handle(state, r, v)),
+        RequestKind::Metadata(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(metadata::handle(state, r, v).await.into()) })
+        }
         RequestKind::Produce(r) => produce::handle(state, r, v),
         RequestKind::Fetch(r) => fetch::handle(state.clone(), r, v),
         RequestKind::ListOffsets(r) => ready(list_offsets::handle(state, r, v)),
-        RequestKind::CreateTopics(r) => ready(create_topics::handle(state, r, v)),
-        RequestKind::DeleteTopics(r) => ready(delete_topics::handle(state, r, v)),
-        RequestKind::CreatePartitions(r) => ready(create_partitions::handle(state, r, v)),
+        RequestKind::CreateTopics(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(create_topics::handle(state, r, v).await.into()) })
+        }
+        RequestKind::DeleteTopics(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(delete_topics::handle(state, r, v).await.into()) })
+        }
+        RequestKind::CreatePartitions(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(create_partitions::handle(state, r, v).await.into()) })
+        }
         RequestKind::DescribeConfigs(r) => ready(describe_configs::handle(state, r, v)),
-        RequestKind::AlterConfigs(r) => ready(alter_configs::handle(state, r, v)),
+        RequestKind::AlterConfigs(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(alter_configs::handle(state, r, v).await.into()) })
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ready(incremental_alter_configs::handle(state, r, v))
+            let state = state.clone();
+            Box::pin(
+                async move { Some(incremental_alter_configs::handle(state, r, v).await.into()) },
+            )
         }
         RequestKind::DescribeCluster(r) => ready(describe_cluster::handle(state, r, v)),
         RequestKind::DeleteRecords(r) => ready(delete_records::handle(state, r, v)),
+        RequestKind::DescribeQuorum(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(describe_quorum::handle(state, r, v).await.into()) })
+        }
         RequestKind::DescribeLogDirs(r) => ready(describe_log_dirs::handle(state, r, v)),
-        RequestKind::InitProducerId(r) => ready(init_producer_id::handle(state, r, v)),
+        RequestKind::InitProducerId(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(init_producer_id::handle(state, r, v).await.into()) })
+        }
         RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
-        RequestKind::FindCoordinator(r) => ready(find_coordinator::handle(state, r, v)),
+        RequestKind::FindCoordinator(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(find_coordinator::handle(state, r, v).await.into()) })
+        }
         RequestKind::JoinGroup(r) => join_group::handle(state, r, v, client()),
         RequestKind::SyncGroup(r) => sync_group::handle(state, r, v),
         RequestKind::Heartbeat(r) => heartbeat::handle(state, r, v),

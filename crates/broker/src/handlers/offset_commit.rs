@@ -17,6 +17,7 @@ use strom_protocol::kafka::ResponseError;
 use super::Handled;
 use crate::clock::now_ms;
 use crate::offsets::record::{CommittedOffset, OffsetKey};
+use crate::offsets::OFFSETS_TOPIC;
 use crate::server::BrokerState;
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -48,6 +49,12 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
                 Err(_) => ResponseError::CoordinatorNotAvailable.code(),
             }
         };
+        // A client that commits before it ever asked FindCoordinator still gets `__consumer_offsets` created.
+        if group_error == 0 && state.topics.get(OFFSETS_TOPIC).is_none() {
+            if let Err(e) = state.ensure_offsets_topic().await {
+                tracing::warn!(error = %e, "cannot create the offsets topic");
+            }
+        }
         let now = now_ms();
         let mut changes = Vec::new();
         // (topic index, partition index, error) for every partition in the request.

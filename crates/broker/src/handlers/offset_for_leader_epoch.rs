@@ -32,18 +32,23 @@ pub fn handle(
                         .with_end_offset(-1);
                     let Some(partition) = hosted.as_ref().and_then(|t| t.partition(p.partition))
                     else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result.with_error_code(
+                            hosted
+                                .as_ref()
+                                .map_or(ResponseError::UnknownTopicOrPartition.code(), |t| {
+                                    t.partition_error(p.partition)
+                                }),
+                        );
                     };
                     if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return result.with_error_code(code);
                     }
-                    if p.leader_epoch <= partition.leader_epoch {
+                    if p.leader_epoch <= partition.leader_epoch() {
                         let end = partition
                             .with_log(|log| Ok(log.log_end_offset()))
                             .unwrap_or(-1);
                         result
-                            .with_leader_epoch(partition.leader_epoch)
+                            .with_leader_epoch(partition.leader_epoch())
                             .with_end_offset(end)
                     } else {
                         result

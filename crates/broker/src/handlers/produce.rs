@@ -61,7 +61,12 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 .as_ref()
                 .and_then(|t| t.partition(data.index).map(|p| (p.clone(), &t.settings)))
             else {
-                partition_responses.push(fail(ResponseError::UnknownTopicOrPartition.code(), None));
+                let code = topic
+                    .as_ref()
+                    .map_or(ResponseError::UnknownTopicOrPartition.code(), |t| {
+                        t.partition_error(data.index)
+                    });
+                partition_responses.push(fail(code, None));
                 continue;
             };
             if acks == -1 && settings.min_insync_replicas > 1 {

@@ -60,7 +60,7 @@ impl OffsetStore {
         };
         if let Some(topic) = store.topics.get(OFFSETS_TOPIC) {
             let mut loaded = 0usize;
-            for p in &topic.partitions {
+            for p in &topic.local {
                 loaded += store.replay(p)?;
             }
             tracing::info!(
@@ -126,36 +126,30 @@ impl OffsetStore {
         }
     }
 
-    /// The `__consumer_offsets` topic, created (compacted, `offsets.topic.num.partitions` partitions) on first use.
+    /// The `__consumer_offsets` partition that holds `group`'s offsets, if this broker leads it (and so
+    /// coordinates the group). The topic itself is created by FindCoordinator through the controller.
     pub fn offsets_partition(&self, group: &str) -> Result<Arc<Partition>, TopicError> {
-        let topic = match self.topics.get(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                let configs = [
-                    ("cleanup.policy", "compact"),
-                    ("segment.bytes", "104857600"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-                match self
-                    .topics
-                    .create(OFFSETS_TOPIC, self.partitions, -1, configs, false)
-                {
-                    Ok(t) => t,
-                    Err(TopicError::AlreadyExists(_)) => self
-                        .topics
-                        .get(OFFSETS_TOPIC)
-                        .ok_or_else(|| TopicError::Unknown(OFFSETS_TOPIC.into()))?,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        let index = partition_for_group(group, topic.partitions.len() as i32);
-        topic
-            .partition(index)
-            .cloned()
-            .ok_or_else(|| TopicError::Unknown(OFFSETS_TOPIC.into()))
+        let topic = self.topics.get(OFFSETS_TOPIC).ok_or_else(|| {
+            TopicError::CoordinatorNotAvailable(format!("{OFFSETS_TOPIC} does not exist yet"))
+        })?;
+        let index = partition_for_group(group, topic.partition_count());
+        topic.partition(index).cloned().ok_or_else(|| {
+            TopicError::NotCoordinator(format!(
+                "group '{group}' is coordinated by the leader of {OFFSETS_TOPIC}-{index}, not by this broker"
+            ))
+        })
+    }
+
+    /// Partitions of `__consumer_offsets` when it is created, and its topic configs.
+    pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
+        let configs = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "104857600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        (self.partitions, configs)
     }
 
     /// Appends `changes` for `group` and applies them to the cache, in call order. Returns a future that resolves
@@ -172,8 +166,9 @@ impl OffsetStore {
         let partition = match self.offsets_partition(group) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(group, error = %e, "offsets topic unavailable");
-                return Box::pin(async { Err(ResponseError::CoordinatorNotAvailable.code()) });
+                tracing::debug!(group, error = %e, "cannot commit offsets here");
+                let code = e.code();
+                return Box::pin(async move { Err(code) });
             }
         };
         let now = now_ms();

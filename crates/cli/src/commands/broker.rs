@@ -26,7 +26,7 @@ pub struct BrokerArgs {
     overrides: Vec<String>,
 }
 
-fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
+pub fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
@@ -79,7 +79,7 @@ pub fn run(args: BrokerArgs) -> Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,6 +1,8 @@
 //! `strom cluster`: the cluster as its brokers report it.
 //!
-//! `info --format json` prints `{"cluster_id", "controller_id", "brokers": [{"id", "host", "port", "rack"}]}`.
+//! `info --format json` prints `{"cluster_id", "controller_id", "brokers": [{"id", "host", "port", "rack",
+//! "state"}]}` (state `running` or `fenced`); `quorum --format json` prints `{"leader_id", "leader_epoch",
+//! "high_watermark", "voters": [{"id", "log_end_offset", "lag"}]}`.
 
 use anyhow::Result;
 use serde_json::json;
@@ -12,8 +14,11 @@ use crate::GlobalArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// Cluster id, controller and brokers.
+    /// Cluster id, controller and brokers (running and fenced).
     Info,
+    /// The metadata quorum: active controller, epoch, committed offset and each voter's lag (as
+    /// `kafka-metadata-quorum.sh describe --status`).
+    Quorum,
 }
 
 /// The admin client for the client commands, connected to `--brokers` / `STROM_BROKERS`.
@@ -26,15 +31,23 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> Result<()> {
         ClusterCommand::Info => {
             let admin = connect(global).await?;
             let cluster = admin.describe_cluster().await.map_err(to_anyhow)?;
+            let mut brokers: Vec<_> = cluster
+                .brokers
+                .iter()
+                .map(|b| (b, "running"))
+                .chain(cluster.fenced_brokers.iter().map(|b| (b, "fenced")))
+                .collect();
+            brokers.sort_by_key(|(b, _)| b.id);
             match global.format {
                 Format::Json => print_json(&json!({
                     "cluster_id": cluster.cluster_id,
                     "controller_id": cluster.controller_id,
-                    "brokers": cluster.brokers.iter().map(|b| json!({
+                    "brokers": brokers.iter().map(|(b, state)| json!({
                         "id": b.id,
                         "host": b.host,
                         "port": b.port,
                         "rack": b.rack,
+                        "state": state,
                     })).collect::<Vec<_>>(),
                 }))?,
                 Format::Table => {
@@ -44,13 +57,60 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> Result<()> {
                     );
                     println!("Controller: {}", cluster.controller_id);
                     println!();
-                    let mut table = Table::new(["ID", "HOST", "PORT", "RACK"]);
-                    for b in &cluster.brokers {
+                    let mut table = Table::new(["ID", "HOST", "PORT", "RACK", "STATE"]);
+                    for (b, state) in &brokers {
                         table.row([
                             b.id.to_string(),
                             b.host.clone(),
                             b.port.to_string(),
                             b.rack.clone().unwrap_or_else(|| "-".into()),
+                            state.to_string(),
+                        ]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+        }
+        ClusterCommand::Quorum => {
+            let admin = connect(global).await?;
+            let quorum = admin.describe_quorum().await.map_err(to_anyhow)?;
+            match global.format {
+                Format::Json => print_json(&json!({
+                    "leader_id": quorum.leader_id,
+                    "leader_epoch": quorum.leader_epoch,
+                    "high_watermark": quorum.high_watermark,
+                    "voters": quorum.voters.iter().map(|v| json!({
+                        "id": v.id,
+                        "log_end_offset": v.log_end_offset,
+                        "lag": v.lag,
+                    })).collect::<Vec<_>>(),
+                }))?,
+                Format::Table => {
+                    println!("LeaderId:       {}", quorum.leader_id);
+                    println!("LeaderEpoch:    {}", quorum.leader_epoch);
+                    println!("HighWatermark:  {}", quorum.high_watermark);
+                    println!(
+                        "CurrentVoters:  [{}]",
+                        quorum
+                            .voters
+                            .iter()
+                            .map(|v| v.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    println!();
+                    let mut table = Table::new(["NODE", "STATUS", "LOG-END-OFFSET", "LAG"]);
+                    for v in &quorum.voters {
+                        table.row([
+                            v.id.to_string(),
+                            if v.id == quorum.leader_id {
+                                "Leader"
+                            } else {
+                                "Follower"
+                            }
+                            .to_string(),
+                            v.log_end_offset.to_string(),
+                            v.lag.to_string(),
                         ]);
                     }
                     print!("{}", table.render());

@@ -51,6 +51,28 @@ pub struct ClusterDescription {
     pub controller_id: i32,
     /// Sorted by id.
     pub brokers: Vec<BrokerInfo>,
+    /// Registered brokers the controller has fenced (stopped heartbeating or shut down), sorted by id; only
+    /// brokers with DescribeCluster v2 report them.
+    pub fenced_brokers: Vec<BrokerInfo>,
+}
+
+/// The metadata quorum as the active controller reports it (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    /// The Raft term of the active controller.
+    pub leader_epoch: i32,
+    /// The highest committed log offset.
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumVoter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub id: i32,
+    pub log_end_offset: i64,
+    /// How far behind the high watermark this voter's log is.
+    pub lag: i64,
 }
 
 impl Admin {
@@ -85,28 +107,34 @@ impl Admin {
             .is_some()
         {
             let response = connection
-                .request(&DescribeClusterRequest::default())
+                .request(&DescribeClusterRequest::default().with_include_fenced_brokers(true))
                 .await?;
             check(
                 response.error_code,
                 response.error_message.as_ref(),
                 "describe cluster",
             )?;
-            let mut brokers: Vec<BrokerInfo> = response
-                .brokers
-                .into_iter()
-                .map(|b| BrokerInfo {
+            let (mut brokers, mut fenced_brokers) = (Vec::new(), Vec::new());
+            for b in response.brokers {
+                let info = BrokerInfo {
                     id: b.broker_id.0,
                     host: b.host.to_string(),
                     port: b.port,
                     rack: b.rack.map(|r| r.to_string()),
-                })
-                .collect();
+                };
+                if b.is_fenced {
+                    fenced_brokers.push(info);
+                } else {
+                    brokers.push(info);
+                }
+            }
             brokers.sort_by_key(|b| b.id);
+            fenced_brokers.sort_by_key(|b| b.id);
             return Ok(ClusterDescription {
                 cluster_id: Some(response.cluster_id.to_string()),
                 controller_id: response.controller_id.0,
                 brokers,
+                fenced_brokers,
             });
         }
         let response = self.metadata(Some(Vec::new())).await?;
@@ -125,6 +153,53 @@ impl Admin {
             cluster_id: response.cluster_id.map(|c| c.to_string()),
             controller_id: response.controller_id.0,
             brokers,
+            fenced_brokers: Vec::new(),
+        })
+    }
+
+    /// The metadata quorum: active controller, its epoch, the committed offset and each voter's lag.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, Error> {
+        use strom_protocol::kafka::messages::describe_quorum_request::{PartitionData, TopicData};
+        use strom_protocol::kafka::messages::DescribeQuorumRequest;
+        let connection = self.cluster.any_connection().await?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let response = connection.request(&request).await?;
+        check(
+            response.error_code,
+            response.error_message.as_ref(),
+            "describe quorum",
+        )?;
+        let partition = response
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| Error::Decode {
+                addr: connection.addr().to_string(),
+                api: ApiKey::DescribeQuorum,
+                reason: "no partition in the response".into(),
+            })?;
+        check(
+            partition.error_code,
+            partition.error_message.as_ref(),
+            "describe quorum",
+        )?;
+        let hw = partition.high_watermark;
+        Ok(QuorumDescription {
+            leader_id: partition.leader_id.0,
+            leader_epoch: partition.leader_epoch,
+            high_watermark: hw,
+            voters: partition
+                .current_voters
+                .into_iter()
+                .map(|v| QuorumVoter {
+                    id: v.replica_id.0,
+                    log_end_offset: v.log_end_offset,
+                    lag: (hw - v.log_end_offset).max(0),
+                })
+                .collect(),
         })
     }
 

@@ -1,0 +1,276 @@
+//! The task that drives this node's [`QuorumNode`]: ticks it on the clock, steps it with messages from peers,
+//! proposes what the [`Controller`] decides while this node leads, makes its output durable before anything
+//! leaves the node, sends its messages, applies what commits, and publishes the new image.
+//!
+//! One task owns the node, so the Raft state needs no lock; everything else talks to it through [`Command`]s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use strom_metadata::{
+    codes, Applied, Controller, ControllerConfig, ControllerError, ControllerReply,
+    ControllerRequest, Decision, MetadataDisk, MetadataImage, ProposalError, ProposalId,
+    QuorumNode, QuorumStatus, RaftMessage, RecordBatch, Rejected,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::peers::Peers;
+
+pub type ControllerResult = Result<(ControllerReply, u64), ControllerError>;
+
+pub enum Command {
+    Raft(RaftMessage),
+    Controller {
+        request: ControllerRequest,
+        reply: oneshot::Sender<ControllerResult>,
+    },
+    Status {
+        reply: oneshot::Sender<QuorumStatus>,
+    },
+    /// Hand leadership to another voter before this node stops.
+    Resign,
+}
+
+/// Called with every batch of committed entries, after the image has them and before it is published: the
+/// broker opens and removes partition logs here, so whoever sees the new image finds the logs in place.
+pub type OnApplied = Arc<dyn Fn(&MetadataImage, &[Applied]) + Send + Sync>;
+
+pub struct QuorumDriver {
+    pub node: QuorumNode,
+    pub disk: Arc<Mutex<MetadataDisk>>,
+    pub peers: Peers,
+    pub controller_config: ControllerConfig,
+    pub tick: Duration,
+    pub image_tx: watch::Sender<Arc<MetadataImage>>,
+    pub leader_tx: watch::Sender<Option<i32>>,
+    pub on_applied: OnApplied,
+}
+
+struct Running {
+    d: QuorumDriver,
+    controller: Option<Controller>,
+    pending: HashMap<ProposalId, (ControllerReply, Option<oneshot::Sender<ControllerResult>>)>,
+    started: Instant,
+}
+
+impl QuorumDriver {
+    pub fn spawn(
+        self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut r = Running {
+                d: self,
+                controller: None,
+                pending: HashMap::new(),
+                started: Instant::now(),
+            };
+            let mut ticker = tokio::time::interval(r.d.tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // What the log already committed is applied before anything else happens.
+            if let Err(e) = r.process().await {
+                tracing::error!(error = %e, "the metadata log cannot be written; this node stops taking part in the quorum");
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => r.tick(),
+                    command = commands.recv() => match command {
+                        Some(c) => r.command(c),
+                        None => break,
+                    },
+                    _ = shutdown.changed() => break,
+                }
+                // Take whatever else is queued, so one fsync covers it all.
+                while let Ok(c) = commands.try_recv() {
+                    r.command(c);
+                }
+                if let Err(e) = r.process().await {
+                    tracing::error!(error = %e, "the metadata log cannot be written; this node stops taking part in the quorum");
+                    break;
+                }
+            }
+            r.fail_pending();
+        })
+    }
+}
+
+impl Running {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn tick(&mut self) {
+        self.d.node.tick();
+        let now = self.now_ms();
+        if let Some(controller) = self.controller.as_mut() {
+            for batch in controller.tick(now, self.d.node.image()) {
+                tracing::info!(records = ?batch.records.first(), "broker session expired");
+                self.propose(batch, ControllerReply::Done, None);
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Raft(m) => self.d.node.step(m),
+            Command::Status { reply } => {
+                let _ = reply.send(self.d.node.status());
+            }
+            Command::Resign => {
+                let status = self.d.node.status();
+                if self.d.node.is_leader() {
+                    let me = self.d.node.node_id();
+                    if let Some(to) = status
+                        .voters
+                        .iter()
+                        .filter(|v| v.node_id != me)
+                        .max_by_key(|v| v.matched_index)
+                    {
+                        self.d.node.transfer_leadership(to.node_id);
+                    }
+                }
+            }
+            Command::Controller { request, reply } => {
+                let now = self.now_ms();
+                let Some(controller) = self.controller.as_mut() else {
+                    let _ = reply.send(Err(not_controller(self.d.node.leader())));
+                    return;
+                };
+                match controller.handle(now, self.d.node.image(), request) {
+                    Ok(Decision::Reply(r)) => {
+                        let _ = reply.send(Ok((r, self.d.node.image().applied_index)));
+                    }
+                    Ok(Decision::Propose(batch, r)) => self.propose(batch, r, Some(reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn propose(
+        &mut self,
+        batch: RecordBatch,
+        reply: ControllerReply,
+        to: Option<oneshot::Sender<ControllerResult>>,
+    ) {
+        match self.d.node.propose(&batch) {
+            Ok(id) => {
+                self.pending.insert(id, (reply, to));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "proposal refused");
+                if let Some(to) = to {
+                    let _ = to.send(Err(not_controller(self.d.node.leader())));
+                }
+            }
+        }
+    }
+
+    async fn process(&mut self) -> std::io::Result<()> {
+        let out = self.d.node.poll();
+        if !out.persist.is_empty() {
+            let disk = self.d.disk.clone();
+            let ops = out.persist;
+            tokio::task::spawn_blocking(move || disk.lock().persist(&ops))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+        }
+        for m in out.messages {
+            self.d.peers.send(m);
+        }
+        if !out.applied.is_empty() {
+            let image = self.d.node.image().clone();
+            let on_applied = self.d.on_applied.clone();
+            let applied = out.applied;
+            let image = tokio::task::spawn_blocking(move || {
+                on_applied(&image, &applied);
+                image
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            self.d.image_tx.send_replace(Arc::new(image));
+        }
+        for (id, result) in out.proposals {
+            let Some((reply, to)) = self.pending.remove(&id) else {
+                continue;
+            };
+            let result = result.map(|index| (reply, index)).map_err(|e| match e {
+                ProposalError::Rejected(r) => rejected(r),
+                other => ControllerError::new(codes::NOT_CONTROLLER, other.to_string()),
+            });
+            if let Some(to) = to {
+                let _ = to.send(result);
+            }
+        }
+        let leader = self.d.node.leader();
+        self.d.leader_tx.send_if_modified(|current| {
+            let changed = *current != leader;
+            *current = leader;
+            changed
+        });
+        match (self.d.node.is_leader(), self.controller.is_some()) {
+            (true, false) => {
+                tracing::info!(
+                    node = self.d.node.node_id(),
+                    term = self.d.node.term(),
+                    "this node is the active controller"
+                );
+                self.controller = Some(Controller::new(
+                    self.d.controller_config.clone(),
+                    self.d.node.image(),
+                    self.now_ms(),
+                ));
+            }
+            (false, true) => {
+                tracing::info!(leader = ?leader, "this node is no longer the active controller");
+                self.controller = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn fail_pending(&mut self) {
+        for (_, (_, to)) in self.pending.drain() {
+            if let Some(to) = to {
+                let _ = to.send(Err(ControllerError::new(
+                    codes::NOT_CONTROLLER,
+                    "this node is shutting down",
+                )));
+            }
+        }
+    }
+}
+
+pub fn not_controller(leader: Option<i32>) -> ControllerError {
+    ControllerError::new(
+        codes::NOT_CONTROLLER,
+        match leader {
+            Some(l) => format!("this node is not the active controller; node {l} is"),
+            None => "the metadata quorum has no leader right now".to_string(),
+        },
+    )
+}
+
+fn rejected(r: Rejected) -> ControllerError {
+    let code = match &r {
+        Rejected::TopicExists(_) => codes::TOPIC_ALREADY_EXISTS,
+        Rejected::UnknownTopic(_)
+        | Rejected::UnknownTopicId(_)
+        | Rejected::UnknownPartition { .. } => codes::UNKNOWN_TOPIC_OR_PARTITION,
+        Rejected::StaleBrokerEpoch { .. } => codes::STALE_BROKER_EPOCH,
+        // Raced with another proposal of the same kind: asking again gets a fresh decision.
+        Rejected::StaleProducerIds { .. } | Rejected::PartitionExists { .. } => {
+            codes::NOT_CONTROLLER
+        }
+        Rejected::Undecodable { .. } => codes::UNKNOWN_SERVER_ERROR,
+    };
+    ControllerError::new(code, r.to_string())
+}
