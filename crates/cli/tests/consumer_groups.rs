@@ -300,6 +300,9 @@ fn auto_commit_consumers_resume_where_the_group_left_off() {
 #[test]
 fn a_group_re_forms_after_a_broker_restart_and_finishes_the_work() {
     let temp = tempfile::tempdir().unwrap();
+    // Declared before the members so that it is dropped after them, when the test fails too: dropping a
+    // librdkafka group consumer closes it, and that close can wait forever for a group coordinator that is gone.
+    let restarted: TestBroker;
     let broker = TestBroker::start_in(temp.path(), |c| c.group_initial_rebalance_delay_ms = 200);
     let addr = broker.addr;
     broker.create_topic("restarting", 2, &[]);
@@ -325,9 +328,10 @@ fn a_group_re_forms_after_a_broker_restart_and_finishes_the_work() {
     };
     drop(broker.stop());
     // Same address, same data: the members reconnect on their own, get UNKNOWN_MEMBER_ID and rejoin.
-    let broker = TestBroker::start_at(temp.path(), addr, |c| {
+    restarted = TestBroker::start_at(temp.path(), addr, |c| {
         c.group_initial_rebalance_delay_ms = 200
     });
+    let broker = &restarted;
     let state = broker.broker().state();
     let after_restart =
         strom_broker::offsets::lag::group_lag(&state.topics, &state.offsets, "restart-group");
