@@ -114,6 +114,13 @@ impl BrokerState {
         }
     }
 
+    /// Ok if this broker coordinates `group`; otherwise NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE), so the
+    /// client asks FindCoordinator again.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), i16> {
+        let live = self.cluster.image().live_brokers().count();
+        self.offsets.check_coordinator(group, live)
+    }
+
     /// Creates `__consumer_offsets` if it does not exist yet, with replication up to
     /// `offsets.topic.replication.factor` live brokers.
     pub async fn ensure_offsets_topic(&self) -> Result<Arc<Topic>, TopicError> {

@@ -53,9 +53,9 @@ fn read_legacy(data_dir: &Path) -> std::io::Result<Option<LegacyImage>> {
     }
 }
 
-/// The cluster id of a single-node data directory not yet upgraded.
-pub fn legacy_cluster_id(data_dir: &Path) -> Option<String> {
-    read_legacy(data_dir).ok().flatten().map(|l| l.cluster_id)
+/// The cluster id and node id of a single-node data directory not yet upgraded.
+pub fn legacy_identity(data_dir: &Path) -> std::io::Result<Option<(String, i32)>> {
+    Ok(read_legacy(data_dir)?.map(|l| (l.cluster_id, l.node_id)))
 }
 
 /// The durable state a node starts from when its metadata log is empty: the legacy document's content, or a

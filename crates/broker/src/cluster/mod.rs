@@ -442,8 +442,17 @@ fn identity(
             Ok(meta)
         }
         None if voters.len() == 1 => {
+            let legacy = crate::metadata::legacy_identity(&config.data_dir)?;
+            if let Some((_, node_id)) = legacy.as_ref().filter(|(_, id)| *id != config.node_id) {
+                return Err(ClusterError::Config(format!(
+                    "{} belongs to node.id {node_id}, but this node is node.id {}; nothing was changed",
+                    config.data_dir.join("cluster-metadata.json").display(),
+                    config.node_id
+                )));
+            }
             let meta = MetaProperties {
-                cluster_id: crate::metadata::legacy_cluster_id(&config.data_dir)
+                cluster_id: legacy
+                    .map(|(cluster_id, _)| cluster_id)
                     .unwrap_or_else(strom_metadata::generate_cluster_id),
                 node_id: config.node_id,
             };

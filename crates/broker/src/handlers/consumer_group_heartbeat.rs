@@ -22,6 +22,13 @@ pub fn handle(
     _version: i16,
     client: ClientInfo,
 ) -> Handled {
+    if let Err(code) = state.check_coordinator(request.group_id.0.as_str()) {
+        return super::ready(
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_member_epoch(request.member_epoch),
+        );
+    }
     let heartbeat = Heartbeat {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),

@@ -10,6 +10,9 @@ use crate::groups::{Event, Output};
 use crate::server::BrokerState;
 
 pub fn handle(state: &Arc<BrokerState>, request: HeartbeatRequest, _version: i16) -> Handled {
+    if let Err(code) = state.check_coordinator(request.group_id.0.as_str()) {
+        return super::ready(HeartbeatResponse::default().with_error_code(code));
+    }
     let event = move |reply| Event::Heartbeat {
         reply,
         group_id: request.group_id.0.to_string(),

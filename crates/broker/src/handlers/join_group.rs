@@ -18,6 +18,14 @@ pub fn handle(
     client: ClientInfo,
 ) -> Handled {
     let group_id = request.group_id.0.to_string();
+    if let Err(code) = state.check_coordinator(&group_id) {
+        return super::ready(
+            JoinGroupResponse::default()
+                .with_error_code(code)
+                .with_generation_id(-1)
+                .with_member_id(request.member_id),
+        );
+    }
     // v0 has no rebalance timeout: it equals the session timeout.
     let rebalance_timeout_ms = if version >= 1 {
         request.rebalance_timeout_ms

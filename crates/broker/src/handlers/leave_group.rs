@@ -11,6 +11,9 @@ use crate::groups::{Event, Output};
 use crate::server::BrokerState;
 
 pub fn handle(state: &Arc<BrokerState>, request: LeaveGroupRequest, version: i16) -> Handled {
+    if let Err(code) = state.check_coordinator(request.group_id.0.as_str()) {
+        return super::ready(LeaveGroupResponse::default().with_error_code(code));
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

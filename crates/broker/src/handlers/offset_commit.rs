@@ -42,6 +42,8 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
     Box::pin(async move {
         let group_error = if group_id.is_empty() {
             ResponseError::InvalidGroupId.code()
+        } else if let Err(code) = state.check_coordinator(&group_id) {
+            code
         } else {
             match validation.await {
                 Ok(Ok(())) => 0,

@@ -26,6 +26,11 @@ pub fn handle(
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(code) = state.check_coordinator(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code);
+                }
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name, t.partition_indexes))
@@ -57,6 +62,35 @@ pub fn handle(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(code) = state.check_coordinator(request.group_id.0.as_str()) {
+        // v1 has no top-level error: it goes on every partition asked for.
+        let topics = request
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partition_indexes
+                            .into_iter()
+                            .map(|i| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(i)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let response = OffsetFetchResponse::default().with_topics(topics);
+        return if version >= 2 {
+            response.with_error_code(code)
+        } else {
+            response
+        };
     }
     let wanted = request.topics.map(|ts| {
         ts.into_iter()

@@ -140,6 +140,25 @@ impl OffsetStore {
         })
     }
 
+    /// Whether this broker coordinates `group`: it leads the group's `__consumer_offsets` partition. Before the
+    /// topic exists, a broker that is alone in its cluster coordinates every group (it will lead every
+    /// partition); in a larger cluster the client must ask FindCoordinator first.
+    pub fn check_coordinator(&self, group: &str, live_brokers: usize) -> Result<(), i16> {
+        let Some(topic) = self.topics.get(OFFSETS_TOPIC) else {
+            return if live_brokers <= 1 {
+                Ok(())
+            } else {
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            };
+        };
+        let index = partition_for_group(group, topic.partition_count());
+        match topic.slot(index) {
+            Some(s) if s.leader == self.topics.node_id() && s.local.is_some() => Ok(()),
+            Some(s) if s.leader < 0 => Err(ResponseError::CoordinatorNotAvailable.code()),
+            _ => Err(ResponseError::NotCoordinator.code()),
+        }
+    }
+
     /// Partitions of `__consumer_offsets` when it is created, and its topic configs.
     pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
         let configs = [
