@@ -83,6 +83,8 @@ pub struct BrokerConfig {
     pub roles: ProcessRoles,
     /// `controller.quorum.voters`: `id@host:port` of every controller. Empty means this node alone is the quorum.
     pub quorum_voters: Vec<QuorumVoter>,
+    /// `controller.quorum.bootstrap.servers`: controller listeners a broker-only node fetches metadata from.
+    pub quorum_bootstrap_servers: Vec<String>,
     /// `controller.listener.names`: which of `listeners` is the controller listener.
     pub controller_listener_names: Vec<String>,
     /// The controller listener from `listeners`, for the quorum and broker-to-controller requests.
@@ -148,6 +150,7 @@ impl Default for BrokerConfig {
                 controller: true,
             },
             quorum_voters: Vec::new(),
+            quorum_bootstrap_servers: Vec::new(),
             controller_listener_names: vec!["CONTROLLER".to_string()],
             controller_listen: None,
             quorum_election_timeout_ms: 1000,
@@ -212,6 +215,14 @@ impl BrokerConfig {
             "process.roles" => self.roles = parse_roles(value).map_err(|r| invalid(&r))?,
             "controller.quorum.voters" => {
                 self.quorum_voters = parse_voters(value).map_err(|r| invalid(&r))?
+            }
+            "controller.quorum.bootstrap.servers" => {
+                self.quorum_bootstrap_servers = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
             }
             "controller.quorum.election.timeout.ms" => {
                 self.quorum_election_timeout_ms = positive::<i32>(key, value)? as u64
@@ -399,11 +410,8 @@ fn parse_roles(value: &str) -> Result<ProcessRoles, String> {
             }
         }
     }
-    if !roles.controller {
-        return Err(
-            "a broker-only node (without the controller role) is not supported yet: use process.roles=broker,controller or controller"
-                .into(),
-        );
+    if !roles.controller && !roles.broker {
+        return Err("expected broker, controller or both".into());
     }
     Ok(roles)
 }

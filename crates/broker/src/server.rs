@@ -155,6 +155,24 @@ impl Broker {
             cluster: cluster.clone(),
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
+        if !config.roles.broker {
+            // A controller alone: it votes and serves the other nodes, and no clients.
+            drop(listener);
+            tracing::info!(
+                controller = ?cluster.controller_addr,
+                node_id = config.node_id,
+                cluster_id = %cluster.cluster_id,
+                "Strom controller ready"
+            );
+            return Ok(RunningBroker {
+                local_addr,
+                shutdown_tx,
+                accept_task: tokio::spawn(async {}),
+                quorum_task,
+                lifecycle,
+                state,
+            });
+        }
         // Serve clients only once the controller lists this broker: before that, Metadata would not name it.
         if !lifecycle.join(&mut shutdown_rx).await {
             return Err(BrokerError::Interrupted);
@@ -195,8 +213,10 @@ impl RunningBroker {
     /// quorum to another voter; then stops accepting, drains connections, flushes and closes every log.
     pub async fn shutdown(self) {
         let cluster = &self.state.cluster;
-        if cluster.voter_ids().len() > 1 {
-            self.lifecycle.shut_down().await;
+        if cluster.voter_ids().len() > 1 || !cluster.is_controller() {
+            if self.state.config.roles.broker {
+                self.lifecycle.shut_down().await;
+            }
             if cluster.leader() == Some(cluster.node_id) {
                 cluster.resign().await;
                 let mut image = cluster.image_watch();

@@ -6,8 +6,10 @@
 //! [`crate::PersistOp`], which writes it to disk before any message that depends on it leaves the node
 //! (see `crate::disk` for the file format). After a restart the node is rebuilt from what the disk holds.
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::records::RecordBatch;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QuorumLog {
@@ -45,6 +47,25 @@ impl QuorumLog {
 
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    /// The record batches of entries `from + 1 ..= to` still in the log, at most `max` of them, for a node that
+    /// follows the log without voting. A new leader's empty entry is an empty batch, so the follower's position
+    /// still moves past it.
+    pub fn batches(&self, from: u64, to: u64, max: usize) -> Vec<(u64, RecordBatch)> {
+        self.entries
+            .iter()
+            .filter(|e| e.index > from && e.index <= to)
+            .take(max)
+            .map(|e| {
+                let batch = if e.get_entry_type() == EntryType::EntryNormal {
+                    RecordBatch::decode(&e.data).unwrap_or_default()
+                } else {
+                    RecordBatch::default()
+                };
+                (e.index, batch)
+            })
+            .collect()
     }
 
     pub(crate) fn last(&self) -> u64 {

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::quorum_driver::Command;
-use super::wire::{Frame, PeerRequest, PeerResponse};
+use super::wire::{Frame, MetadataDelta, PeerRequest, PeerResponse};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,7 +81,10 @@ async fn serve(
         tracing::error!("refusing a connection: {message}");
         return refuse(&mut stream, message).await;
     }
-    if voters != context.voter_list {
+    // A broker-only node that found the controllers through controller.quorum.bootstrap.servers knows no voter
+    // list; every other node must have this one.
+    let knows_voters = !voters.is_empty() || context.voters.contains(&node_id);
+    if knows_voters && voters != context.voter_list {
         let message = format!(
             "node {node_id} has controller.quorum.voters={}, but node {} has {}: every node must list the same voters",
             voters.join(","),
@@ -130,9 +133,10 @@ async fn serve(
             }
             Frame::Request { id, body } => {
                 let commands = context.commands.clone();
+                let voter_list = context.voter_list.clone();
                 let out = out_tx.clone();
                 tokio::spawn(async move {
-                    let response = answer(body, &commands).await;
+                    let response = answer(body, &commands, voter_list).await;
                     let _ = out
                         .send(Frame::Response { id, body: response }.encode())
                         .await;
@@ -146,7 +150,11 @@ async fn serve(
     Ok(())
 }
 
-async fn answer(body: PeerRequest, commands: &mpsc::Sender<Command>) -> PeerResponse {
+async fn answer(
+    body: PeerRequest,
+    commands: &mpsc::Sender<Command>,
+    voters: Vec<String>,
+) -> PeerResponse {
     let gone = || {
         strom_metadata::ControllerError::new(
             strom_metadata::codes::NOT_CONTROLLER,
@@ -164,6 +172,29 @@ async fn answer(body: PeerRequest, commands: &mpsc::Sender<Command>) -> PeerResp
                 return PeerResponse::Controller(Err(gone()));
             }
             PeerResponse::Controller(rx.await.unwrap_or_else(|_| Err(gone())))
+        }
+        PeerRequest::FetchMetadata { from, max_wait_ms } => {
+            let (tx, rx) = oneshot::channel();
+            if commands
+                .send(Command::FetchMetadata { from, reply: tx })
+                .await
+                .is_err()
+            {
+                return PeerResponse::Controller(Err(gone()));
+            }
+            let wait = Duration::from_millis(max_wait_ms.min(30_000));
+            let (image, batches, leader) = match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(fetched)) => fetched,
+                Ok(Err(_)) => return PeerResponse::Controller(Err(gone())),
+                // Nothing new in time: an empty answer, and the follower asks again.
+                Err(_) => (None, Vec::new(), None),
+            };
+            PeerResponse::Metadata(MetadataDelta {
+                image,
+                batches,
+                leader,
+                voters,
+            })
         }
         PeerRequest::QuorumStatus => {
             let (tx, rx) = oneshot::channel();

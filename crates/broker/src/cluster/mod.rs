@@ -9,6 +9,7 @@
 
 mod lifecycle;
 mod listener;
+mod observer;
 mod peers;
 pub mod quorum_driver;
 pub mod wire;
@@ -55,9 +56,10 @@ pub struct Cluster {
     pub cluster_id: String,
     image: watch::Receiver<Arc<MetadataImage>>,
     leader: watch::Receiver<Option<i32>>,
-    commands: mpsc::Sender<Command>,
+    /// The quorum driver, on a controller; a broker-only node has none.
+    commands: Option<mpsc::Sender<Command>>,
     /// Controller listener addresses by voter id.
-    voters: HashMap<i32, String>,
+    voters: Arc<Mutex<HashMap<i32, String>>>,
     rpc: Mutex<HashMap<i32, Arc<RpcClient>>>,
     identity: Identity,
     /// The controller listener's bound address, when this node has one.
@@ -76,8 +78,11 @@ impl Cluster {
         on_applied: OnApplied,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), ClusterError> {
+        if !config.roles.controller {
+            return Self::start_observer(config, on_applied, shutdown).await;
+        }
         let voters = voter_addresses(config, controller_listener.as_ref())?;
-        let meta = identity(config, &voters)?;
+        let meta = identity(config, voters.len() == 1)?;
         let dir = config.data_dir.join(METADATA_DIR);
         let data_dir = config.data_dir.clone();
         let voter_ids: Vec<i32> = config.voter_ids();
@@ -169,14 +174,86 @@ impl Cluster {
                 cluster_id: meta.cluster_id,
                 image,
                 leader,
-                commands,
-                voters,
+                commands: Some(commands),
+                voters: Arc::new(Mutex::new(voters)),
                 rpc: Mutex::new(HashMap::new()),
                 identity,
                 controller_addr,
             },
             driver,
         ))
+    }
+
+    /// A broker-only node: follows the log from the controllers (`controller.quorum.voters` or
+    /// `controller.quorum.bootstrap.servers`) and sends its requests to the active controller.
+    async fn start_observer(
+        config: &BrokerConfig,
+        on_applied: OnApplied,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), ClusterError> {
+        let mut voters: HashMap<i32, String> = config
+            .quorum_voters
+            .iter()
+            .map(|v| (v.node_id, format!("{}:{}", v.host, v.port)))
+            .collect();
+        if voters.contains_key(&config.node_id) {
+            return Err(ClusterError::Config(format!(
+                "node.id {} is one of controller.quorum.voters, but process.roles has no controller role",
+                config.node_id
+            )));
+        }
+        let mut bootstrap: Vec<String> = voters.values().cloned().collect();
+        bootstrap.sort();
+        bootstrap.extend(config.quorum_bootstrap_servers.iter().cloned());
+        if bootstrap.is_empty() {
+            return Err(ClusterError::Config(
+                "a broker-only node needs controller.quorum.voters or controller.quorum.bootstrap.servers".into(),
+            ));
+        }
+        // Two nodes with one id must not both be formatted: a broker-only node is formatted like a voter.
+        let meta = identity(config, false)?;
+        let mut voter_list: Vec<String> =
+            voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+        voter_list.sort();
+        let identity = Identity {
+            cluster_id: meta.cluster_id.clone(),
+            node_id: config.node_id,
+            voters: voter_list,
+        };
+        let (image_tx, image) = watch::channel(Arc::new(MetadataImage::default()));
+        let (leader_tx, leader) = watch::channel(None);
+        let (caught_up_tx, mut caught_up) = watch::channel(false);
+        let shared_voters = Arc::new(Mutex::new(std::mem::take(&mut voters)));
+        let task = observer::Observer {
+            identity: identity.clone(),
+            bootstrap,
+            on_applied,
+            image_tx,
+            leader_tx,
+            voters: shared_voters.clone(),
+            caught_up: caught_up_tx,
+        }
+        .spawn(shutdown);
+        let _ = caught_up.wait_for(|c| *c).await;
+        Ok((
+            Self {
+                node_id: config.node_id,
+                cluster_id: meta.cluster_id,
+                image,
+                leader,
+                commands: None,
+                voters: shared_voters,
+                rpc: Mutex::new(HashMap::new()),
+                identity,
+                controller_addr: None,
+            },
+            task,
+        ))
+    }
+
+    /// Whether this node votes in the metadata quorum.
+    pub fn is_controller(&self) -> bool {
+        self.commands.is_some()
     }
 
     /// The committed metadata this node has applied.
@@ -194,7 +271,7 @@ impl Cluster {
     }
 
     pub fn voter_ids(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.voters.keys().copied().collect();
+        let mut v: Vec<i32> = self.voters.lock().keys().copied().collect();
         v.sort_unstable();
         v
     }
@@ -203,6 +280,7 @@ impl Cluster {
     pub fn voter_endpoints(&self) -> Vec<(i32, String, u16)> {
         let mut v: Vec<(i32, String, u16)> = self
             .voters
+            .lock()
             .iter()
             .filter_map(|(id, addr)| {
                 let (host, port) = addr.rsplit_once(':')?;
@@ -264,8 +342,12 @@ impl Cluster {
         &self,
         request: ControllerRequest,
     ) -> Result<(ControllerReply, u64), ControllerError> {
+        let commands = self
+            .commands
+            .as_ref()
+            .ok_or_else(|| quorum_driver::not_controller(None))?;
         let (tx, rx) = oneshot::channel();
-        self.commands
+        commands
             .send(Command::Controller { request, reply: tx })
             .await
             .map_err(|_| quorum_driver::not_controller(None))?;
@@ -274,12 +356,12 @@ impl Cluster {
     }
 
     fn rpc_client(&self, id: i32) -> Option<Arc<RpcClient>> {
-        let addr = self.voters.get(&id)?;
+        let addr = self.voters.lock().get(&id)?.clone();
         Some(
             self.rpc
                 .lock()
                 .entry(id)
-                .or_insert_with(|| Arc::new(RpcClient::new(self.identity.clone(), addr.clone())))
+                .or_insert_with(|| Arc::new(RpcClient::new(self.identity.clone(), addr)))
                 .clone(),
         )
     }
@@ -332,14 +414,23 @@ impl Cluster {
         let local = async {
             let (tx, rx) = oneshot::channel();
             self.commands
+                .as_ref()?
                 .send(Command::Status { reply: tx })
                 .await
                 .ok()?;
             rx.await.ok()
         };
-        let status = local
-            .await
-            .ok_or_else(|| quorum_driver::not_controller(None))?;
+        let status = match local.await {
+            Some(s) => s,
+            // A broker-only node asks the leader it knows of.
+            None => QuorumStatus {
+                leader: self.leader(),
+                term: 0,
+                commit_index: 0,
+                last_index: 0,
+                voters: Vec::new(),
+            },
+        };
         match status.leader {
             Some(id) if id != self.node_id => {
                 let client = self
@@ -360,7 +451,9 @@ impl Cluster {
 
     /// Asks the quorum to move leadership off this node (before it stops).
     pub async fn resign(&self) {
-        let _ = self.commands.send(Command::Resign).await;
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(Command::Resign).await;
+        }
     }
 }
 
@@ -422,10 +515,7 @@ fn voter_addresses(
 /// This node's `meta.properties`: read it (and check it matches the config), or create it for a node that is
 /// the whole quorum. A node of a larger quorum must be formatted first, so that every node of the cluster
 /// shares one cluster id chosen once.
-fn identity(
-    config: &BrokerConfig,
-    voters: &HashMap<i32, String>,
-) -> Result<MetaProperties, ClusterError> {
+fn identity(config: &BrokerConfig, alone: bool) -> Result<MetaProperties, ClusterError> {
     let disk = |e: strom_metadata::DiskError| ClusterError::Disk(e.to_string());
     std::fs::create_dir_all(&config.data_dir)?;
     match MetaProperties::read(&config.data_dir).map_err(disk)? {
@@ -441,7 +531,7 @@ fn identity(
             }
             Ok(meta)
         }
-        None if voters.len() == 1 => {
+        None if alone => {
             let legacy = crate::metadata::legacy_identity(&config.data_dir)?;
             if let Some((_, node_id)) = legacy.as_ref().filter(|(_, id)| *id != config.node_id) {
                 return Err(ClusterError::Config(format!(

@@ -31,7 +31,18 @@ pub enum Command {
     },
     /// Hand leadership to another voter before this node stops.
     Resign,
+    /// A broker-only node asks for what was committed after `from`; answered when there is something.
+    FetchMetadata {
+        from: u64,
+        reply: oneshot::Sender<Fetched>,
+    },
 }
+
+/// The image (when `from` is older than the log kept), the batches after it, and the leader.
+pub type Fetched = (Option<MetadataImage>, Vec<(u64, RecordBatch)>, Option<i32>);
+
+/// The most entries one fetch returns.
+const MAX_FETCH_ENTRIES: usize = 1000;
 
 /// Called with every batch of committed entries, after the image has them and before it is published: the
 /// broker opens and removes partition logs here, so whoever sees the new image finds the logs in place.
@@ -52,6 +63,8 @@ struct Running {
     d: QuorumDriver,
     controller: Option<Controller>,
     pending: HashMap<ProposalId, (ControllerReply, Option<oneshot::Sender<ControllerResult>>)>,
+    /// Metadata fetches waiting for the next commit.
+    parked: Vec<(u64, oneshot::Sender<Fetched>)>,
     started: Instant,
 }
 
@@ -66,6 +79,7 @@ impl QuorumDriver {
                 d: self,
                 controller: None,
                 pending: HashMap::new(),
+                parked: Vec::new(),
                 started: Instant::now(),
             };
             let mut ticker = tokio::time::interval(r.d.tick);
@@ -120,6 +134,15 @@ impl Running {
             Command::Status { reply } => {
                 let _ = reply.send(self.d.node.status());
             }
+            Command::FetchMetadata { from, reply } => match self.fetched(from) {
+                Some(f) => {
+                    let _ = reply.send(f);
+                }
+                None => {
+                    self.parked.retain(|(_, r)| !r.is_closed());
+                    self.parked.push((from, reply));
+                }
+            },
             Command::Resign => {
                 let status = self.d.node.status();
                 if self.d.node.is_leader() {
@@ -151,6 +174,21 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// What a follower of the metadata log at `from` lacks, or `None` when it has everything applied here.
+    fn fetched(&self, from: u64) -> Option<Fetched> {
+        let image = self.d.node.image();
+        let leader = self.d.node.leader();
+        if from >= image.applied_index {
+            return None;
+        }
+        let log = self.d.node.log();
+        if from < log.snapshot_index() {
+            return Some((Some(image.clone()), Vec::new(), leader));
+        }
+        let batches = log.batches(from, image.applied_index, MAX_FETCH_ENTRIES);
+        Some((None, batches, leader))
     }
 
     fn propose(
@@ -196,6 +234,14 @@ impl Running {
             .await
             .map_err(std::io::Error::other)?;
             self.d.image_tx.send_replace(Arc::new(image));
+            for (from, reply) in std::mem::take(&mut self.parked) {
+                match self.fetched(from) {
+                    Some(f) => {
+                        let _ = reply.send(f);
+                    }
+                    None => self.parked.push((from, reply)),
+                }
+            }
         }
         for (id, result) in out.proposals {
             let Some((reply, to)) = self.pending.remove(&id) else {

@@ -18,7 +18,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use strom_metadata::{
-    ControllerError, ControllerReply, ControllerRequest, QuorumStatus, RaftMessage,
+    ControllerError, ControllerReply, ControllerRequest, MetadataImage, QuorumStatus, RaftMessage,
+    RecordBatch,
 };
 
 /// Snapshots of a large image travel in one frame; 64 MiB holds hundreds of thousands of partitions.
@@ -28,6 +29,12 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 pub enum PeerRequest {
     Controller(ControllerRequest),
     QuorumStatus,
+    /// A broker-only node following the metadata log: the committed batches after `from` (the last index it
+    /// applied), waiting up to `max_wait_ms` for one when there is none yet.
+    FetchMetadata {
+        from: u64,
+        max_wait_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +42,19 @@ pub enum PeerResponse {
     /// The reply and the log index its records committed at (0 when nothing was written).
     Controller(Result<(ControllerReply, u64), ControllerError>),
     QuorumStatus(QuorumStatus),
+    Metadata(MetadataDelta),
+}
+
+/// What a broker-only node needs to catch up: the whole image when its position is older than the voter's
+/// snapshot, then the committed batches after it, in order; and who leads, and where the voters are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataDelta {
+    pub image: Option<MetadataImage>,
+    /// (log index, batch); an empty batch is a leader's empty entry, which still advances the index.
+    pub batches: Vec<(u64, RecordBatch)>,
+    pub leader: Option<i32>,
+    /// `id@host:port` of every voter.
+    pub voters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

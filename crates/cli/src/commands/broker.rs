@@ -67,7 +67,12 @@ pub fn run(args: BrokerArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listen: SocketAddr = config.listen;
+        // A controller alone serves no clients: it takes no client port.
+        let listen: SocketAddr = if config.roles.broker {
+            config.listen
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
