@@ -24,6 +24,7 @@ pub mod codes {
     pub const NOT_CONTROLLER: i16 = 41;
     pub const INVALID_REQUEST: i16 = 42;
     pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -139,6 +140,8 @@ pub struct Controller {
     config: ControllerConfig,
     /// Last heartbeat per (broker id, broker epoch).
     sessions: HashMap<i32, (u64, u64)>,
+    /// Brokers this controller has itself heard a heartbeat from (not only inherited from the image).
+    heard: HashMap<i32, u64>,
     /// Fences proposed and not yet seen committed, with when, so a slow commit is not proposed again each tick.
     fencing: HashMap<(i32, u64), u64>,
     /// Producer ids handed out by proposals not yet committed.
@@ -156,6 +159,7 @@ impl Controller {
         Self {
             config,
             sessions,
+            heard: HashMap::new(),
             fencing: HashMap::new(),
             producer_id_reserved: image.next_producer_id,
         }
@@ -174,6 +178,27 @@ impl Controller {
                 endpoint,
                 rack,
             } => {
+                // Another process with this node id is registered and heartbeating: two brokers must not share
+                // an id. A broker that restarted after a crash gets in once its old session expires.
+                if let Some(existing) = image.brokers.get(&broker_id) {
+                    let alive = self
+                        .heard
+                        .get(&broker_id)
+                        .is_some_and(|epoch| *epoch == existing.broker_epoch)
+                        && self.sessions.get(&broker_id).is_some_and(|(epoch, last)| {
+                            *epoch == existing.broker_epoch
+                                && now_ms.saturating_sub(*last) < self.config.session_timeout_ms
+                        });
+                    if alive && !existing.fenced && existing.incarnation_id != incarnation_id {
+                        return Err(ControllerError::new(
+                            codes::DUPLICATE_BROKER_REGISTRATION,
+                            format!(
+                                "another broker with node.id {broker_id} (at {}:{}) is registered and alive; node ids must be unique (a restarted broker is let in once the old session of {} ms expires)",
+                                existing.endpoint.host, existing.endpoint.port, self.config.session_timeout_ms
+                            ),
+                        ));
+                    }
+                }
                 let mut records = vec![MetadataRecord::RegisterBroker {
                     broker_id,
                     incarnation_id,
@@ -204,6 +229,7 @@ impl Controller {
                         )
                     })?;
                 self.sessions.insert(broker_id, (broker_epoch, now_ms));
+                self.heard.insert(broker_id, broker_epoch);
                 if want_shutdown && !broker.fenced {
                     let mut records = vec![MetadataRecord::FenceBroker {
                         broker_id,

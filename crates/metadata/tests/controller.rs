@@ -301,3 +301,53 @@ fn alter_configs_replaces_and_incremental_alter_configs_edits() {
         Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
     );
 }
+
+#[test]
+fn a_second_live_broker_with_the_same_id_is_refused_until_the_first_one_s_session_expires() {
+    let mut c = Cluster::new(&[None, None]);
+    let register = |c: &mut Cluster, now, incarnation: &str| {
+        c.request(
+            now,
+            ControllerRequest::RegisterBroker {
+                broker_id: 1,
+                incarnation_id: incarnation.into(),
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9999,
+                },
+                rack: None,
+            },
+        )
+    };
+    let epoch = c.image.brokers[&1].broker_epoch;
+    c.heartbeat(1, epoch, 1_000).unwrap();
+    assert_eq!(
+        register(&mut c, 2_000, "impostor"),
+        Err(codes::DUPLICATE_BROKER_REGISTRATION)
+    );
+    // The first one stops heartbeating (it crashed); its restart gets in once the session has expired.
+    assert_eq!(
+        register(&mut c, 10_001, "restarted"),
+        Ok(ControllerReply::Registered)
+    );
+    // A controller that only inherited the registration (a new leader, or a single node restarting) has heard
+    // nothing from it, and lets the restarted broker in at once.
+    let mut fresh = Controller::new(ControllerConfig::default(), &c.image, 20_000);
+    let decision = fresh.handle(
+        20_001,
+        &c.image,
+        ControllerRequest::RegisterBroker {
+            broker_id: 1,
+            incarnation_id: "again".into(),
+            endpoint: Endpoint {
+                host: "h".into(),
+                port: 1,
+            },
+            rack: None,
+        },
+    );
+    assert!(
+        matches!(decision, Ok(Decision::Propose(..))),
+        "{decision:?}"
+    );
+}

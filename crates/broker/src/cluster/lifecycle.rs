@@ -18,6 +18,8 @@ pub struct BrokerLifecycle {
     interval: Duration,
     incarnation_id: String,
     epoch: AtomicU64,
+    /// When a refused registration was last logged.
+    warned: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 impl BrokerLifecycle {
@@ -35,6 +37,7 @@ impl BrokerLifecycle {
             interval,
             incarnation_id: uuid::Uuid::new_v4().to_string(),
             epoch: AtomicU64::new(0),
+            warned: parking_lot::Mutex::new(None),
         })
     }
 
@@ -130,6 +133,17 @@ impl BrokerLifecycle {
                 tracing::info!(broker_epoch = index, "registered with the controller");
                 self.epoch.store(index, Ordering::Release);
                 Some(index)
+            }
+            Err(e) if e.code == codes::DUPLICATE_BROKER_REGISTRATION => {
+                let mut warned = self.warned.lock();
+                if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+                    tracing::error!(
+                        "the controller refuses this broker's registration: {}",
+                        e.message
+                    );
+                    *warned = Some(std::time::Instant::now());
+                }
+                None
             }
             Err(e) => {
                 tracing::debug!(error = %e, "registration failed");

@@ -499,7 +499,13 @@ fn voter_addresses(
         .find(|v| v.node_id == config.node_id)
         .expect("checked above");
     let bound = listener.local_addr()?;
-    if config.controller_listen.is_some_and(|c| c.port() != 0) && bound.port() != me.port {
+    let other_host = me
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| !bound.ip().is_unspecified() && ip != bound.ip());
+    if config.controller_listen.is_some_and(|c| c.port() != 0)
+        && (bound.port() != me.port || other_host)
+    {
         return Err(ClusterError::Config(format!(
             "controller.quorum.voters says node {} listens on {}:{}, but this node's controller listener is {bound}",
             me.node_id, me.host, me.port
