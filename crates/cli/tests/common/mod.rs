@@ -2,6 +2,7 @@
 //! client builders pointed at it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
 pub mod group;
 pub mod process;
 pub mod raw;
