@@ -142,6 +142,8 @@ pub struct Controller {
     sessions: HashMap<i32, (u64, u64)>,
     /// Brokers this controller has itself heard a heartbeat from (not only inherited from the image).
     heard: HashMap<i32, u64>,
+    /// (broker, epoch) that asked for a controlled shutdown: never unfenced again in that epoch.
+    shutting_down: std::collections::HashSet<(i32, u64)>,
     /// Fences proposed and not yet seen committed, with when, so a slow commit is not proposed again each tick.
     fencing: HashMap<(i32, u64), u64>,
     /// Producer ids handed out by proposals not yet committed.
@@ -160,6 +162,7 @@ impl Controller {
             config,
             sessions,
             heard: HashMap::new(),
+            shutting_down: Default::default(),
             fencing: HashMap::new(),
             producer_id_reserved: image.next_producer_id,
         }
@@ -230,6 +233,10 @@ impl Controller {
                     })?;
                 self.sessions.insert(broker_id, (broker_epoch, now_ms));
                 self.heard.insert(broker_id, broker_epoch);
+                if want_shutdown {
+                    self.shutting_down.insert((broker_id, broker_epoch));
+                }
+                let shutting_down = self.shutting_down.contains(&(broker_id, broker_epoch));
                 if want_shutdown && !broker.fenced {
                     let mut records = vec![MetadataRecord::FenceBroker {
                         broker_id,
@@ -244,7 +251,7 @@ impl Controller {
                         },
                     ));
                 }
-                if broker.fenced && !want_shutdown && applied_index >= broker_epoch {
+                if broker.fenced && !shutting_down && applied_index >= broker_epoch {
                     let mut records = vec![MetadataRecord::UnfenceBroker {
                         broker_id,
                         broker_epoch,

@@ -351,3 +351,26 @@ fn a_second_live_broker_with_the_same_id_is_refused_until_the_first_one_s_sessio
         "{decision:?}"
     );
 }
+
+#[test]
+fn a_broker_that_asked_to_shut_down_is_not_unfenced_by_a_later_ordinary_heartbeat() {
+    let mut c = Cluster::new(&[None, None]);
+    let epoch = c.image.brokers[&1].broker_epoch;
+    let shutdown = ControllerRequest::Heartbeat {
+        broker_id: 1,
+        broker_epoch: epoch,
+        applied_index: c.index,
+        want_shutdown: true,
+    };
+    c.request(0, shutdown).unwrap();
+    assert!(c.image.brokers[&1].fenced);
+    // A heartbeat already on its way when shutdown began.
+    assert_eq!(
+        c.heartbeat(1, epoch, 10),
+        Ok(ControllerReply::Heartbeat {
+            fenced: true,
+            shutdown_ready: false
+        })
+    );
+    assert!(c.image.brokers[&1].fenced);
+}

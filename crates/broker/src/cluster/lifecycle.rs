@@ -20,6 +20,8 @@ pub struct BrokerLifecycle {
     epoch: AtomicU64,
     /// When a refused registration was last logged.
     warned: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// Set once controlled shutdown begins: every heartbeat from then on asks to stay fenced.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl BrokerLifecycle {
@@ -38,6 +40,7 @@ impl BrokerLifecycle {
             incarnation_id: uuid::Uuid::new_v4().to_string(),
             epoch: AtomicU64::new(0),
             warned: parking_lot::Mutex::new(None),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -77,6 +80,8 @@ impl BrokerLifecycle {
     /// Controlled shutdown: asks to be fenced (moving leadership off this broker) and waits, boundedly, for
     /// the controller to confirm.
     pub async fn shut_down(&self) {
+        // The periodic heartbeat must not undo the fence by asking to be unfenced in the meantime.
+        self.shutting_down.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
             if let Some(ControllerReply::Heartbeat {
@@ -95,6 +100,7 @@ impl BrokerLifecycle {
     }
 
     async fn heartbeat(&self, want_shutdown: bool) -> Option<ControllerReply> {
+        let want_shutdown = want_shutdown || self.shutting_down.load(Ordering::Acquire);
         let mut epoch = self.epoch.load(Ordering::Acquire);
         if epoch == 0 {
             epoch = self.register().await?;

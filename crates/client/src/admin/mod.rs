@@ -34,8 +34,10 @@ pub use topics::{
     CreatedTopic, NewTopic, PartitionDescription, TopicDescription, TopicListing, TopicResult,
 };
 
-/// Timeout the broker is asked to honour for topic and record operations (`timeout_ms` in the requests).
-const OPERATION_TIMEOUT_MS: i32 = 30_000;
+/// Timeout the broker is asked to honour for topic and record operations (`timeout_ms` in the requests). Shorter
+/// than the connection's 30 s request timeout, so a broker that cannot finish in time (a cluster without a
+/// quorum) answers with its own error, which says why, before the client gives up on the request.
+const OPERATION_TIMEOUT_MS: i32 = 25_000;
 
 /// The admin client. Cheap to share: it holds the cluster view and its connection pool.
 #[derive(Debug, Clone)]
