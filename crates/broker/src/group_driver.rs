@@ -27,6 +27,7 @@ use crate::topics::Topics;
 
 type Inspect = Box<dyn FnOnce(&mut GroupCoordinator) + Send>;
 type InspectBoth = Box<dyn FnOnce(&mut GroupCoordinator, &mut ConsumerGroupCoordinator) + Send>;
+type UpdateBoth = Box<dyn FnOnce(u64, &mut GroupCoordinator, &mut ConsumerGroupCoordinator) + Send>;
 
 /// The topic view of the consumer coordinator: the broker's in-memory registry, read without I/O.
 pub type SharedTopics = Arc<dyn TopicLookup + Send + Sync>;
@@ -48,6 +49,7 @@ enum Command {
     Consumer(Box<Heartbeat>, oneshot::Sender<HeartbeatResponse>),
     Inspect(Inspect),
     InspectBoth(InspectBoth),
+    UpdateBoth(UpdateBoth),
 }
 
 /// A handle to the coordinator task; cheap to clone.
@@ -90,6 +92,20 @@ impl GroupDriver {
             let _ = tx.send(f(c, k));
         });
         let _ = self.tx.send(Command::InspectBoth(inspect));
+        rx
+    }
+
+    /// Like [`inspect_both`](Self::inspect_both), for a change that needs the coordinators' clock (a commit
+    /// restarting a member's session).
+    pub fn update_both<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(u64, &mut GroupCoordinator, &mut ConsumerGroupCoordinator) -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let update: UpdateBoth = Box::new(move |now, c, k| {
+            let _ = tx.send(f(now, c, k));
+        });
+        let _ = self.tx.send(Command::UpdateBoth(update));
         rx
     }
 
@@ -231,6 +247,10 @@ async fn run(
                 }
                 Some(Command::InspectBoth(f)) => {
                     f(&mut coordinators.classic, &mut coordinators.consumer);
+                    Vec::new()
+                }
+                Some(Command::UpdateBoth(f)) => {
+                    f(now_ms(), &mut coordinators.classic, &mut coordinators.consumer);
                     Vec::new()
                 }
                 None => return,

@@ -247,6 +247,29 @@ impl GroupCoordinator {
         }
     }
 
+    /// OffsetCommit: [`validate_commit`](Self::validate_commit), and a valid commit from a member counts as
+    /// hearing from it, so its session restarts (Kafka's `doCommitOffsets` does the same). A consumer that commits
+    /// every record keeps many OffsetCommits in flight on its coordinator connection, and its Heartbeat is read
+    /// only after them: on a busy broker that can take longer than the session timeout, and without this the
+    /// group would expire a member that is working and rebalance.
+    pub fn commit(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), i16> {
+        self.validate_commit(group_id, member_id, group_instance_id, generation_id)?;
+        if let Some(group) = self.groups.get_mut(group_id) {
+            if group.has_member(member_id) {
+                group.touch(now_ms, member_id);
+                self.refresh(group_id);
+            }
+        }
+        Ok(())
+    }
+
     /// Every group this coordinator holds, by group id. Groups that exist only as committed offsets are the
     /// driver's to add.
     pub fn list_groups(&self) -> Vec<GroupListing> {

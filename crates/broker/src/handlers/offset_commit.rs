@@ -1,4 +1,5 @@
-//! OffsetCommit: validate the member and generation with the group coordinator, then append the offsets to
+//! OffsetCommit: validate the member and generation with the group coordinator (a valid commit from a classic
+//! group's member also restarts its session, as a heartbeat does), then append the offsets to
 //! `__consumer_offsets` and answer once they are durable. Standalone consumers (empty member id, generation -1)
 //! may commit for a group with no active members, as in Kafka.
 //!
@@ -30,12 +31,13 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
         let (group, member) = (group_id.clone(), request.member_id.to_string());
         let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
         let generation = request.generation_id_or_member_epoch;
-        // A consumer-protocol group checks the member epoch (STALE_MEMBER_EPOCH); a classic one the generation.
-        state.groups.inspect_both(move |classic, consumer| {
+        // A consumer-protocol group checks the member epoch (STALE_MEMBER_EPOCH); a classic one the generation,
+        // and a valid commit restarts the member's session there, as in Kafka.
+        state.groups.update_both(move |now, classic, consumer| {
             consumer
                 .validate_commit(&group, &member, generation)
                 .unwrap_or_else(|| {
-                    classic.validate_commit(&group, &member, instance.as_deref(), generation)
+                    classic.commit(now, &group, &member, instance.as_deref(), generation)
                 })
         })
     };

@@ -137,6 +137,31 @@ fn validate_commit_on_empty_group() {
 }
 
 #[test]
+fn a_valid_commit_restarts_the_member_s_session_like_a_heartbeat() {
+    let mut h = Harness::new(config(0));
+    let ids = h.stable_group_delay0(1);
+    assert_eq!(h.c.next_deadline(), Some(SESSION));
+    // A rejected commit is not a sign of life.
+    assert_eq!(
+        h.c.commit(5_000, G, &ids[0], None, 0),
+        Err(error::ILLEGAL_GENERATION)
+    );
+    assert_eq!(h.c.next_deadline(), Some(SESSION));
+    assert_eq!(h.c.commit(9_000, G, &ids[0], None, 1), Ok(()));
+    assert_eq!(h.c.next_deadline(), Some(9_000 + SESSION));
+    assert!(
+        h.tick(SESSION).is_empty(),
+        "no heartbeat since 0, yet alive"
+    );
+    assert_eq!(h.c.group_state(G), Some(GroupState::Stable));
+    h.tick(9_000 + SESSION);
+    assert_eq!(h.c.group_state(G), Some(GroupState::Empty));
+    // A standalone commit to the now empty group touches nobody.
+    assert_eq!(h.c.commit(20_000, G, "", None, -1), Ok(()));
+    assert_eq!(h.c.next_deadline(), None);
+}
+
+#[test]
 fn describe_and_list_groups() {
     let mut h = Harness::new(config(3000));
     let ids = h.stable_group(2, 6000);
