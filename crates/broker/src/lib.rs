@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metadata;
 pub mod offsets;
 pub mod partition;
+pub mod replication;
 mod producer_ids;
 mod server;
 pub mod topic_config;
