@@ -17,12 +17,28 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct ListenerContext {
+    /// When a refusal of each node id was last logged: a refused node retries, and one line per retry is noise.
+    pub refusals_logged:
+        std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<i32, std::time::Instant>>>,
     pub cluster_id: String,
     pub node_id: i32,
     /// This node's `controller.quorum.voters`, `id@host:port`, sorted.
     pub voter_list: Vec<String>,
     pub voters: HashSet<i32>,
     pub commands: mpsc::Sender<Command>,
+}
+
+impl ListenerContext {
+    fn log_refusal(&self, node_id: i32, message: &str) {
+        let mut logged = self.refusals_logged.lock();
+        let due = logged
+            .get(&node_id)
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(30));
+        if due {
+            tracing::error!("refusing a connection: {message}");
+            logged.insert(node_id, std::time::Instant::now());
+        }
+    }
 }
 
 pub fn spawn(
@@ -78,7 +94,7 @@ async fn serve(
              a node never joins another cluster's data (check controller.quorum.voters and the data directory's meta.properties)",
             context.node_id, context.cluster_id
         );
-        tracing::error!("refusing a connection: {message}");
+        context.log_refusal(node_id, &message);
         return refuse(&mut stream, message).await;
     }
     // A broker-only node that found the controllers through controller.quorum.bootstrap.servers knows no voter
@@ -91,14 +107,14 @@ async fn serve(
             context.node_id,
             context.voter_list.join(",")
         );
-        tracing::error!("refusing a connection: {message}");
+        context.log_refusal(node_id, &message);
         return refuse(&mut stream, message).await;
     }
     if node_id == context.node_id {
         let message = format!(
             "another node claims this node's id {node_id}: node ids must be unique in a cluster"
         );
-        tracing::error!("refusing a connection: {message}");
+        context.log_refusal(node_id, &message);
         return refuse(&mut stream, message).await;
     }
     let (mut read, mut write) = stream.into_split();

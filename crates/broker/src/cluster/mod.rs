@@ -126,6 +126,7 @@ impl Cluster {
                 listener::spawn(
                     l,
                     listener::ListenerContext {
+                        refusals_logged: Default::default(),
                         cluster_id: meta.cluster_id.clone(),
                         node_id: config.node_id,
                         voter_list,
@@ -263,6 +264,15 @@ impl Cluster {
 
     pub fn image_watch(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.image.clone()
+    }
+
+    /// The controller id Metadata and DescribeCluster name: the active controller when it is a live broker, else
+    /// this broker. Kafka names a live broker there: clients send admin requests to it, and any broker forwards
+    /// them to the active controller.
+    pub fn controller_for_clients(&self, image: &MetadataImage) -> i32 {
+        self.leader()
+            .filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))
+            .unwrap_or(self.node_id)
     }
 
     /// The active controller, as far as this node knows.

@@ -21,6 +21,9 @@ use super::wire::{Frame, PeerRequest, PeerResponse};
 const QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// A peer that refused this node (another cluster, other voters) will refuse it again until an operator acts:
+/// ask rarely, and say so rarely.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Who this node is, sent first on every connection it opens.
 #[derive(Clone)]
@@ -118,14 +121,16 @@ async fn send_loop(
             let mut buf = BytesMut::with_capacity(1024);
             loop {
                 match read.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return false,
                     Ok(_) => {}
                 }
                 if let Ok(Some(Frame::Refused { message })) = Frame::decode(&mut buf) {
                     tracing::error!(peer = %peer, "controller refused this node: {message}");
+                    return true;
                 }
             }
         });
+        let mut refused = false;
         loop {
             tokio::select! {
                 m = rx.recv() => {
@@ -134,11 +139,25 @@ async fn send_loop(
                         break;
                     }
                 }
-                _ = &mut reader => break,
+                r = &mut reader => {
+                    refused = r.unwrap_or(false);
+                    break;
+                }
                 _ = shutdown.changed() => return,
             }
         }
         reader.abort();
+        // Never reconnect in a tight loop: a peer that closes at once would otherwise be hammered.
+        while rx.try_recv().is_ok() {}
+        let backoff = if refused {
+            REFUSED_BACKOFF
+        } else {
+            RECONNECT_BACKOFF
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -46,11 +46,7 @@ pub fn handle(
                 .with_is_fenced(b.fenced)
         })
         .collect();
-    let controller = state
-        .cluster
-        .leader()
-        .filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))
-        .unwrap_or(state.config.node_id);
+    let controller = state.cluster.controller_for_clients(&image);
     response
         .with_controller_id(BrokerId(controller))
         .with_brokers(brokers)

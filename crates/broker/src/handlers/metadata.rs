@@ -72,13 +72,7 @@ pub async fn handle(
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
-    // Kafka names a live broker as the controller: clients send admin requests there, and any broker forwards
-    // them to the active controller.
-    let controller = state
-        .cluster
-        .leader()
-        .filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))
-        .unwrap_or(state.config.node_id);
+    let controller = state.cluster.controller_for_clients(&image);
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_topics(topics)
