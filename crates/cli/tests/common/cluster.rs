@@ -175,7 +175,7 @@ impl Layout {
 }
 
 /// Binds `count` distinct ports on 127.0.0.1 at once (so they differ) and releases them.
-fn free_ports(count: usize) -> Vec<u16> {
+pub fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
         .collect();
