@@ -75,9 +75,10 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
                     group_error
                 } else if hosted
                     .as_ref()
-                    .and_then(|h| h.partition(p.partition_index))
+                    .and_then(|h| h.slot(p.partition_index))
                     .is_none()
                 {
+                    // The partition must exist; who leads it does not matter (the coordinator is elsewhere).
                     ResponseError::UnknownTopicOrPartition.code()
                 } else if metadata.len() > MAX_METADATA_BYTES {
                     ResponseError::OffsetMetadataTooLarge.code()

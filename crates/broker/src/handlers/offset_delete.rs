@@ -74,7 +74,7 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetDeleteRequest, _version: 
                     } else if state
                         .topics
                         .get(&name)
-                        .and_then(|t| t.partition(p.partition_index).cloned())
+                        .and_then(|t| t.slot(p.partition_index).cloned())
                         .is_none()
                     {
                         ResponseError::UnknownTopicOrPartition.code()

@@ -86,7 +86,13 @@ pub fn run(args: DevClusterArgs) -> Result<()> {
     for n in &nodes {
         let log = std::fs::File::create(&n.log)
             .with_context(|| format!("cannot create {}", n.log.display()))?;
+        // Whatever STROM_LOG asks for, the ready line must reach the log: it is how this command knows.
+        let filter = match std::env::var("STROM_LOG") {
+            Ok(f) if !f.is_empty() => format!("{f},strom_broker::server=info"),
+            _ => "info".to_string(),
+        };
         let child = Command::new(&exe)
+            .env("STROM_LOG", filter)
             .arg("broker")
             .arg("--config")
             .arg(&n.config)
@@ -153,7 +159,8 @@ fn format_nodes(exe: &Path, nodes: &[Node]) -> Result<()> {
     Ok(())
 }
 
-/// Waits until every node accepts client connections (a node listens once it has joined the cluster).
+/// Waits until every node has logged that it is ready: it has joined the quorum and the controller lists it. (Its
+/// client port accepts connections earlier, before it serves them, so a connect proves nothing.)
 fn wait_ready(nodes: &[Node], children: &mut [(u16, Child)], limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let mut pending: Vec<&Node> = nodes.iter().collect();
@@ -168,11 +175,7 @@ fn wait_ready(nodes: &[Node], children: &mut [(u16, Child)], limit: Duration) ->
             }
         }
         pending.retain(|n| {
-            std::net::TcpStream::connect_timeout(
-                &([127, 0, 0, 1], n.kafka_port).into(),
-                Duration::from_millis(200),
-            )
-            .is_err()
+            !std::fs::read_to_string(&n.log).is_ok_and(|log| log.contains("Strom broker ready"))
         });
         if Instant::now() > deadline {
             bail!(
