@@ -19,14 +19,10 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{
     create_topic, describe_cluster, describe_output, describe_quorum, metadata, random_cluster_id,
-    wait_until, wait_until_every, with_port_retry, Layout, MetadataView, PortTaken, TestCluster,
-    TopicView, FAST_FAILURE_DETECTION,
+    rdkafka_roundtrip, wait_until, wait_until_every, with_port_retry, Layout, MetadataView,
+    PortTaken, TestCluster, TopicView, FAST_FAILURE_DETECTION,
 };
 use common::process::{BrokerProcess, Starting};
-use common::{client_config, consume, delivered, enqueue};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Offset;
 
 /// For tests that need no failure detection: a quick first election, and sessions long enough that a loaded
 /// machine never fences a live broker while the test works with it.
@@ -154,87 +150,6 @@ fn assert_spread(name: &str, topic: &TopicView, partitions: i32, rf: usize) {
         );
         assert_eq!(p.error_code, 0, "{name}[{index}] {p:?}");
     }
-}
-
-/// librdkafka produces `records` keyed records to `topic` bootstrapped from `produce_via` only, reads them all
-/// back bootstrapped from `consume_via` only, and checks each arrived exactly once where it was acknowledged.
-fn rdkafka_roundtrip(
-    produce_via: &str,
-    consume_via: &str,
-    topic: &str,
-    partitions: i32,
-    records: usize,
-) {
-    let producer: FutureProducer = {
-        let mut c = client_config(produce_via);
-        c.set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000");
-        c.create().expect("producer")
-    };
-    let pending: Vec<_> = (0..records)
-        .map(|i| {
-            let key = format!("rd-{topic}-{i}");
-            let value = format!("value-{i}");
-            let f = enqueue(&producer, FutureRecord::to(topic).key(&key).payload(&value));
-            (key, f)
-        })
-        .collect();
-    let mut acked: BTreeMap<String, (i32, i64)> = BTreeMap::new();
-    for (key, f) in pending {
-        let placed = delivered(f).unwrap_or_else(|e| panic!("{topic}: {key} not delivered: {e}"));
-        assert!(
-            acked.insert(key.clone(), placed).is_none(),
-            "{key} acknowledged twice"
-        );
-    }
-    drop(producer);
-    let used: BTreeSet<i32> = acked.values().map(|(p, _)| *p).collect();
-    assert_eq!(
-        used,
-        (0..partitions).collect(),
-        "{topic}: keyed records went to every partition, so to every leader"
-    );
-
-    let consumer: BaseConsumer = {
-        let mut c = client_config(consume_via);
-        c.set("enable.auto.commit", "false")
-            .set("group.id", "strom-tests-unused");
-        c.create().expect("consumer")
-    };
-    let all: Vec<i32> = (0..partitions).collect();
-    let got = consume(&consumer, topic, &all, Offset::Beginning, records);
-    let mut seen: BTreeMap<String, (i32, i64)> = BTreeMap::new();
-    for r in &got {
-        let key = String::from_utf8(r.key.clone().expect("a key")).unwrap();
-        let value = String::from_utf8(r.value.clone().expect("a value")).unwrap();
-        let i = key.rsplit('-').next().unwrap();
-        assert_eq!(value, format!("value-{i}"), "{topic}: value of {key}");
-        assert_eq!(
-            acked.get(&key),
-            Some(&(r.partition, r.offset)),
-            "{topic}: {key} read where it was acknowledged"
-        );
-        assert!(
-            seen.insert(key.clone(), (r.partition, r.offset)).is_none(),
-            "{topic}: {key} delivered twice"
-        );
-    }
-    assert_eq!(seen.len(), records, "{topic}: every key once");
-    let stored: i64 = all
-        .iter()
-        .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, *p, Duration::from_secs(20))
-                .expect("watermarks");
-            high - low
-        })
-        .sum();
-    assert_eq!(
-        stored, records as i64,
-        "{topic}: the partitions hold nothing else"
-    );
 }
 
 #[test]
