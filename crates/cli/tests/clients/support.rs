@@ -35,6 +35,16 @@ impl Finished {
         assert!(self.status.success(), "client failed\n{}", self.report());
         self
     }
+
+    /// For the client scripts, which exit 2 when their library is missing or the wrong version: panics with
+    /// `install_hint` then, with the full report on any other failure.
+    #[track_caller]
+    pub fn assert_client_success(&self, install_hint: &str) -> &Self {
+        if self.status.code() == Some(2) {
+            panic!("the client cannot run: {install_hint}\n{}", self.report());
+        }
+        self.assert_success()
+    }
 }
 
 /// Runs `command` with `stdin` as its standard input, waits at most `timeout` (then kills it and panics with what
