@@ -371,6 +371,7 @@ impl QuorumNode {
     pub fn poll(&mut self) -> Output {
         let mut out = Output::default();
         while self.raw.has_ready() {
+            let sent_before = out.messages.len();
             let mut ready = self.raw.ready();
             out.messages.extend(ready.take_messages());
             if ready.snapshot().get_metadata().index > 0 {
@@ -399,8 +400,7 @@ impl QuorumNode {
             // A snapshot handed to the network is reported sent at once, as etcd's transport does: the leader
             // then probes the follower, and if the snapshot was lost on the way, the next heartbeat response
             // brings a retry. Without the report the follower would wait forever for a snapshot that never came.
-            for to in out
-                .messages
+            for to in out.messages[sent_before..]
                 .iter()
                 .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                 .map(|m| m.to)
