@@ -317,6 +317,37 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Batch
     Ok(out)
 }
 
+/// Splits a fetch response's `records` (batches exactly as a leader stored them) into whole batches, validating
+/// framing, magic, CRC and lastOffsetDelta >= 0. A trailing partial batch is left out, not rejected: a leader
+/// fills a fetch response up to its size limit and may cut the last batch. Unlike [`split_batches`], the record
+/// count is not tied to lastOffsetDelta, since compaction removes records from stored batches. Zero-copy.
+pub(crate) fn split_whole_batches(
+    records: &Bytes,
+) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        let header = match BatchHeader::parse(rest) {
+            Ok(h) if h.total_size() > rest.len() => break,
+            Ok(h) => h,
+            Err(BatchError::Truncated { .. }) => break,
+            Err(e) => return Err(e),
+        };
+        let batch = records.slice(pos..pos + header.total_size());
+        verify_crc(&header, &batch)?;
+        if header.last_offset_delta < 0 || header.records_count < 0 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record batch at byte {pos} has lastOffsetDelta {} and {} records",
+                header.last_offset_delta, header.records_count
+            )));
+        }
+        pos += batch.len();
+        out.push((header, batch));
+    }
+    Ok(out)
+}
+
 fn at_position(e: BatchError, pos: usize) -> BatchError {
     match e {
         BatchError::Truncated {
@@ -365,6 +396,25 @@ mod tests {
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(h.max_timestamp, 1234);
         assert!(verify_crc(&h, &b).is_ok());
+    }
+
+    #[test]
+    fn whole_batches_stop_before_a_partial_one() {
+        let mut two = bare_batch(3);
+        two.extend_from_slice(&bare_batch(1));
+        let whole = two.len();
+        for cut in 0..=whole {
+            let bytes = Bytes::from(two[..cut].to_vec());
+            let count = split_whole_batches(&bytes).unwrap().len();
+            let expect = usize::from(cut >= BatchHeader::SIZE) + usize::from(cut == whole);
+            assert_eq!(count, expect, "cut at {cut}");
+        }
+        let mut bad = bare_batch(1);
+        bad[BatchHeader::SIZE - 1] ^= 1;
+        assert!(matches!(
+            split_whole_batches(&Bytes::from(bad)),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]

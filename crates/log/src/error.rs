@@ -63,6 +63,19 @@ pub enum AppendError {
         current: i16,
         received: i16,
     },
+    /// A replicated append (`Log::append_replicated`) whose first batch starts below the follower's log end
+    /// offset, or a later batch that does not follow the one before it: the follower asked for other offsets
+    /// than it received, or its log diverged. Kafka's UnexpectedAppendOffsetException; the broker decides
+    /// whether to truncate and refetch.
+    #[error(
+        "replicated batch {first_offset}..={last_offset} starts below offset {expected_at_least}, the log end \
+         offset or the end of the batch before it"
+    )]
+    UnexpectedAppendOffset {
+        first_offset: i64,
+        last_offset: i64,
+        expected_at_least: i64,
+    },
     /// The disk failed while writing; the partition should be considered offline.
     #[error("storage error while appending: {0}")]
     Io(std::io::Error),
@@ -78,6 +91,8 @@ impl AppendError {
             AppendError::MessageTooLarge { .. } => 10,
             AppendError::OutOfOrderSequence { .. } => 45,
             AppendError::InvalidProducerEpoch { .. } => 47,
+            // Not a client's error: replication answers no produce request, so it is UNKNOWN_SERVER_ERROR.
+            AppendError::UnexpectedAppendOffset { .. } => -1,
             AppendError::Io(_) => 56,
         }
     }

@@ -5,7 +5,8 @@
 //! Plain `std::fs`, no async and no locking: the broker calls a [`Log`] under a per-partition lock. Where each
 //! on-disk file is defined, its module documents the bytes and what recovery does with it:
 //! `log` (directory layout), `segment`, `offset_index`, `time_index`, `checkpoint`, `producer_state`,
-//! `log::compact` (crash-safe segment swap).
+//! `leader_epoch`, `log::compact` (crash-safe segment swap). Replication's side of the log (follower appends,
+//! the leader epoch cache, the persisted high watermark) is in `log::replication`.
 
 pub mod batch;
 mod checkpoint;
@@ -13,6 +14,7 @@ mod cleaner;
 mod config;
 mod error;
 mod index_file;
+mod leader_epoch;
 mod log;
 mod offset_index;
 mod producer_state;
@@ -24,4 +26,7 @@ mod time_index;
 pub use batch::{split_batches, BatchError, BatchHeader, Compression, TimestampType};
 pub use config::{CleanupPolicy, LogConfig};
 pub use error::{AppendError, LogError};
-pub use log::{AppendOptions, AppendOutcome, CompactionStats, Log, PendingFlush, ReadResult};
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
+pub use log::{
+    AppendOptions, AppendOutcome, CompactionStats, Log, PendingFlush, ReadResult, ReplicatedAppend,
+};

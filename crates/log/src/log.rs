@@ -7,16 +7,21 @@
 //! <dir>/log-start-offset                checkpoints, see checkpoint.rs
 //! <dir>/recovery-point
 //! <dir>/.clean-shutdown
+//! <dir>/high-watermark
+//! <dir>/leader-epoch-checkpoint         the leader epoch cache (leader_epoch.rs), format in checkpoint.rs
 //! <dir>/producer-state.snapshot         see producer_state.rs
 //! <dir>/<base>.log.cleaned              compaction output being written; deleted by open
 //! <dir>/<base>.log.swap                 complete compaction output; open finishes the swap (see log/compact.rs)
 //! ```
 //! Invariants: segments are ordered by base offset and their offset ranges do not overlap; only the last one
 //! grows; log start offset >= the first segment's base offset; the log end offset is the active segment's next
-//! offset. The log has no locking of its own: the broker holds a per-partition lock around every call.
+//! offset; every leader epoch cache entry starts inside [log start offset, log end offset], and the checkpoint
+//! file covers every batch on disk. The log has no locking of its own: the broker holds a per-partition lock
+//! around every call.
 
 mod compact;
 mod open;
+mod replication;
 mod retention;
 mod timestamp;
 
@@ -30,19 +35,22 @@ use crate::batch::{
     split_batches, stamp_log_append_time, stamp_offset_and_epoch, BatchHeader, TimestampType,
     STAMPED_PREFIX,
 };
-use crate::checkpoint::{sync_dir, write_offset, RECOVERY_POINT_FILE};
+use crate::checkpoint::{sync_dir, write_leader_epochs, write_offset, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::error::{AppendError, LogError};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::ProducerStateManager;
 use crate::record::batch_records;
 use crate::segment::Segment;
 
 pub use compact::CompactionStats;
+pub use replication::ReplicatedAppend;
 
 /// Who is appending and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOptions {
-    /// Stamped into every batch's partitionLeaderEpoch.
+    /// Stamped into every batch's partitionLeaderEpoch, and recorded in the leader epoch cache at the first
+    /// append of a newer epoch (negative: unknown, not recorded).
     pub leader_epoch: i32,
     /// The broker's clock: LogAppendTime, segment.ms rolling.
     pub now_ms: i64,
@@ -85,6 +93,10 @@ pub struct Log {
     /// Offsets below this are fsynced (persisted as `recovery-point` at checkpoints).
     recovery_point: i64,
     producers: ProducerStateManager,
+    /// Mirrors `leader-epoch-checkpoint`: changed only through [`Log::update_epochs`].
+    epochs: LeaderEpochCache,
+    /// The value in `high-watermark`, as written (not capped).
+    persisted_high_watermark: Option<i64>,
     recovered_on_open: bool,
     /// A segment file was created or removed since the last directory fsync.
     dir_dirty: bool,
@@ -128,6 +140,8 @@ impl Log {
     /// Everything is checked first (framing, CRC, size, keys on compacted topics, producer sequences), then the
     /// batches get consecutive offsets from the log end offset and are written with a positional vectored write
     /// that takes the request's bytes as they are (one system call unless it is short or has over 512 batches).
+    /// The first append in a newer leader epoch records the epoch in the leader epoch cache, persisted before
+    /// the data is written.
     pub fn append(
         &mut self,
         records: Bytes,
@@ -201,6 +215,11 @@ impl Log {
                 last_offset: original.last_offset,
                 log_start_offset: self.log_start_offset,
             });
+        }
+        let epoch = opts.leader_epoch;
+        if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| epoch > l) {
+            let start = headers[0].base_offset;
+            self.update_epochs(|c| c.assign(epoch, start))?;
         }
 
         let last_offset = next_offset - 1;
@@ -380,6 +399,20 @@ impl Log {
         Ok(())
     }
 
+    /// Applies `change` to the leader epoch cache and, if it reports a change, persists the result before the
+    /// log sees it: the in-memory cache never holds what `leader-epoch-checkpoint` does not.
+    fn update_epochs(
+        &mut self,
+        change: impl FnOnce(&mut LeaderEpochCache) -> bool,
+    ) -> Result<(), LogError> {
+        let mut next = self.epochs.clone();
+        if change(&mut next) {
+            write_leader_epochs(&self.dir, next.entries())?;
+            self.epochs = next;
+        }
+        Ok(())
+    }
+
     /// Offsets below this are fsynced.
     pub fn flushed_offset(&self) -> i64 {
         self.recovery_point
@@ -432,7 +465,13 @@ impl Log {
 
     /// Starts a new active segment at the log end offset.
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
-        let base = self.log_end_offset();
+        self.roll_at(self.log_end_offset(), now_ms)
+    }
+
+    /// Starts a new active segment at `base` (>= the log end offset; above it only for a replicated append whose
+    /// first batch follows an offset gap).
+    fn roll_at(&mut self, base: i64, now_ms: i64) -> Result<(), LogError> {
+        debug_assert!(base >= self.log_end_offset());
         self.active_mut().on_become_inactive()?;
         let seg = Segment::create(&self.dir, base, &self.config, now_ms)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled new log segment");

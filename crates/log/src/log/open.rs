@@ -10,19 +10,26 @@
 //!    scanned batch by batch; the first torn or invalid batch truncates its file and every later segment is
 //!    deleted. Segments before the recovery point are trusted as above.
 //! 3. Producer state comes from the snapshot if it was written for exactly this log end offset, else from a
-//!    replay of all batch headers. The snapshot and the marker are then deleted, so a crash from here on is
-//!    seen as unclean by the next open.
+//!    replay of all batch headers. The leader epoch cache comes from `leader-epoch-checkpoint`, else (missing
+//!    or unparsable) from the partitionLeaderEpoch of all batch headers, in the same replay when both are
+//!    needed; entries past the log end offset (data the crash lost) and below the log start offset are dropped,
+//!    and the file is rewritten if that changed it. The snapshot and the marker are then deleted, so a
+//!    crash from here on is seen as unclean by the next open.
+//! 4. `high-watermark` is read as it is; [`Log::persisted_high_watermark`] caps it to the recovered log.
 
 use std::fs;
 use std::path::Path;
 
 use super::Log;
+use crate::batch::BatchHeader;
 use crate::checkpoint::{
-    read_offset, remove_if_exists, sync_dir, write_offset, CLEAN_SHUTDOWN_FILE,
-    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, TMP_SUFFIX,
+    read_leader_epochs, read_offset, remove_if_exists, sync_dir, write_leader_epochs, write_offset,
+    CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    TMP_SUFFIX,
 };
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerStateManager, SNAPSHOT_FILE};
 use crate::scan::{BatchScanner, ScanMode, Step};
 use crate::segment::{
@@ -85,10 +92,38 @@ impl Log {
             .max(first_base)
             .min(end);
 
-        let producers = match ProducerStateManager::read_snapshot(dir, end)? {
-            Some(state) => state,
-            None => rebuild_producer_state(&segments)?,
+        let snapshot = ProducerStateManager::read_snapshot(dir, end)?;
+        let checkpointed_epochs = read_leader_epochs(dir)?;
+        let rebuild_epochs = checkpointed_epochs.is_none() && segments.iter().any(|s| s.size() > 0);
+        let mut epochs =
+            LeaderEpochCache::from_entries(checkpointed_epochs.clone().unwrap_or_default());
+        let producers = match snapshot {
+            Some(state) if !rebuild_epochs => state,
+            snapshot => {
+                let mut replayed = ProducerStateManager::default();
+                let replay_producers = snapshot.is_none();
+                replay_headers(&segments, |h| {
+                    if replay_producers {
+                        replayed.update(h);
+                    }
+                    if rebuild_epochs {
+                        epochs.assign(h.partition_leader_epoch, h.base_offset);
+                    }
+                })?;
+                if rebuild_epochs {
+                    tracing::warn!(dir = %dir.display(), epochs = epochs.entries().len(), "rebuilt leader epoch cache from batch headers");
+                }
+                snapshot.unwrap_or(replayed)
+            }
         };
+        // An epoch starting exactly at the log end offset has no data but is kept: it is how the latest epoch
+        // survives DeleteRecords or retention emptying the log, and it stays true after a crash that lost the
+        // epoch's first batch (the epoch began there).
+        epochs.truncate_from_end(end + 1);
+        epochs.truncate_from_start(log_start_offset);
+        if checkpointed_epochs.as_deref() != Some(epochs.entries()) {
+            write_leader_epochs(dir, epochs.entries())?;
+        }
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -96,6 +131,8 @@ impl Log {
             log_start_offset,
             recovery_point: end,
             producers,
+            epochs,
+            persisted_high_watermark: read_offset(dir, HIGH_WATERMARK_FILE)?,
             recovered_on_open: !clean,
             dir_dirty: true,
             persisted_recovery_point: end,
@@ -139,12 +176,18 @@ pub(super) fn rebuild_producer_state(
     segments: &[Segment],
 ) -> Result<ProducerStateManager, LogError> {
     let mut state = ProducerStateManager::default();
+    replay_headers(segments, |h| state.update(h))?;
+    Ok(state)
+}
+
+/// Calls `f` with every batch header in offset order (bodies are not read).
+fn replay_headers(segments: &[Segment], mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
     for seg in segments {
         let (file, path) = seg.file();
         let mut scanner = BatchScanner::new(file, path, 0, seg.size(), ScanMode::Headers);
         loop {
             match scanner.next_batch()? {
-                Step::Batch { header, .. } => state.update(&header),
+                Step::Batch { header, .. } => f(&header),
                 Step::End => break,
                 Step::Invalid { position, reason } => {
                     return Err(LogError::Corrupt {
@@ -155,7 +198,7 @@ pub(super) fn rebuild_producer_state(
             }
         }
     }
-    Ok(state)
+    Ok(())
 }
 
 /// Step 1 of open (see module doc). Returns the base offsets of the segments present, ascending.

@@ -1,9 +1,13 @@
-//! Removing data from the front (retention, DeleteRecords) and from the back (truncation).
+//! Removing data from the front (retention, DeleteRecords) and from the back (truncation, and a follower's
+//! restart at its leader's log start offset). The leader epoch cache follows each change: epochs with no data
+//! left are dropped after the data is removed, so a crash in between leaves the file ahead of the log, which open
+//! corrects (see log/open.rs).
 
 use super::open::rebuild_producer_state;
 use super::Log;
 use crate::checkpoint::{write_offset, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::error::LogError;
+use crate::producer_state::ProducerStateManager;
 use crate::segment::Segment;
 
 impl Log {
@@ -73,29 +77,21 @@ impl Log {
             .count();
         self.delete_oldest_segments(count)?;
         write_offset(&self.dir, LOG_START_OFFSET_FILE, self.log_start_offset)?;
+        let start = self.log_start_offset;
+        self.update_epochs(|c| c.truncate_from_start(start))?;
         Ok(self.log_start_offset)
     }
 
     /// Removes all data at or above `offset`. Truncation is per batch: a batch holding `offset` goes entirely,
     /// so the new log end offset is the end of the last batch that remains (<= `offset`). Truncating to or
-    /// below the log start offset empties the log and restarts it at `offset`.
+    /// below the log start offset empties the log and restarts it at `offset`. Leader epochs that start at or
+    /// after the new log end offset are dropped.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
         if offset <= self.log_start_offset {
-            let now = self.active_created_hint();
-            for seg in self.segments.drain(..) {
-                seg.delete()?;
-            }
-            self.segments.push(Segment::create(
-                &self.dir,
-                offset.max(0),
-                &self.config,
-                now,
-            )?);
-            self.log_start_offset = offset.max(0);
-            write_offset(&self.dir, LOG_START_OFFSET_FILE, self.log_start_offset)?;
+            self.restart_at(offset.max(0))?;
         } else {
             while self.segments.len() > 1 && self.active().base_offset() >= offset {
                 if let Some(seg) = self.segments.pop() {
@@ -103,10 +99,11 @@ impl Log {
                 }
             }
             self.active_mut().truncate_to(offset)?;
+            self.dir_dirty = true;
+            self.producers = rebuild_producer_state(&self.segments)?;
         }
-        self.dir_dirty = true;
-        self.producers = rebuild_producer_state(&self.segments)?;
         let end = self.log_end_offset();
+        self.update_epochs(|c| c.truncate_from_end(end))?;
         if self.recovery_point > end {
             self.recovery_point = end;
         }
@@ -115,6 +112,47 @@ impl Log {
             self.persisted_recovery_point = end;
         }
         Ok(())
+    }
+
+    /// Drops every segment and restarts the log, empty, at `offset`: log start offset = log end offset =
+    /// `offset`, no producer state, no leader epochs. For a follower whose log ends below its leader's log start
+    /// offset (Kafka's truncateFullyAndStartAt), so `offset` may lie past the log end offset; any offset >= 0 is
+    /// accepted.
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        self.restart_at(offset)?;
+        self.update_epochs(|c| {
+            let had = !c.entries().is_empty();
+            c.clear();
+            had
+        })?;
+        // Nothing below `offset` exists, so nothing is left to recover below it.
+        self.recovery_point = offset;
+        if self.persisted_recovery_point != offset {
+            write_offset(&self.dir, RECOVERY_POINT_FILE, offset)?;
+            self.persisted_recovery_point = offset;
+        }
+        Ok(())
+    }
+
+    /// Replaces every segment with one empty segment at `offset` and makes that the log start offset.
+    fn restart_at(&mut self, offset: i64) -> Result<(), LogError> {
+        let now = self.active_created_hint();
+        for seg in self.segments.drain(..) {
+            seg.delete()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, offset, &self.config, now)?);
+        self.dir_dirty = true;
+        self.producers = ProducerStateManager::default();
+        self.log_start_offset = offset;
+        write_offset(&self.dir, LOG_START_OFFSET_FILE, offset)
     }
 
     /// Deletes the first `count` segments (never the last one) and advances the log start offset past them.
@@ -134,7 +172,8 @@ impl Log {
             self.log_start_offset = first;
             write_offset(&self.dir, LOG_START_OFFSET_FILE, first)?;
         }
-        Ok(())
+        let start = self.log_start_offset;
+        self.update_epochs(|c| c.truncate_from_start(start))
     }
 
     /// A creation time for segments made by calls that take no clock. It only seeds segment.ms for an empty
