@@ -21,10 +21,16 @@ pub mod codes {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const NOT_CONTROLLER: i16 = 41;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -75,6 +81,21 @@ pub enum ControllerRequest {
         broker_id: i32,
         count: i64,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition): accepted only from the current leader at the
+    /// current leader epoch and partition epoch, so a change computed from stale state is refused.
+    AlterPartition {
+        broker_id: i32,
+        topic_id: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Moves leadership of each partition to its preferred replica (the first in its replica list) where that
+    /// replica is live and in sync (Kafka's ElectLeaders with PREFERRED). `None`: every partition.
+    ElectPreferredLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What the controller answers once the records it proposed (if any) are committed.
@@ -90,6 +111,9 @@ pub enum ControllerReply {
         first: i64,
         count: i64,
     },
+    /// Per requested partition: `None` when it is (or will be, once committed) led by its preferred replica, or
+    /// the error code and message saying why not.
+    Elections(Vec<((String, i32), Option<ControllerError>)>),
     Done,
 }
 
@@ -124,6 +148,9 @@ pub struct ControllerConfig {
     pub default_partitions: i32,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
+    /// `auto.leader.rebalance.enable`: (`leader.imbalance.check.interval.seconds` in ms,
+    /// `leader.imbalance.per.broker.percentage`).
+    pub leader_rebalance: Option<(u64, u32)>,
 }
 
 impl Default for ControllerConfig {
@@ -132,6 +159,7 @@ impl Default for ControllerConfig {
             session_timeout_ms: 9_000,
             default_partitions: 1,
             default_replication_factor: 1,
+            leader_rebalance: Some((300_000, 10)),
         }
     }
 }
@@ -148,6 +176,8 @@ pub struct Controller {
     fencing: HashMap<(i32, u64), u64>,
     /// Producer ids handed out by proposals not yet committed.
     producer_id_reserved: i64,
+    /// When the leader balance was last checked.
+    last_rebalance_check: u64,
 }
 
 impl Controller {
@@ -165,6 +195,7 @@ impl Controller {
             shutting_down: Default::default(),
             fencing: HashMap::new(),
             producer_id_reserved: image.next_producer_id,
+            last_rebalance_check: now_ms,
         }
     }
 
@@ -451,6 +482,25 @@ impl Controller {
                     ControllerReply::ProducerIds { first, count },
                 ))
             }
+            ControllerRequest::AlterPartition {
+                broker_id,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => alter_partition(
+                image,
+                broker_id,
+                &topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            ),
+            ControllerRequest::ElectPreferredLeaders { partitions } => {
+                Ok(elect_preferred_leaders(image, partitions))
+            }
         }
     }
 
@@ -491,17 +541,222 @@ impl Controller {
             records.extend(leaders_away_from(image, broker.broker_id));
             batches.push(RecordBatch::new(records));
         }
+        if let Some((interval, percentage)) = self.config.leader_rebalance {
+            if batches.is_empty() && now_ms.saturating_sub(self.last_rebalance_check) >= interval {
+                self.last_rebalance_check = now_ms;
+                if let Some(batch) = rebalance_leaders(image, percentage) {
+                    batches.push(batch);
+                }
+            }
+        }
         batches
     }
 
     /// When the next [`Controller::tick`] may have something to do.
     pub fn next_deadline(&self, image: &MetadataImage) -> Option<u64> {
-        image
+        let sessions = image
             .live_brokers()
             .filter_map(|b| self.sessions.get(&b.broker_id))
             .map(|(_, last)| last + self.config.session_timeout_ms)
-            .min()
+            .min();
+        let rebalance = self
+            .config
+            .leader_rebalance
+            .map(|(interval, _)| self.last_rebalance_check + interval);
+        sessions.into_iter().chain(rebalance).min()
     }
+}
+
+fn alter_partition(
+    image: &MetadataImage,
+    broker_id: i32,
+    topic_id: &str,
+    partition: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+) -> Result<Decision, ControllerError> {
+    let unknown = || {
+        ControllerError::new(
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("partition {partition} of topic id {topic_id} does not exist"),
+        )
+    };
+    let topic = image.topic_by_id(topic_id).ok_or_else(unknown)?;
+    let p = topic.partitions.get(&partition).ok_or_else(unknown)?;
+    let name = format!("{}-{partition}", topic.name);
+    if p.leader != broker_id {
+        return Err(ControllerError::new(
+            codes::NOT_LEADER_OR_FOLLOWER,
+            format!(
+                "broker {broker_id} does not lead {name} (leader: {})",
+                p.leader
+            ),
+        ));
+    }
+    if leader_epoch != p.leader_epoch {
+        return Err(ControllerError::new(
+            codes::FENCED_LEADER_EPOCH,
+            format!(
+                "{name}: leader epoch {leader_epoch} is not the current {}",
+                p.leader_epoch
+            ),
+        ));
+    }
+    if partition_epoch != p.partition_epoch {
+        return Err(ControllerError::new(
+            codes::INVALID_UPDATE_VERSION,
+            format!(
+                "{name}: partition epoch {partition_epoch} is not the current {}",
+                p.partition_epoch
+            ),
+        ));
+    }
+    let mut isr = isr;
+    isr.sort_unstable();
+    isr.dedup();
+    if !isr.contains(&broker_id) || isr.iter().any(|r| !p.replicas.contains(r)) {
+        return Err(ControllerError::new(
+            codes::INVALID_REQUEST,
+            format!(
+                "{name}: ISR {isr:?} must hold the leader and only replicas of {:?}",
+                p.replicas
+            ),
+        ));
+    }
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && !live(b)) {
+        return Err(ControllerError::new(
+            codes::INELIGIBLE_REPLICA,
+            format!("{name}: broker {b} is fenced or not registered and cannot join the ISR"),
+        ));
+    }
+    let mut current = p.isr.clone();
+    current.sort_unstable();
+    if current == isr {
+        return Ok(Decision::Reply(ControllerReply::Done));
+    }
+    Ok(Decision::Propose(
+        RecordBatch::new(vec![MetadataRecord::PartitionChange {
+            topic_id: topic_id.to_string(),
+            partition,
+            leader: p.leader,
+            isr,
+        }]),
+        ControllerReply::Done,
+    ))
+}
+
+fn elect_preferred_leaders(
+    image: &MetadataImage,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Decision {
+    let requested: Vec<(String, i32)> = partitions.unwrap_or_else(|| {
+        image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.keys().map(|i| (t.name.clone(), *i)))
+            .collect()
+    });
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(requested.len());
+    for (topic, index) in requested {
+        let Some((t, p)) = image
+            .topics
+            .get(&topic)
+            .and_then(|t| t.partitions.get(&index).map(|p| (t, p)))
+        else {
+            let e = ControllerError::new(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("{topic}-{index} does not exist"),
+            );
+            results.push(((topic, index), Some(e)));
+            continue;
+        };
+        let preferred = p.replicas[0];
+        let outcome = if p.leader == preferred {
+            Some(ControllerError::new(
+                codes::ELECTION_NOT_NEEDED,
+                format!("{topic}-{index} is led by its preferred replica {preferred}"),
+            ))
+        } else if !p.isr.contains(&preferred) || !live(&preferred) {
+            Some(ControllerError::new(
+                codes::PREFERRED_LEADER_NOT_AVAILABLE,
+                format!("{topic}-{index}: preferred replica {preferred} is not live and in sync"),
+            ))
+        } else {
+            records.push(MetadataRecord::PartitionChange {
+                topic_id: t.topic_id.clone(),
+                partition: index,
+                leader: preferred,
+                isr: p.isr.clone(),
+            });
+            None
+        };
+        results.push(((topic, index), outcome));
+    }
+    let reply = ControllerReply::Elections(results);
+    if records.is_empty() {
+        Decision::Reply(reply)
+    } else {
+        Decision::Propose(RecordBatch::new(records), reply)
+    }
+}
+
+/// Kafka's automatic leader rebalance: for each broker whose share of partitions it prefers but does not lead
+/// exceeds `percentage`, moves the leadership of those partitions back to it (where it is live and in sync).
+fn rebalance_leaders(image: &MetadataImage, percentage: u32) -> Option<RecordBatch> {
+    let mut preferred: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
+    for t in image.topics.values() {
+        for p in t.partitions.values() {
+            if let Some(first) = p.replicas.first() {
+                let entry = preferred.entry(*first).or_default();
+                entry.0 += 1;
+                if p.leader != *first {
+                    entry.1 += 1;
+                }
+            }
+        }
+    }
+    let imbalanced: Vec<i32> = preferred
+        .into_iter()
+        .filter(|(_, (total, off))| *off > 0 && off * 100 > total * percentage)
+        .map(|(broker, _)| broker)
+        .collect();
+    let partitions: Vec<(String, i32)> = imbalanced_partitions(image)
+        .into_iter()
+        .filter(|(topic, index)| {
+            image.topics[topic].partitions[index]
+                .replicas
+                .first()
+                .is_some_and(|b| imbalanced.contains(b))
+        })
+        .collect();
+    if partitions.is_empty() {
+        return None;
+    }
+    match elect_preferred_leaders(image, Some(partitions)) {
+        Decision::Propose(batch, _) => Some(batch),
+        Decision::Reply(_) => None,
+    }
+}
+
+/// Partitions not led by their preferred replica although it is live and in sync (what the automatic leader
+/// rebalance moves back, `auto.leader.rebalance.enable`).
+pub fn imbalanced_partitions(image: &MetadataImage) -> Vec<(String, i32)> {
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    image
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|(i, p)| {
+                let preferred = *p.replicas.first()?;
+                (p.leader != preferred && p.isr.contains(&preferred) && live(&preferred))
+                    .then(|| (t.name.clone(), *i))
+            })
+        })
+        .collect()
 }
 
 fn known_topic<'a>(

@@ -17,8 +17,8 @@ mod records;
 mod storage;
 
 pub use controller::{
-    codes, Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
-    Decision,
+    codes, imbalanced_partitions, Controller, ControllerConfig, ControllerError, ControllerReply,
+    ControllerRequest, Decision,
 };
 pub use disk::{generate_cluster_id, DiskError, MetaProperties, MetadataDisk};
 pub use image::{Applied, BrokerRegistration, MetadataImage, PartitionImage, Rejected, TopicImage};

@@ -283,6 +283,14 @@ impl QuorumNode {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// Leader with every entry of earlier terms committed and applied: the image is then the state its own
+    /// proposals will apply to, in order, so a controller may decide against it (plus its pending proposals).
+    pub fn is_settled_leader(&self) -> bool {
+        self.is_leader()
+            && self.raw.raft.commit_to_current_term()
+            && self.image.applied_index >= self.raw.raft.raft_log.committed
+    }
+
     pub fn leader(&self) -> Option<i32> {
         match self.raw.raft.leader_id {
             0 => None,
