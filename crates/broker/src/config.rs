@@ -102,6 +102,24 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `offsets.topic.replication.factor` (capped at the number of live brokers when the topic is created).
     pub offsets_topic_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower not caught up with its leader for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`: per partition, in one follower fetch.
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: a whole follower fetch response.
+    pub replica_fetch_response_max_bytes: usize,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for new records.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.backoff.ms`: the pause after a follower fetch failed.
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage`
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 /// `process.roles`.
@@ -159,6 +177,15 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 9000,
             default_replication_factor: 1,
             offsets_topic_replication_factor: 3,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1024 * 1024,
+            replica_fetch_response_max_bytes: 10 * 1024 * 1024,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_backoff_ms: 1000,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -233,6 +260,42 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = positive::<i32>(key, value)? as u64
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = positive::<i64>(key, value)? as u64
+            }
+            "replica.fetch.max.bytes" => {
+                self.replica_fetch_max_bytes = positive::<i32>(key, value)? as usize
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes = positive::<i32>(key, value)? as usize
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms = positive::<i32>(key, value)? as u64
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replica_fetch_backoff_ms = non_negative::<i32>(key, value)? as u64
+            }
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_high_watermark_checkpoint_interval_ms =
+                    positive::<i64>(key, value)? as u64
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable = parse_bool(key, value)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_ms = positive::<i64>(key, value)? as u64 * 1000
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage =
+                    non_negative::<i32>(key, value)? as u32
+            }
+            "unclean.leader.election.enable" => {
+                if parse_bool(key, value)? {
+                    return Err(invalid(
+                        "Strom never elects an out-of-sync replica; only false is supported",
+                    ));
+                }
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = positive(key, value)?

@@ -98,6 +98,7 @@ mod tests {
         let p = Arc::new(
             Partition::open(
                 "t".into(),
+                uuid::Uuid::nil(),
                 0,
                 dir.path().join("t-0"),
                 LogConfig::default(),

@@ -1,9 +1,13 @@
-//! One partition hosted by this broker: its log, its offsets, and the signals that wake waiting fetches and
-//! acknowledgements.
+//! One partition hosted by this broker: its log, its replica role (leader or follower, from the metadata), its
+//! offsets, and the signals that wake waiting fetches and acknowledgements.
 //!
 //! The log sits behind this partition's own mutex, so appends to different partitions never contend; there is
 //! no broker-wide lock on the produce path. The mutex is a plain blocking one because every operation under it
 //! is a bounded piece of file I/O (an append into the page cache, a pread), never an await.
+//!
+//! The role has its own mutex, taken before the log's: a leader's append and a follower's replicated append
+//! both check the role under it, so once the metadata makes this replica a follower no client write lands in
+//! its log, and once it makes it the leader no late fetch response from the old leader does.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
@@ -11,8 +15,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use strom_log::{AppendError, AppendOptions, AppendOutcome, Log, LogConfig, LogError, ReadResult};
+use strom_log::{
+    AppendError, AppendOptions, AppendOutcome, Log, LogConfig, LogError, ReadResult,
+    ReplicatedAppend,
+};
 use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::replication::leader::{Effects, LeaderState};
 
 /// Why a partition operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -24,19 +34,48 @@ pub enum PartitionError {
     /// The partition was deleted or the broker is shutting down.
     #[error("partition {0} is no longer hosted here")]
     Closed(String),
+    /// The metadata no longer (or not yet) gives this replica the role the operation needs.
+    #[error("{0}")]
+    NotLeader(String),
+}
+
+/// What the metadata makes this replica.
+#[derive(Debug)]
+pub enum Role {
+    /// Opened and not yet told (before the first reconcile).
+    Unassigned,
+    Leader {
+        state: LeaderState,
+        /// The partition epoch the leader's ISR view is from (changes are checked against it).
+        partition_epoch: i32,
+    },
+    /// Copies the log of `leader` (-1: the partition has no leader now) at `leader_epoch`.
+    Follower { leader: i32, leader_epoch: i32 },
+}
+
+/// A leader's ISR change to send to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 pub struct Partition {
     pub topic: Arc<str>,
+    pub topic_id: Uuid,
     pub index: i32,
     pub dir: PathBuf,
+    role: Mutex<Role>,
     /// The partition's leader epoch from the metadata: stamped on appended batches and checked against the
     /// epochs clients send.
     leader_epoch: AtomicI32,
     log: Mutex<Option<Log>>,
-    /// Offsets below the high watermark are visible to consumers. A single broker is its whole ISR, so the high
-    /// watermark is the log end offset as soon as an append is in the log.
+    /// Offsets below the high watermark are on every in-sync replica and visible to consumers. The leader's
+    /// comes from its `LeaderState`; a follower's is the leader's, capped at its own log end offset.
     high_watermark: AtomicI64,
+    /// The high watermark and whether this replica leads, as a watch for acks=all producers.
+    replicated: watch::Sender<(i64, bool)>,
     log_start_offset: AtomicI64,
     /// Records appended since the last fsync (for `flush.messages`).
     unflushed_records: AtomicI64,
@@ -56,24 +95,37 @@ impl Partition {
     /// Opens (recovering if needed) the log of `topic`-`index` under `dir`.
     pub fn open(
         topic: Arc<str>,
+        topic_id: Uuid,
         index: i32,
         dir: PathBuf,
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Self, LogError> {
-        let log = Log::open(&dir, config, now_ms)?;
+        let mut log = Log::open(&dir, config, now_ms)?;
         if log.recovered_on_open() {
             tracing::info!(partition = %format!("{topic}-{index}"), log_end_offset = log.log_end_offset(), "recovered log after unclean shutdown");
         }
         let leo = log.log_end_offset();
         let lso = log.log_start_offset();
         let flushed = log.flushed_offset();
+        // No checkpoint: a new partition (its log is empty) or data from before replication, when the single
+        // broker was the whole ISR and everything in its log was committed.
+        let hw = match log.persisted_high_watermark() {
+            Some(hw) => hw.min(leo),
+            None => {
+                log.write_high_watermark(leo)?;
+                leo
+            }
+        };
         Ok(Self {
             topic,
+            topic_id,
             index,
             dir,
+            role: Mutex::new(Role::Unassigned),
             leader_epoch: AtomicI32::new(0),
-            high_watermark: AtomicI64::new(leo),
+            high_watermark: AtomicI64::new(hw),
+            replicated: watch::channel((hw, false)).0,
             log_start_offset: AtomicI64::new(lso),
             unflushed_records: AtomicI64::new(0),
             log: Mutex::new(Some(log)),
@@ -128,19 +180,27 @@ impl Partition {
         f(log)
     }
 
-    /// Appends one produce request's records for this partition. Returns the outcome and whether the append
-    /// pushed the unflushed record count to `flush_messages`, in which case the ack must wait for an fsync.
+    /// Appends one produce request's records, as the leader. Returns the outcome, whether the append pushed the
+    /// unflushed record count to `flush_messages` (the ack must then wait for an fsync), and the ISR size.
     pub fn append(
         &self,
         records: Bytes,
         now_ms: i64,
         flush_messages: i64,
     ) -> Result<(AppendOutcome, bool), PartitionError> {
+        let mut role = self.role.lock();
+        let Role::Leader { state, .. } = &mut *role else {
+            return Err(PartitionError::NotLeader(format!(
+                "this broker does not lead {}",
+                self.name()
+            )));
+        };
         let opts = AppendOptions {
-            leader_epoch: self.leader_epoch(),
+            leader_epoch: state.leader_epoch(),
             now_ms,
         };
-        let outcome = self.with_log(|log| Ok(log.append(records, opts)?))?;
+        let (outcome, leo) =
+            self.with_log(|log| Ok((log.append(records, opts)?, log.log_end_offset())))?;
         let mut must_flush = false;
         if let AppendOutcome::Appended {
             base_offset,
@@ -149,19 +209,303 @@ impl Partition {
             ..
         } = outcome
         {
-            self.high_watermark
-                .fetch_max(last_offset + 1, Ordering::AcqRel);
+            let effects = state.on_append(leo);
+            drop(role);
             self.log_start_offset
                 .store(log_start_offset, Ordering::Release);
             let records = last_offset - base_offset + 1;
             must_flush = self.unflushed_records.fetch_add(records, Ordering::AcqRel) + records
                 >= flush_messages;
+            self.publish(effects.high_watermark);
             self.appended.notify_waiters();
         }
         Ok((outcome, must_flush))
     }
 
-    /// Reads batches for a fetch, bounded by the high watermark.
+    /// The size of the ISR as the leader sees it (for min.insync.replicas), or `None` when not the leader.
+    pub fn isr_size(&self) -> Option<usize> {
+        match &*self.role.lock() {
+            Role::Leader { state, .. } => Some(state.isr().len()),
+            _ => None,
+        }
+    }
+
+    /// Publishes a new high watermark (if any) and wakes whoever waits for it.
+    fn publish(&self, high_watermark: Option<i64>) {
+        if let Some(hw) = high_watermark {
+            let previous = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
+            if hw > previous {
+                self.replicated.send_modify(|(current, _)| *current = hw);
+                // Consumers long-polling at the old high watermark have new records to read.
+                self.appended.notify_waiters();
+            }
+        }
+    }
+
+    fn apply(&self, effects: Effects) -> Option<IsrProposal> {
+        self.publish(effects.high_watermark);
+        let isr = effects.propose_isr?;
+        match &*self.role.lock() {
+            Role::Leader {
+                state,
+                partition_epoch,
+            } => Some(IsrProposal {
+                leader_epoch: state.leader_epoch(),
+                partition_epoch: *partition_epoch,
+                isr,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The metadata makes this broker the leader at `leader_epoch` (or, already leader at that epoch, tells it the
+    /// committed ISR of `partition_epoch`). True when it was not leading at that epoch before.
+    #[allow(clippy::too_many_arguments)]
+    pub fn become_leader(
+        &self,
+        node_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+        lag_time_max_ms: u64,
+        now_ms: u64,
+    ) -> bool {
+        let mut role = self.role.lock();
+        let mut newly = false;
+        let effects = match &mut *role {
+            Role::Leader {
+                state,
+                partition_epoch: current,
+            } if state.leader_epoch() == leader_epoch => {
+                if *current == partition_epoch {
+                    return false;
+                }
+                *current = partition_epoch;
+                state.on_isr_committed(isr.to_vec())
+            }
+            _ => {
+                let Ok(leo) = self.with_log(|log| Ok(log.log_end_offset())) else {
+                    return false;
+                };
+                newly = true;
+                let mut state = LeaderState::new(
+                    node_id,
+                    leader_epoch,
+                    replicas.to_vec(),
+                    isr.to_vec(),
+                    leo,
+                    self.high_watermark(),
+                    lag_time_max_ms,
+                    now_ms,
+                );
+                self.set_leader_epoch(leader_epoch);
+                let effects = state.on_append(leo);
+                tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, high_watermark = state.high_watermark(), isr = ?isr, "leading partition");
+                *role = Role::Leader {
+                    state,
+                    partition_epoch,
+                };
+                self.replicated.send_modify(|(_, leading)| *leading = true);
+                effects
+            }
+        };
+        drop(role);
+        // A leader's own effects never propose an ISR change; only its high watermark may move.
+        self.publish(effects.high_watermark);
+        newly
+    }
+
+    /// The metadata makes this broker a follower of `leader` (-1: none yet) at `leader_epoch`.
+    pub fn become_follower(&self, leader: i32, leader_epoch: i32) {
+        let mut role = self.role.lock();
+        if matches!(&*role, Role::Follower { leader: l, leader_epoch: e } if *l == leader && *e == leader_epoch)
+        {
+            return;
+        }
+        if matches!(&*role, Role::Leader { .. }) {
+            tracing::info!(partition = %self.name(), leader, leader_epoch, "no longer leading partition");
+        }
+        self.set_leader_epoch(leader_epoch);
+        *role = Role::Follower {
+            leader,
+            leader_epoch,
+        };
+        // acks=all producers waiting here learn that this replica no longer leads.
+        self.replicated.send_modify(|(_, leading)| *leading = false);
+    }
+
+    /// The leader this replica follows and at which epoch, if it is a follower.
+    pub fn following(&self) -> Option<(i32, i32)> {
+        match &*self.role.lock() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+            } => Some((*leader, *leader_epoch)),
+            _ => None,
+        }
+    }
+
+    /// A follower's fetch reached the leader: `fetch_offset` is its log end offset. Returns an ISR change to send
+    /// to the controller, if the fetch calls for one; `Err` when this broker does not lead the partition.
+    pub fn on_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: u64,
+    ) -> Result<Option<IsrProposal>, PartitionError> {
+        let effects = match &mut *self.role.lock() {
+            Role::Leader { state, .. } => state.on_follower_fetch(replica, fetch_offset, now_ms),
+            _ => {
+                return Err(PartitionError::NotLeader(format!(
+                    "this broker does not lead {}",
+                    self.name()
+                )))
+            }
+        };
+        Ok(self.apply(effects))
+    }
+
+    /// Time passes for a leader: followers lagging too long are proposed for removal from the ISR.
+    pub fn tick(&self, now_ms: u64) -> Option<IsrProposal> {
+        let effects = match &mut *self.role.lock() {
+            Role::Leader { state, .. } => state.tick(now_ms),
+            _ => return None,
+        };
+        self.apply(effects)
+    }
+
+    /// The controller refused an ISR change: the leader goes back to the ISR the metadata holds.
+    pub fn isr_change_refused(&self, committed_isr: Vec<i32>) {
+        let effects = match &mut *self.role.lock() {
+            Role::Leader { state, .. } => state.on_isr_committed(committed_isr),
+            _ => return,
+        };
+        self.publish(effects.high_watermark);
+    }
+
+    /// The ISR as the leader sees it, with each follower's last fetched offset (for describe tools).
+    pub fn leader_view(&self) -> Option<(Vec<i32>, i64)> {
+        match &*self.role.lock() {
+            Role::Leader { state, .. } => Some((state.isr(), state.high_watermark())),
+            _ => None,
+        }
+    }
+
+    /// A follower appends batches fetched from its leader at `leader_epoch`; refused if the role changed since
+    /// the fetch was sent.
+    pub fn append_replicated(
+        &self,
+        leader_epoch: i32,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<Option<ReplicatedAppend>, PartitionError> {
+        let role = self.role.lock();
+        self.check_following(&role, leader_epoch)?;
+        let appended = self.with_log(|log| Ok(log.append_replicated(records, now_ms)?))?;
+        drop(role);
+        if let Some(a) = &appended {
+            let records = a.last_offset - a.first_offset + 1;
+            self.unflushed_records.fetch_add(records, Ordering::AcqRel);
+        }
+        Ok(appended)
+    }
+
+    /// A follower truncates a divergent tail (KIP-279): everything at or above `offset` goes.
+    pub fn truncate_replica(&self, leader_epoch: i32, offset: i64) -> Result<i64, PartitionError> {
+        let role = self.role.lock();
+        self.check_following(&role, leader_epoch)?;
+        let leo = self.with_log(|log| {
+            log.truncate_to(offset)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.high_watermark.fetch_min(leo, Ordering::AcqRel);
+        tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, "truncated divergent log tail");
+        Ok(leo)
+    }
+
+    /// A follower whose log ends below the leader's log start offset starts over there.
+    pub fn reset_replica(&self, leader_epoch: i32, offset: i64) -> Result<(), PartitionError> {
+        let role = self.role.lock();
+        self.check_following(&role, leader_epoch)?;
+        self.with_log(|log| Ok(log.reset_to(offset)?))?;
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.high_watermark.store(offset, Ordering::Release);
+        tracing::info!(partition = %self.name(), offset, "log restarted at the leader's log start offset");
+        Ok(())
+    }
+
+    /// A follower learns the leader's high watermark and log start offset from a fetch response.
+    pub fn follow_leader_offsets(&self, leader_high_watermark: i64, leader_log_start: i64) {
+        let Ok((leo, lso)) =
+            self.with_log(|log| Ok((log.log_end_offset(), log.log_start_offset())))
+        else {
+            return;
+        };
+        let hw = leader_high_watermark.min(leo);
+        if hw >= 0 {
+            self.high_watermark.store(hw, Ordering::Release);
+        }
+        if leader_log_start > lso {
+            if let Ok(lso) = self.delete_records_before(leader_log_start.min(leo)) {
+                self.log_start_offset.store(lso, Ordering::Release);
+            }
+        }
+    }
+
+    fn check_following(&self, role: &Role, leader_epoch: i32) -> Result<(), PartitionError> {
+        match role {
+            Role::Follower {
+                leader_epoch: e, ..
+            } if *e == leader_epoch => Ok(()),
+            _ => Err(PartitionError::NotLeader(format!(
+                "{} is no longer a follower at leader epoch {leader_epoch}",
+                self.name()
+            ))),
+        }
+    }
+
+    /// The log end offset, the latest leader epoch in the log, and the log start offset: what a follower's fetch
+    /// sends.
+    pub fn fetch_position(&self) -> Result<(i64, i32, i64), PartitionError> {
+        self.with_log(|log| {
+            Ok((
+                log.log_end_offset(),
+                log.latest_epoch().unwrap_or(-1),
+                log.log_start_offset(),
+            ))
+        })
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer from this replica's log: the largest epoch <= `epoch` and where it
+    /// ends.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), PartitionError> {
+        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    pub fn log_end_offset(&self) -> Result<i64, PartitionError> {
+        self.with_log(|log| Ok(log.log_end_offset()))
+    }
+
+    /// Persists the high watermark (Kafka's replication-offset-checkpoint), so a restarted replica that becomes
+    /// leader does not expose records the ISR may not hold.
+    pub fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
+        let hw = self.high_watermark();
+        self.with_log(|log| Ok(log.write_high_watermark(hw)?))
+    }
+
+    /// Waits until the high watermark reaches `offset` (every ISR member has the records below it); false if
+    /// this replica stops leading first.
+    pub async fn wait_replicated(&self, offset: i64) -> bool {
+        let mut rx = self.replicated.subscribe();
+        let reached = match rx.wait_for(|(hw, leading)| *hw >= offset || !leading).await {
+            Ok(state) => state.0 >= offset,
+            Err(_) => false,
+        };
+        reached
+    }
+
+    /// Reads batches for a consumer's fetch, bounded by the high watermark.
     pub fn read(
         &self,
         offset: i64,
@@ -170,6 +514,15 @@ impl Partition {
     ) -> Result<ReadResult, PartitionError> {
         let hw = self.high_watermark();
         self.with_log(|log| Ok(log.read(offset, max_bytes, hw, min_one_batch)?))
+    }
+
+    /// Reads batches for a follower's fetch, up to the log end offset.
+    pub fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, PartitionError> {
+        self.with_log(|log| Ok(log.read(offset, max_bytes, i64::MAX, true)?))
     }
 
     /// A future that completes after the next append. Create it *before* checking for data, then await it, so an
@@ -247,13 +600,18 @@ impl Partition {
     /// Clean shutdown of this partition's log (flush, indexes, clean-shutdown marker).
     pub fn close(&self) -> Result<(), LogError> {
         match self.log.lock().take() {
-            Some(log) => log.close(),
+            Some(mut log) => {
+                log.write_high_watermark(self.high_watermark())?;
+                log.close()
+            }
             None => Ok(()),
         }
     }
 
     /// Deletes the partition's data (topic deletion); waiters see it as closed.
     pub fn delete(&self) -> Result<(), LogError> {
+        *self.role.lock() = Role::Unassigned;
+        self.replicated.send_modify(|(_, leading)| *leading = false);
         let log = self.log.lock().take();
         self.appended.notify_waiters();
         match log {

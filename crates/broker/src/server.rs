@@ -22,6 +22,7 @@ use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::GroupConfig;
 use crate::offsets::OffsetStore;
 use crate::producer_ids::ProducerIds;
+use crate::replication::ReplicaManager;
 use crate::topics::{TopicError, Topics};
 use crate::{connection, maintenance};
 use strom_metadata::Endpoint;
@@ -39,6 +40,8 @@ pub struct BrokerState {
     pub cluster_id: String,
     /// The metadata quorum and the committed image this broker serves from.
     pub cluster: Arc<Cluster>,
+    /// Partition replication: fetchers of followed partitions, leaders' ISR changes.
+    pub replication: Arc<ReplicaManager>,
 }
 
 /// The broker could not start.
@@ -117,6 +120,20 @@ impl Broker {
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let offsets = Arc::new(offsets);
+        let hook_offsets = offsets.clone();
+        topics.on_new_leadership(Arc::new(move |p| {
+            if &*p.topic == crate::offsets::OFFSETS_TOPIC {
+                hook_offsets.reload(p);
+            }
+        }));
+        // Leadership gained between the load and the hook being set is caught here.
+        if let Some(t) = topics.get(crate::offsets::OFFSETS_TOPIC) {
+            let (store, led) = (offsets.clone(), t.led.clone());
+            tokio::task::spawn_blocking(move || led.iter().for_each(|p| store.reload(p)))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         let groups = GroupDriver::start(
             GroupConfig {
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -143,12 +160,14 @@ impl Broker {
             config.rack.clone(),
             Duration::from_millis(config.broker_heartbeat_interval_ms),
         );
+        let replication = ReplicaManager::new(config.clone(), topics.clone(), cluster.clone());
         let state = Arc::new(BrokerState {
+            replication: replication.clone(),
             advertised,
             cluster_id: cluster.cluster_id.clone(),
             producer_ids: ProducerIds::new(),
             groups,
-            offsets: Arc::new(offsets),
+            offsets,
             config: config.clone(),
             topics: topics.clone(),
             flusher,
@@ -178,6 +197,7 @@ impl Broker {
             return Err(BrokerError::Interrupted);
         }
         lifecycle.spawn(shutdown_rx.clone());
+        replication.start(shutdown_rx.clone());
         let accept_task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         tracing::info!(
             listen = %local_addr,

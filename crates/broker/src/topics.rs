@@ -29,6 +29,7 @@ use crate::topic_config::{InvalidConfig, TopicSettings};
 pub struct Slot {
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     /// The log, when this broker is one of the replicas.
@@ -162,8 +163,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Called (during the reconcile, before the new image is published) with each partition this broker has just
+/// become the leader of.
+pub type LeadershipHook = Arc<dyn Fn(&Arc<Partition>) + Send + Sync>;
+
 pub struct Topics {
     config: Arc<BrokerConfig>,
+    leadership_hook: std::sync::OnceLock<LeadershipHook>,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// Serialises reconciles, so logs are opened and removed in metadata order.
     reconciling: Mutex<()>,
@@ -181,8 +187,14 @@ impl Topics {
         Ok(Self {
             config,
             topics: RwLock::new(HashMap::new()),
+            leadership_hook: std::sync::OnceLock::new(),
             reconciling: Mutex::new(()),
         })
+    }
+
+    /// Sets the hook called for each partition this broker becomes the leader of (once).
+    pub fn on_new_leadership(&self, hook: LeadershipHook) {
+        let _ = self.leadership_hook.set(hook);
     }
 
     pub fn node_id(&self) -> i32 {
@@ -257,11 +269,29 @@ impl Topics {
                     None
                 };
                 if let Some(local) = &local {
-                    local.set_leader_epoch(p.leader_epoch);
+                    if p.leader == node {
+                        let newly = local.become_leader(
+                            node,
+                            p.leader_epoch,
+                            p.partition_epoch,
+                            &p.replicas,
+                            &p.isr,
+                            self.config.replica_lag_time_max_ms,
+                            crate::replication::now_ms(),
+                        );
+                        if newly {
+                            if let Some(hook) = self.leadership_hook.get() {
+                                hook(local);
+                            }
+                        }
+                    } else {
+                        local.become_follower(p.leader, p.leader_epoch);
+                    }
                 }
                 slots.push(Slot {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
                     replicas: p.replicas.clone(),
                     isr: p.isr.clone(),
                     local,
@@ -349,6 +379,7 @@ fn open_partition(
     }
     let partition = Partition::open(
         topic.clone(),
+        id,
         index,
         dir.clone(),
         settings.log.clone(),

@@ -129,8 +129,11 @@ fn topic_commands() {
     );
     assert_eq!(
         lines[1..].join("\n"),
-        "\nPARTITION  LEADER  REPLICAS  ISR\n0          1       1         1\n1          1       1         1\n\
-         2          1       1         1\n\nCONFIG        VALUE     SOURCE\nretention.ms  86400000  DYNAMIC_TOPIC_CONFIG"
+        "\nPARTITION  LEADER  EPOCH  REPLICAS  ISR  STATE\n\
+         0          1       0      1         1    in sync\n\
+         1          1       0      1         1    in sync\n\
+         2          1       0      1         1    in sync\n\
+         \nCONFIG        VALUE     SOURCE\nretention.ms  86400000  DYNAMIC_TOPIC_CONFIG"
     );
     let err = fails(b, &["topic", "describe", "nope"]);
     assert_eq!(
@@ -188,7 +191,7 @@ fn topic_commands() {
     assert_eq!(described["partitions"].as_array().unwrap().len(), 5);
     assert_eq!(
         described["partitions"][4],
-        serde_json::json!({"partition": 4, "leader": 1, "leader_epoch": 0, "replicas": [1], "isr": [1]})
+        serde_json::json!({"partition": 4, "leader": 1, "leader_epoch": 0, "replicas": [1], "isr": [1], "under_replicated": false})
     );
     assert_eq!(
         described["configs"],

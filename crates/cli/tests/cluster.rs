@@ -2,9 +2,9 @@
 //! metadata quorum, as an operator runs it: formatted with `strom storage format`, configured with Kafka's key
 //! names, driven with real clients and with `kill -9` and SIGTERM.
 //!
-//! Partitions are not replicated yet: a topic with replication factor 3 lists 3 replicas, but its ISR is the
-//! leader alone and its data lives on the leader. So a partition whose leader is down stays offline until that
-//! broker returns (no out-of-sync replica is ever elected).
+//! Replication itself (acks=all across brokers, failover, truncation) is tested in `replication.rs`; here a
+//! partition of replication factor 1 whose leader is down stays offline until that broker returns (no
+//! out-of-sync replica is ever elected).
 //!
 //! Needs `python3` with kafka-python 3.0.12 for the kafka-python half of the first test (`scripts/test-deps`
 //! installs it); a missing package fails that test with the hint.
@@ -103,7 +103,7 @@ fn wait_topics_on(
 }
 
 /// Leaders of `topic` spread evenly over the three brokers, and each partition's replicas: `rf` distinct brokers of the cluster,
-/// the leader first among them; the ISR is the leader alone (no replication yet).
+/// the leader first among them; the ISR holds the leader and only replicas (followers join it as they catch up).
 #[track_caller]
 fn assert_spread(name: &str, topic: &TopicView, partitions: i32, rf: usize) {
     assert_eq!(
@@ -143,10 +143,9 @@ fn assert_spread(name: &str, topic: &TopicView, partitions: i32, rf: usize) {
             p.replicas[0], p.leader,
             "{name}[{index}] led by its first replica: {p:?}"
         );
-        assert_eq!(
-            p.isr,
-            vec![p.leader],
-            "{name}[{index}] ISR is the leader alone: {p:?}"
+        assert!(
+            p.isr.contains(&p.leader) && p.isr.iter().all(|r| p.replicas.contains(r)),
+            "{name}[{index}] ISR holds the leader and only replicas: {p:?}"
         );
         assert_eq!(p.error_code, 0, "{name}[{index}] {p:?}");
     }
@@ -160,7 +159,31 @@ fn clients_bootstrapped_from_one_node_follow_leaders_on_every_node() {
     for (name, rf) in [("rd-rf1", 1), ("rd-rf3", 3), ("py-rf1", 1), ("py-rf3", 3)] {
         expected.insert(name.to_string(), create_topic_cli(&cluster, 1, name, 6, rf));
     }
-    let view = wait_topics_on(&[1, 2, 3], &cluster, &expected);
+    wait_topics_on(&[1, 2, 3], &cluster, &expected);
+    // Followers of the new, empty partitions are caught up at once and join the ISR.
+    let view = wait_until_every(
+        "every partition's ISR to hold all its replicas on every node",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            let mut first = None;
+            for id in [1, 2, 3] {
+                let view = metadata(cluster.addr(id))?;
+                for name in expected.keys() {
+                    for (i, p) in &view.topic(name).partitions {
+                        let (mut isr, mut replicas) = (p.isr.clone(), p.replicas.clone());
+                        isr.sort_unstable();
+                        replicas.sort_unstable();
+                        if isr != replicas {
+                            return Err(format!("node {id}: {name}[{i}] {p:?}"));
+                        }
+                    }
+                }
+                first.get_or_insert(view);
+            }
+            Ok(first.expect("three nodes"))
+        },
+    );
     assert_eq!(view.brokers, BTreeSet::from([1, 2, 3]), "{view:?}");
     for (name, rf) in [("rd-rf1", 1), ("rd-rf3", 3), ("py-rf1", 1), ("py-rf3", 3)] {
         assert_spread(name, view.topic(name), 6, rf);
@@ -779,6 +802,8 @@ fn sigterm_moves_leadership_off_a_broker_before_it_exits_and_it_leads_again_afte
             "controller.quorum.election.timeout.ms=500",
             "broker.heartbeat.interval.ms=10",
             "broker.session.timeout.ms=60000",
+            // Leadership moves back to preferred replicas soon after they return.
+            "leader.imbalance.check.interval.seconds=1",
         ],
     );
     let mut expected = BTreeMap::new();
@@ -791,6 +816,22 @@ fn sigterm_moves_leadership_off_a_broker_before_it_exits_and_it_leads_again_afte
         create_topic_cli(&cluster, 1, "cs-rf3", 6, 3),
     );
     wait_topics_on(&[1, 2, 3], &cluster, &expected);
+    wait_until(
+        "the followers of cs-rf3 to join its ISR",
+        Duration::from_secs(30),
+        || {
+            let view = metadata(cluster.addr(1))?;
+            match view
+                .topic("cs-rf3")
+                .partitions
+                .values()
+                .find(|p| p.isr.len() != 3)
+            {
+                None => Ok(()),
+                Some(p) => Err(format!("{p:?}")),
+            }
+        },
+    );
     let controller = cluster.active_controller(1);
     let victim = *cluster.ids().iter().find(|id| **id != controller).unwrap();
     let before = metadata(cluster.addr(controller)).unwrap();
@@ -835,8 +876,17 @@ fn sigterm_moves_leadership_off_a_broker_before_it_exits_and_it_leads_again_afte
         },
     );
     for (topic, p) in &led {
-        // No other replica is in sync (no replication yet): the partition waits for its broker.
-        assert_eq!(view.topic(topic).partitions[p].leader, -1, "{topic}[{p}]");
+        let now = &view.topic(topic).partitions[p];
+        if topic == "cs-rf1" {
+            // No other replica: the partition waits for its broker.
+            assert_eq!(now.leader, -1, "{topic}[{p}]");
+        } else {
+            // Another in-sync replica took over, and the stopped broker left the ISR.
+            assert!(
+                now.leader != victim && now.leader >= 0 && !now.isr.contains(&victim),
+                "{topic}[{p}]: {now:?}"
+            );
+        }
     }
     wait_until(
         &format!("`strom cluster info` to show broker {victim} fenced"),
@@ -861,6 +911,8 @@ fn sigterm_moves_leadership_off_a_broker_before_it_exits_and_it_leads_again_afte
             b => Err(format!("{b:?}")),
         },
     );
+    // Its partitions of cs-rf1 at once; those of cs-rf3 once it is back in their ISR and the controller's leader
+    // rebalance hands them back to their preferred replica.
     wait_until(
         &format!("broker {victim} to lead {led:?} again"),
         Duration::from_secs(30),

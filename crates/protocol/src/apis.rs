@@ -65,6 +65,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),
     ApiSupport::new(ApiKey::CreatePartitions, 0, 3),
     ApiSupport::new(ApiKey::DeleteGroups, 0, 2),
+    // kafka-leader-election.sh and admin clients' electLeaders (PREFERRED only).
+    ApiSupport::new(ApiKey::ElectLeaders, 0, 2),
     ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiSupport::new(ApiKey::OffsetDelete, 0, 0),
     // kafka-metadata-quorum.sh and admin clients' describeMetadataQuorum; any broker answers with the active

@@ -155,6 +155,10 @@ impl Cluster {
                 session_timeout_ms: config.broker_session_timeout_ms,
                 default_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
+                leader_rebalance: config.auto_leader_rebalance_enable.then_some((
+                    config.leader_imbalance_check_interval_ms,
+                    config.leader_imbalance_per_broker_percentage,
+                )),
             },
             tick,
             image_tx,

@@ -4,7 +4,7 @@
 //!
 //! One task owns the node, so the Raft state needs no lock; everything else talks to it through [`Command`]s.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,10 +59,23 @@ pub struct QuorumDriver {
     pub on_applied: OnApplied,
 }
 
+struct Pending {
+    reply: ControllerReply,
+    to: Option<oneshot::Sender<ControllerResult>>,
+    batch: RecordBatch,
+    /// The term it was proposed in: only the current term's proposals can still commit in proposal order.
+    term: u64,
+}
+
 struct Running {
     d: QuorumDriver,
     controller: Option<Controller>,
-    pending: HashMap<ProposalId, (ControllerReply, Option<oneshot::Sender<ControllerResult>>)>,
+    /// This node's proposals not yet committed, in log order.
+    pending: BTreeMap<ProposalId, Pending>,
+    /// The committed image with every pending proposal applied: what the log will say once they commit. The
+    /// controller decides against it (as KRaft's controller does against its uncommitted state), so a decision
+    /// never contradicts one proposed just before it. `None` when nothing is pending.
+    speculative: Option<MetadataImage>,
     /// Metadata fetches waiting for the next commit.
     parked: Vec<(u64, oneshot::Sender<Fetched>)>,
     started: Instant,
@@ -78,7 +91,8 @@ impl QuorumDriver {
             let mut r = Running {
                 d: self,
                 controller: None,
-                pending: HashMap::new(),
+                pending: BTreeMap::new(),
+                speculative: None,
                 parked: Vec::new(),
                 started: Instant::now(),
             };
@@ -117,11 +131,38 @@ impl Running {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The state the controller decides against (see `speculative`).
+    fn decision_image(&self) -> &MetadataImage {
+        self.speculative.as_ref().unwrap_or(self.d.node.image())
+    }
+
+    /// Rebuilds `speculative` from the committed image and what is still pending.
+    fn respeculate(&mut self) {
+        if self.pending.is_empty() {
+            self.speculative = None;
+            return;
+        }
+        let term = self.d.node.term();
+        if !self.pending.values().any(|p| p.term == term) {
+            self.speculative = None;
+            return;
+        }
+        let mut image = self.d.node.image().clone();
+        for p in self.pending.values().filter(|p| p.term == term) {
+            let index = image.applied_index + 1;
+            if image.apply_batch(index, &p.batch).is_err() {
+                image.skip(index);
+            }
+        }
+        self.speculative = Some(image);
+    }
+
     fn tick(&mut self) {
         self.d.node.tick();
         let now = self.now_ms();
         if let Some(controller) = self.controller.as_mut() {
-            for batch in controller.tick(now, self.d.node.image()) {
+            let image = self.speculative.as_ref().unwrap_or(self.d.node.image());
+            for batch in controller.tick(now, image) {
                 tracing::info!(records = ?batch.records.first(), "broker session expired");
                 self.propose(batch, ControllerReply::Done, None);
             }
@@ -159,11 +200,12 @@ impl Running {
             }
             Command::Controller { request, reply } => {
                 let now = self.now_ms();
+                let image = self.speculative.as_ref().unwrap_or(self.d.node.image());
                 let Some(controller) = self.controller.as_mut() else {
                     let _ = reply.send(Err(not_controller(self.d.node.leader())));
                     return;
                 };
-                match controller.handle(now, self.d.node.image(), request) {
+                match controller.handle(now, image, request) {
                     Ok(Decision::Reply(r)) => {
                         let _ = reply.send(Ok((r, self.d.node.image().applied_index)));
                     }
@@ -197,9 +239,27 @@ impl Running {
         reply: ControllerReply,
         to: Option<oneshot::Sender<ControllerResult>>,
     ) {
+        let mut next = self.decision_image().clone();
+        let index = next.applied_index + 1;
+        if let Err(r) = next.apply_batch(index, &batch) {
+            // It would be rejected when it commits: say so now instead of writing it to the log.
+            if let Some(to) = to {
+                let _ = to.send(Err(rejected(r)));
+            }
+            return;
+        }
         match self.d.node.propose(&batch) {
             Ok(id) => {
-                self.pending.insert(id, (reply, to));
+                self.pending.insert(
+                    id,
+                    Pending {
+                        reply,
+                        to,
+                        batch,
+                        term: self.d.node.term(),
+                    },
+                );
+                self.speculative = Some(next);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "proposal refused");
@@ -220,6 +280,7 @@ impl Running {
                 .map_err(std::io::Error::other)?
                 .map_err(std::io::Error::other)?;
         }
+        let settled = !out.applied.is_empty() || !out.proposals.is_empty();
         for m in out.messages {
             self.d.peers.send(m);
         }
@@ -244,7 +305,7 @@ impl Running {
             }
         }
         for (id, result) in out.proposals {
-            let Some((reply, to)) = self.pending.remove(&id) else {
+            let Some(Pending { reply, to, .. }) = self.pending.remove(&id) else {
                 continue;
             };
             let result = result.map(|index| (reply, index)).map_err(|e| match e {
@@ -261,8 +322,13 @@ impl Running {
             *current = leader;
             changed
         });
+        if settled {
+            self.respeculate();
+        }
+        // A new leader's controller waits until the entries of earlier terms are applied: until then the image
+        // is not the state its proposals will follow.
         match (self.d.node.is_leader(), self.controller.is_some()) {
-            (true, false) => {
+            (true, false) if self.d.node.is_settled_leader() => {
                 tracing::info!(
                     node = self.d.node.node_id(),
                     term = self.d.node.term(),
@@ -277,14 +343,21 @@ impl Running {
             (false, true) => {
                 tracing::info!(leader = ?leader, "this node is no longer the active controller");
                 self.controller = None;
+                self.pending_lost();
             }
             _ => {}
         }
         Ok(())
     }
 
+    /// Leadership is lost: whether the pending proposals commit is unknown (a new leader may keep or drop them),
+    /// so the speculation built on them goes; their requesters hear when the log decides, or time out.
+    fn pending_lost(&mut self) {
+        self.speculative = None;
+    }
+
     fn fail_pending(&mut self) {
-        for (_, (_, to)) in self.pending.drain() {
+        for (_, Pending { to, .. }) in std::mem::take(&mut self.pending) {
             if let Some(to) = to {
                 let _ = to.send(Err(ControllerError::new(
                     codes::NOT_CONTROLLER,

@@ -4,6 +4,11 @@
 //!
 //! Strom creates no incremental fetch sessions (KIP-227): every response carries session id 0, which tells the
 //! client to keep sending full fetch requests.
+//!
+//! A fetch with a replica id comes from a follower (`replication/fetcher.rs`): it reads up to the log end offset
+//! instead of the high watermark, tells the leader's replication state how far the follower has got (which moves
+//! the high watermark and the ISR), and is answered with a diverging epoch (KIP-320) when the follower's last
+//! fetched epoch does not end where the leader's log says it does.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,13 +16,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strom_log::LogError;
-use strom_protocol::kafka::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use strom_protocol::kafka::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use strom_protocol::kafka::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
 use strom_protocol::kafka::ResponseError;
 use tokio::time::Instant;
 
 use super::Handled;
 use crate::partition::{Partition, PartitionError};
+use crate::replication::follower::diverging_epoch;
 use crate::server::BrokerState;
 
 struct Target {
@@ -26,6 +34,9 @@ struct Target {
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+    /// Where the leader's log diverges from a follower's: (epoch, end offset).
+    diverging: Option<(i32, i64)>,
     /// The partition when this broker leads it, or the error code that says why not.
     partition: Result<Arc<Partition>, i16>,
 }
@@ -49,6 +60,8 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    diverging: None,
                     partition: match &hosted {
                         Some(t) => t
                             .partition(p.partition)
@@ -58,6 +71,15 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     },
                 });
             }
+        }
+        let replica = if version >= 15 {
+            request.replica_state.replica_id.0
+        } else {
+            request.replica_id.0
+        };
+        let replica = (replica >= 0).then_some(replica);
+        if let Some(replica) = replica {
+            follower_fetched(&state, replica, &mut targets);
         }
         let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let deadline = Instant::now() + max_wait;
@@ -79,7 +101,8 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     notified
                 })
                 .collect();
-            let (partitions, bytes, any_error) = read_all(&targets, response_max_bytes, version);
+            let (partitions, bytes, any_error) =
+                read_all(&targets, response_max_bytes, version, replica.is_some());
             if bytes >= min_bytes || any_error || Instant::now() >= deadline {
                 return Some(ResponseKind::Fetch(build_response(
                     &topic_names,
@@ -104,6 +127,7 @@ fn read_all(
     targets: &[Target],
     response_max_bytes: usize,
     version: i16,
+    for_replica: bool,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -114,8 +138,12 @@ fn read_all(
             response_max_bytes.saturating_sub(total),
             total == 0,
             version,
+            for_replica,
         );
-        if data.error_code != 0 {
+        if data.error_code != 0
+            || data.diverging_epoch.epoch >= 0
+            || data.diverging_epoch.end_offset >= 0
+        {
             any_error = true;
         }
         total += data.records.as_ref().map_or(0, Bytes::len);
@@ -124,7 +152,45 @@ fn read_all(
     (out, total, any_error)
 }
 
-fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> PartitionData {
+/// A follower's fetch reached this leader: record its position once (it does not change while the fetch waits),
+/// send any ISR change that calls for, and turn partitions whose log diverges from the follower's into a
+/// diverging-epoch answer.
+fn follower_fetched(state: &Arc<BrokerState>, replica: i32, targets: &mut [Target]) {
+    let now = crate::replication::now_ms();
+    for t in targets.iter_mut() {
+        let Ok(p) = &t.partition else { continue };
+        if p.check_leader_epoch(t.current_leader_epoch).is_err() {
+            continue;
+        }
+        if t.last_fetched_epoch >= 0 {
+            match p.end_offset_for_epoch(t.last_fetched_epoch) {
+                Ok(end) => {
+                    t.diverging = diverging_epoch(t.last_fetched_epoch, t.fetch_offset, end);
+                    if t.diverging.is_some() {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    t.partition = Err(super::produce::error_code(&e));
+                    continue;
+                }
+            }
+        }
+        match p.on_follower_fetch(replica, t.fetch_offset, now) {
+            Ok(Some(proposal)) => state.replication.propose_isr(p.clone(), proposal),
+            Ok(None) => {}
+            Err(e) => t.partition = Err(super::produce::error_code(&e)),
+        }
+    }
+}
+
+fn read_one(
+    t: &Target,
+    budget: usize,
+    first_with_data: bool,
+    version: i16,
+    for_replica: bool,
+) -> PartitionData {
     let data = PartitionData::default().with_partition_index(t.partition_index);
     let p = match &t.partition {
         Ok(p) => p,
@@ -141,8 +207,29 @@ fn read_one(t: &Target, budget: usize, first_with_data: bool, version: i16) -> P
     if let Err(code) = p.check_leader_epoch(t.current_leader_epoch) {
         return data.with_error_code(code);
     }
-    match p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data) {
+    if let Some((epoch, end_offset)) = t.diverging {
+        return data
+            .with_diverging_epoch(
+                EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            )
+            .with_records(Some(Bytes::new()));
+    }
+    let read = if for_replica {
+        p.read_for_replica(t.fetch_offset, t.max_bytes.min(budget))
+    } else {
+        p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data)
+    };
+    match read {
         Ok(read) => data.with_records(Some(read.records)),
+        // A follower below the leader's log start offset restarts there: it needs the real offsets.
+        Err(PartitionError::Log(LogError::OffsetOutOfRange {
+            log_start_offset, ..
+        })) if for_replica => data
+            .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_log_start_offset(log_start_offset)
+            .with_records(Some(Bytes::new())),
         // Kafka answers an out-of-range fetch with unknown (-1) watermarks; the client then asks ListOffsets.
         Err(PartitionError::Log(LogError::OffsetOutOfRange { .. })) => data
             .with_error_code(ResponseError::OffsetOutOfRange.code())

@@ -27,6 +27,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -94,6 +95,10 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::DescribeQuorum(r) => {
             let state = state.clone();
             Box::pin(async move { Some(describe_quorum::handle(state, r, v).await.into()) })
+        }
+        RequestKind::ElectLeaders(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(elect_leaders::handle(state, r, v).await.into()) })
         }
         RequestKind::DescribeLogDirs(r) => ready(describe_log_dirs::handle(state, r, v)),
         RequestKind::InitProducerId(r) => {

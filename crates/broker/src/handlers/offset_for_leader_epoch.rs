@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch: the end offset of a leader epoch, which clients use to detect log truncation after a
-//! leader change. A single broker has had one leader epoch (0) for every partition, so epoch 0 ends at the log
-//! end offset and later epochs are unknown.
+//! leader change (KIP-101, KIP-320). Answered by the partition's leader from its log's leader epoch cache: the
+//! largest epoch at or below the one asked for, and the offset where it ends (the log end offset for the latest
+//! epoch); -1 and -1 when the log has no epoch that old.
 
 use std::sync::Arc;
 
@@ -43,15 +44,19 @@ pub fn handle(
                     if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return result.with_error_code(code);
                     }
-                    if p.leader_epoch <= partition.leader_epoch() {
-                        let end = partition
-                            .with_log(|log| Ok(log.log_end_offset()))
-                            .unwrap_or(-1);
-                        result
-                            .with_leader_epoch(partition.leader_epoch())
-                            .with_end_offset(end)
+                    // The current epoch ends at the log end offset even before its first batch is appended;
+                    // an epoch newer than the current one is unknown, as in Kafka.
+                    let current = partition.leader_epoch();
+                    let answer = if p.leader_epoch == current {
+                        partition.log_end_offset().map(|end| (current, end))
+                    } else if p.leader_epoch > current {
+                        Ok((-1, -1))
                     } else {
-                        result
+                        partition.end_offset_for_epoch(p.leader_epoch)
+                    };
+                    match answer {
+                        Ok((epoch, end)) => result.with_leader_epoch(epoch).with_end_offset(end),
+                        Err(e) => result.with_error_code(super::produce::error_code(&e)),
                     }
                 })
                 .collect();

@@ -1,6 +1,7 @@
 //! Produce: validate and append each partition's batches in request order, then answer once the acks level is
-//! met. acks=1 answers when the batches are in the log; acks=all (-1) answers when they are also fsynced, which on
-//! a single broker is "held by every in-sync replica"; acks=0 gets no response.
+//! met. acks=1 answers when the batches are in the leader's log; acks=all (-1) answers when they are fsynced on
+//! the leader and every in-sync replica has them (the high watermark passed them), and refuses the write up front
+//! when the ISR is smaller than `min.insync.replicas`; acks=0 gets no response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,14 @@ use crate::clock::now_ms;
 use crate::partition::{Partition, PartitionError};
 use crate::server::BrokerState;
 
-/// A partition whose ack must wait for its fsync up to `offset`.
+/// A partition whose ack must wait for its fsync up to `offset` and, for acks=all, for its high watermark.
 struct FlushWait {
     partition: Arc<Partition>,
     offset: i64,
     topic_index: usize,
     partition_index: usize,
+    /// acks=all: the ISR must hold the records, and still hold `min.insync.replicas` replicas.
+    replicated: Option<usize>,
 }
 
 pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Handled {
@@ -69,15 +72,18 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 partition_responses.push(fail(code, None));
                 continue;
             };
-            if acks == -1 && settings.min_insync_replicas > 1 {
-                partition_responses.push(fail(
-                    ResponseError::NotEnoughReplicas.code(),
-                    Some(format!(
-                        "min.insync.replicas={} but the in-sync replica set has 1 broker",
-                        settings.min_insync_replicas
-                    )),
-                ));
-                continue;
+            let min_isr = settings.min_insync_replicas.max(1) as usize;
+            if acks == -1 {
+                let isr = partition.isr_size().unwrap_or(0);
+                if isr < min_isr {
+                    partition_responses.push(fail(
+                        ResponseError::NotEnoughReplicas.code(),
+                        Some(format!(
+                            "min.insync.replicas={min_isr} but the in-sync replica set has {isr}"
+                        )),
+                    ));
+                    continue;
+                }
             }
             let Some(records) = data.records else {
                 partition_responses.push(fail(
@@ -110,6 +116,7 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                             offset: last_offset + 1,
                             topic_index,
                             partition_index,
+                            replicated: (acks == -1).then_some(min_isr),
                         });
                     }
                 }
@@ -136,6 +143,7 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                             offset: last_offset + 1,
                             topic_index,
                             partition_index,
+                            replicated: Some(min_isr),
                         });
                     }
                 }
@@ -166,13 +174,31 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     Box::pin(async move {
         let mut response = response;
+        let deadline = tokio::time::Instant::now() + timeout;
         for wait in waits {
-            let flushed =
-                tokio::time::timeout(timeout, wait.partition.wait_flushed(wait.offset)).await;
-            if !matches!(flushed, Ok(true)) {
-                let r = &mut response.responses[wait.topic_index].partition_responses
-                    [wait.partition_index];
-                r.error_code = ResponseError::RequestTimedOut.code();
+            let p = &wait.partition;
+            let done = tokio::time::timeout_at(deadline, async {
+                let flushed = p.wait_flushed(wait.offset).await;
+                let replicated = match wait.replicated {
+                    Some(_) => p.wait_replicated(wait.offset).await,
+                    None => true,
+                };
+                flushed && replicated
+            })
+            .await;
+            let r =
+                &mut response.responses[wait.topic_index].partition_responses[wait.partition_index];
+            match done {
+                Ok(true) => {
+                    let isr = p.isr_size().unwrap_or(0);
+                    if wait.replicated.is_some_and(|min| isr < min) {
+                        // In the log and on every in-sync replica, but the ISR shrank below the minimum meanwhile:
+                        // Kafka's answer, which the producer retries (its idempotence makes the retry a no-op).
+                        r.error_code = ResponseError::NotEnoughReplicasAfterAppend.code();
+                    }
+                }
+                Ok(false) => r.error_code = ResponseError::NotLeaderOrFollower.code(),
+                Err(_) => r.error_code = ResponseError::RequestTimedOut.code(),
             }
         }
         Some(ResponseKind::Produce(response))
@@ -183,6 +209,8 @@ pub(crate) fn error_code(e: &PartitionError) -> i16 {
     match e {
         PartitionError::Append(e) => e.kafka_error_code(),
         PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
-        PartitionError::Closed(_) => ResponseError::NotLeaderOrFollower.code(),
+        PartitionError::Closed(_) | PartitionError::NotLeader(_) => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
     }
 }

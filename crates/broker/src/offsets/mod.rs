@@ -72,13 +72,38 @@ impl OffsetStore {
         Ok(store)
     }
 
+    /// This broker just became the leader of an `__consumer_offsets` partition (so the coordinator of its
+    /// groups): its cache of those groups is rebuilt from the partition's log, which as a follower it kept
+    /// copying from the previous coordinator.
+    pub fn reload(&self, partition: &Partition) {
+        let count = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(self.partitions, |t| t.partition_count());
+        self.committed
+            .lock()
+            .retain(|group, _| partition_for_group(group, count) != partition.index);
+        match self.replay(partition) {
+            Ok(records) => {
+                tracing::info!(partition = %partition.name(), records, "loaded the committed offsets of a newly led partition")
+            }
+            Err(e) => {
+                tracing::error!(partition = %partition.name(), error = %e, "cannot load committed offsets")
+            }
+        }
+    }
+
+    /// Applies the partition's records to the cache, to its log end offset (as Kafka's coordinator loads: what
+    /// a new leader holds beyond the high watermark becomes committed as its followers copy it).
     fn replay(&self, partition: &Partition) -> Result<usize, TopicError> {
         let mut offset = partition.log_start_offset();
-        let end = partition.high_watermark();
+        let end = partition
+            .log_end_offset()
+            .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
         let mut applied = 0;
         while offset < end {
             let read = partition
-                .read(offset, 1 << 20, true)
+                .read_for_replica(offset, 1 << 20)
                 .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
             if read.records.is_empty() {
                 break;
@@ -231,10 +256,18 @@ impl OffsetStore {
             self.apply(key, value);
         }
         self.flusher.request(partition.clone());
+        // As Kafka's offsets.commit.required.acks=-1: durable on the coordinator and on every in-sync replica, so
+        // a committed offset survives the loss of the coordinator's broker.
         Box::pin(async move {
-            match tokio::time::timeout(timeout, partition.wait_flushed(last_offset + 1)).await {
+            let end = last_offset + 1;
+            let done = tokio::time::timeout(timeout, async {
+                partition.wait_flushed(end).await && partition.wait_replicated(end).await
+            })
+            .await;
+            match done {
                 Ok(true) => Ok(()),
-                _ => Err(ResponseError::RequestTimedOut.code()),
+                Ok(false) => Err(ResponseError::NotCoordinator.code()),
+                Err(_) => Err(ResponseError::RequestTimedOut.code()),
             }
         })
     }

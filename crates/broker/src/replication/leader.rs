@@ -14,8 +14,8 @@
 //!   on the strength of a removal that may not commit, and an added follower already holds it back (KIP-497's
 //!   reasoning).
 //!
-//! The broker's replication task (next issue) feeds fetches, appends, ticks and committed metadata in, and acts on
-//! what comes out: publish the high watermark, wake acks=all producers, send the proposed ISR to the controller.
+//! `Partition` feeds fetches, appends, ticks and committed metadata in, and acts on what comes out: publish the
+//! high watermark, wake acks=all producers and consumers, send the proposed ISR to the controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -208,18 +208,12 @@ impl LeaderState {
         }
     }
 
-    /// The replicas the high watermark waits for: the ISR, plus a follower being added.
-    fn maximal_isr(&self) -> BTreeSet<i32> {
-        match &self.pending_isr {
-            Some(pending) => self.isr.union(pending).copied().collect(),
-            None => self.isr.clone(),
-        }
-    }
-
     fn advance_high_watermark(&mut self) -> Option<i64> {
+        // The maximal ISR without building it (this runs on every append): duplicates do not change a minimum.
         let min = self
-            .maximal_isr()
+            .isr
             .iter()
+            .chain(self.pending_isr.iter().flatten())
             .map(|r| {
                 if *r == self.leader_id {
                     self.log_end_offset

@@ -1,4 +1,180 @@
-//! Partition replication (issue 10 builds on this): the algorithms as state machines without I/O, first the
-//! leader's view of its followers (`leader.rs`). Nothing in the broker drives them yet.
+//! Partition replication: followers copy their leader's log by fetching from it, the leader tracks them, computes
+//! the high watermark and keeps the ISR in the metadata log.
+//!
+//! - `leader.rs`: the leader's view of its followers as a state machine without I/O (high watermark, ISR
+//!   shrink and expansion). `Partition` holds one while it leads.
+//! - `follower.rs`: what a follower does with one partition's fetch response, without I/O.
+//! - `fetcher.rs`: one task per leader broker this broker follows partitions of, fetching with Kafka's Fetch
+//!   (replica id set) over an ordinary client connection.
+//! - [`ReplicaManager`] (here): starts and stops fetchers as leadership moves, ticks leaders (ISR shrink), sends
+//!   their ISR changes to the controller (AlterPartition) and checkpoints high watermarks.
 
+pub mod fetcher;
+pub mod follower;
 pub mod leader;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use strom_metadata::ControllerRequest;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::config::BrokerConfig;
+use crate::partition::{IsrProposal, Partition};
+use crate::topics::Topics;
+
+/// Milliseconds on a monotonic clock (replica lag is measured on it, never on the wall clock).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// How long an ISR change may take to reach the controller before the leader gives up on it.
+const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ReplicaManager {
+    config: Arc<BrokerConfig>,
+    topics: Arc<Topics>,
+    cluster: Arc<Cluster>,
+}
+
+impl ReplicaManager {
+    pub fn new(config: Arc<BrokerConfig>, topics: Arc<Topics>, cluster: Arc<Cluster>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            topics,
+            cluster,
+        })
+    }
+
+    /// Runs the fetchers and the leaders' clock until `shutdown`.
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.clone().manage_fetchers(shutdown.clone()));
+        tokio::spawn(self.clone().tick_leaders(shutdown));
+    }
+
+    /// Sends a leader's ISR change to the controller; if it is refused, the leader goes back to the committed ISR.
+    pub fn propose_isr(self: &Arc<Self>, partition: Arc<Partition>, proposal: IsrProposal) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, "proposing ISR change");
+            let request = ControllerRequest::AlterPartition {
+                broker_id: this.config.node_id,
+                topic_id: partition.topic_id.to_string(),
+                partition: partition.index,
+                leader_epoch: proposal.leader_epoch,
+                partition_epoch: proposal.partition_epoch,
+                isr: proposal.isr.clone(),
+            };
+            if let Err(e) = this.cluster.request(request, ALTER_PARTITION_TIMEOUT).await {
+                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, error = %e, "ISR change not accepted");
+                let committed = this
+                    .topics
+                    .get(&partition.topic)
+                    .and_then(|t| t.slot(partition.index).map(|s| s.isr.clone()));
+                if let Some(isr) = committed {
+                    partition.isr_change_refused(isr);
+                }
+            }
+        });
+    }
+
+    /// Keeps one fetcher per broker that leads a partition this broker follows.
+    async fn manage_fetchers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut image = self.cluster.image_watch();
+        let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+        loop {
+            let mut leaders: Vec<i32> = self
+                .followed()
+                .into_iter()
+                .map(|(leader, _, _)| leader)
+                .collect();
+            leaders.sort_unstable();
+            leaders.dedup();
+            fetchers.retain(|leader, task| {
+                let keep = leaders.contains(leader) && !task.is_finished();
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for leader in leaders {
+                fetchers.entry(leader).or_insert_with(|| {
+                    tokio::spawn(fetcher::run(self.clone(), leader, shutdown.clone()))
+                });
+            }
+            tokio::select! {
+                changed = image.changed() => if changed.is_err() { break },
+                _ = shutdown.changed() => break,
+            }
+        }
+        for (_, task) in fetchers {
+            task.abort();
+        }
+    }
+
+    /// Every partition this broker follows: (leader, leader epoch, partition).
+    pub(crate) fn followed(&self) -> Vec<(i32, i32, Arc<Partition>)> {
+        let mut out = Vec::new();
+        for topic in self.topics.all() {
+            for p in &topic.local {
+                if let Some((leader, epoch)) = p.following() {
+                    if leader >= 0 && leader != self.config.node_id {
+                        out.push((leader, epoch, p.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The leaders' clock: ISR shrinks for followers that stopped keeping up, and high watermark checkpoints.
+    async fn tick_leaders(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period =
+            Duration::from_millis((self.config.replica_lag_time_max_ms / 4).clamp(10, 1000));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let checkpoint_every =
+            Duration::from_millis(self.config.replica_high_watermark_checkpoint_interval_ms);
+        let mut last_checkpoint = Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let now = now_ms();
+            for topic in self.topics.all() {
+                for p in &topic.led {
+                    if let Some(proposal) = p.tick(now) {
+                        self.propose_isr(p.clone(), proposal);
+                    }
+                }
+            }
+            if last_checkpoint.elapsed() >= checkpoint_every {
+                last_checkpoint = Instant::now();
+                let topics = self.topics.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for topic in topics.all() {
+                        for p in &topic.local {
+                            if let Err(e) = p.checkpoint_high_watermark() {
+                                tracing::warn!(partition = %p.name(), error = %e, "cannot checkpoint the high watermark");
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+    }
+
+    pub(crate) fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+}

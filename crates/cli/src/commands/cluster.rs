@@ -2,7 +2,8 @@
 //!
 //! `info --format json` prints `{"cluster_id", "controller_id", "brokers": [{"id", "host", "port", "rack",
 //! "state"}]}` (state `running` or `fenced`); `quorum --format json` prints `{"leader_id", "leader_epoch",
-//! "high_watermark", "voters": [{"id", "log_end_offset", "lag"}]}`.
+//! "high_watermark", "voters": [{"id", "log_end_offset", "lag"}]}`; `elect-leaders --format json` prints
+//! `[{"topic", "partition", "elected", "error"}]`.
 
 use anyhow::Result;
 use serde_json::json;
@@ -19,6 +20,16 @@ pub enum ClusterCommand {
     /// The metadata quorum: active controller, epoch, committed offset and each voter's lag (as
     /// `kafka-metadata-quorum.sh describe --status`).
     Quorum,
+    /// Move partitions' leadership back to their preferred replica (the first in the replica list), as
+    /// `kafka-leader-election.sh --election-type PREFERRED`. Without --topic: every partition.
+    ElectLeaders {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of --topic (repeatable).
+        #[arg(long, requires = "topic")]
+        partition: Vec<i32>,
+    },
 }
 
 /// The admin client for the client commands, connected to `--brokers` / `STROM_BROKERS`.
@@ -115,6 +126,77 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> Result<()> {
                     }
                     print!("{}", table.render());
                 }
+            }
+        }
+        ClusterCommand::ElectLeaders { topic, partition } => {
+            let admin = connect(global).await?;
+            let requested: Option<Vec<(String, i32)>> = match (&topic, partition.is_empty()) {
+                (None, _) => None,
+                (Some(t), false) => Some(partition.iter().map(|p| (t.clone(), *p)).collect()),
+                (Some(t), true) => {
+                    let described = admin
+                        .describe_topics(std::slice::from_ref(t))
+                        .await
+                        .map_err(to_anyhow)?
+                        .remove(0)
+                        .result
+                        .map_err(to_anyhow)?;
+                    Some(
+                        described
+                            .partitions
+                            .iter()
+                            .map(|p| (t.clone(), p.partition))
+                            .collect(),
+                    )
+                }
+            };
+            let results = admin
+                .elect_preferred_leaders(requested.as_deref())
+                .await
+                .map_err(to_anyhow)?;
+            // Already led by the preferred replica is no failure.
+            let not_needed = |e: &strom_client::Error| {
+                matches!(e, strom_client::Error::Kafka { code, .. }
+                    if *code == strom_protocol::kafka::ResponseError::ElectionNotNeeded)
+            };
+            let failed: Vec<_> = results
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_err_and(|e| !not_needed(e)))
+                .collect();
+            match global.format {
+                Format::Json => print_json(
+                    &results
+                        .iter()
+                        .map(|((t, p), r)| {
+                            json!({
+                                "topic": t,
+                                "partition": p,
+                                "elected": r.is_ok(),
+                                "error": r.as_ref().err().map(|e| e.to_string()),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Table => {
+                    let mut table = Table::new(["TOPIC", "PARTITION", "RESULT"]);
+                    for ((t, p), r) in &results {
+                        let outcome = match r {
+                            Ok(()) => "elected preferred leader".to_string(),
+                            Err(e) if not_needed(e) => {
+                                "already led by its preferred replica".into()
+                            }
+                            Err(e) => e.to_string(),
+                        };
+                        table.row([t.clone(), p.to_string(), outcome]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "{} partition(s) could not be moved to their preferred leader",
+                    failed.len()
+                );
             }
         }
     }

@@ -46,8 +46,14 @@ pub enum TopicCommand {
         #[arg(long)]
         internal: bool,
     },
-    /// Show a topic's partitions (leader, replicas, ISR) and the configs that are not defaults.
-    Describe { name: String },
+    /// Show a topic's partitions (leader, replicas, ISR, under-replicated ones marked) and the configs that are
+    /// not defaults.
+    Describe {
+        name: String,
+        /// Only partitions whose ISR is smaller than their replica list.
+        #[arg(long)]
+        under_replicated: bool,
+    },
     /// Delete topics.
     Delete {
         #[arg(required = true)]
@@ -148,7 +154,10 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                 }
             }
         }
-        TopicCommand::Describe { name } => {
+        TopicCommand::Describe {
+            name,
+            under_replicated,
+        } => {
             let described = admin
                 .describe_topics(std::slice::from_ref(&name))
                 .await
@@ -166,12 +175,15 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                     "topic": described.name,
                     "topic_id": described.topic_id,
                     "internal": described.internal,
-                    "partitions": described.partitions.iter().map(|p| json!({
+                    "partitions": described.partitions.iter()
+                        .filter(|p| !under_replicated || p.isr.len() < p.replicas.len())
+                        .map(|p| json!({
                         "partition": p.partition,
                         "leader": p.leader,
                         "leader_epoch": p.leader_epoch,
                         "replicas": p.replicas,
                         "isr": p.isr,
+                        "under_replicated": p.isr.len() < p.replicas.len(),
                     })).collect::<Vec<_>>(),
                     "configs": configs.iter().map(|c| json!({
                         "name": c.name,
@@ -193,18 +205,32 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                         }
                     );
                     println!();
-                    let mut table = Table::new(["PARTITION", "LEADER", "REPLICAS", "ISR"]);
+                    let mut table =
+                        Table::new(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "STATE"]);
                     for p in &described.partitions {
+                        let under = p.isr.len() < p.replicas.len();
+                        if under_replicated && !under {
+                            continue;
+                        }
                         let leader = if p.leader < 0 {
                             "none".to_string()
                         } else {
                             p.leader.to_string()
                         };
+                        let state = if p.leader < 0 {
+                            "offline"
+                        } else if under {
+                            "under-replicated"
+                        } else {
+                            "in sync"
+                        };
                         table.row([
                             p.partition.to_string(),
                             leader,
+                            p.leader_epoch.to_string(),
                             ids(&p.replicas),
                             ids(&p.isr),
+                            state.to_string(),
                         ]);
                     }
                     print!("{}", table.render());

@@ -205,6 +205,50 @@ impl Admin {
         })
     }
 
+    /// Moves each partition's leadership to its preferred replica (Kafka's PREFERRED ElectLeaders); `None`
+    /// asks for every partition. Returns each partition's outcome: `Ok` when it is led (or about to be) by its
+    /// preferred replica, or the broker's error (ELECTION_NOT_NEEDED when it already was).
+    pub async fn elect_preferred_leaders(
+        &self,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<((String, i32), Result<(), Error>)>, Error> {
+        use strom_protocol::kafka::messages::elect_leaders_request::TopicPartitions;
+        use strom_protocol::kafka::messages::ElectLeadersRequest;
+        let topic_partitions = partitions.map(|parts| {
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (t, p) in parts {
+                by_topic.entry(t.as_str()).or_default().push(*p);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect()
+        });
+        let request = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(topic_partitions)
+            .with_timeout_ms(OPERATION_TIMEOUT_MS);
+        let response = self
+            .controller_connection()
+            .await?
+            .request(&request)
+            .await?;
+        check(response.error_code, None, "elect leaders")?;
+        let mut out = Vec::new();
+        for topic in response.replica_election_results {
+            for p in topic.partition_result {
+                let result = check(p.error_code, p.error_message.as_ref(), "elect leaders");
+                out.push(((topic.topic.0.to_string(), p.partition_id), result));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// A raw Metadata request (None = every topic), never creating topics.
     async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse, Error> {
         use strom_protocol::kafka::messages::metadata_request::MetadataRequestTopic;
