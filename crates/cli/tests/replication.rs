@@ -261,9 +261,16 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Str
     let mut ends = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .expect("watermarks");
+        // Leadership may still be moving back to preferred replicas: NOT_LEADER_OR_FOLLOWER is retriable.
+        let (_, high) = wait_until(
+            &format!("the high watermark of {topic}-{p}"),
+            PATIENCE,
+            || {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_err(|e| e.to_string())
+            },
+        );
         ends.insert(p, high);
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
@@ -271,11 +278,12 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Str
     consumer.assign(&tpl).expect("assign");
     let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     while next.iter().any(|(p, o)| *o < ends[p]) {
         assert!(
             Instant::now() < deadline,
-            "read {} records of {topic}; positions {next:?}, high watermarks {ends:?}",
+            "read {} records of {topic}; positions {next:?}, high watermarks {ends:?}; errors: {errors:?}",
             out.len()
         );
         match consumer.poll(Duration::from_millis(200)) {
@@ -284,7 +292,8 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Str
                 next.insert(m.partition(), m.offset() + 1);
                 out.push((m.partition(), m.offset(), value));
             }
-            Some(Err(e)) => panic!("consume error: {e}"),
+            // librdkafka retries what a leadership move interrupts; the records must still all arrive.
+            Some(Err(e)) => errors.push(e.to_string()),
             None => {}
         }
     }
@@ -764,4 +773,76 @@ fn an_operator_sees_under_replicated_partitions_and_moves_leaders_back_with_elec
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
     assert_eq!(json[0]["elected"], false, "{json}");
+}
+
+#[test]
+fn a_rolling_restart_under_acks_all_load_loses_nothing_and_fails_no_record() {
+    const TOPIC: &str = "rolling";
+    const PARTITIONS: i32 = 3;
+    let mut cluster = TestCluster::start(3, FAILOVER);
+    let (code, message, _) =
+        create_topic(cluster.addr(1), TOPIC, PARTITIONS, 3, 30_000).expect("CreateTopics");
+    assert_eq!(code, 0, "create {TOPIC}: {message:?}");
+    wait_fully_replicated(&cluster, &[1], TOPIC);
+    let bootstrap = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.bootstrap(*id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let producer = BackgroundProducer::start(
+        bootstrap.clone(),
+        TOPIC,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+        200,
+    );
+
+    for id in cluster.ids() {
+        producer.wait_for_progress(300);
+        wait_fully_replicated(&cluster, &cluster.ids(), TOPIC);
+        let stopping = Instant::now();
+        let (status, log) = cluster
+            .sigterm(id)
+            .wait_exit_within(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "broker {id} exits 0 after a controlled shutdown: {status}\n{}",
+            log.join("\n")
+        );
+        eprintln!(
+            "broker {id} stopped after {} ms; restarting",
+            stopping.elapsed().as_millis()
+        );
+        cluster.restart(id);
+    }
+    producer.wait_for_progress(300);
+    wait_fully_replicated(&cluster, &cluster.ids(), TOPIC);
+    let (sent, acks) = producer.finish();
+    assert!(
+        acks.failed.is_empty(),
+        "a rolling restart fails no record: {} of {sent} failed, first: {:?}",
+        acks.failed.len(),
+        acks.failed.first()
+    );
+    wait_identical_replicas(&cluster, TOPIC, PARTITIONS);
+    let read = read_all(&bootstrap, TOPIC, PARTITIONS);
+    let at: BTreeMap<(i32, i64), u64> = read
+        .iter()
+        .map(|(p, o, v)| ((*p, *o), v.parse().expect("a sequence number")))
+        .collect();
+    let lost = acks
+        .acked
+        .iter()
+        .filter(|(seq, placed)| at.get(placed) != Some(seq))
+        .count();
+    eprintln!(
+        "rolling restart: {sent} sent, {} acknowledged, {} read, {lost} lost",
+        acks.acked.len(),
+        read.len()
+    );
+    assert_eq!(
+        lost, 0,
+        "every acknowledged record where it was acknowledged"
+    );
+    assert_eq!(read.len() as u64, sent, "each record once");
 }
