@@ -414,6 +414,21 @@ fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated()
         &duplicated[..duplicated.len().min(10)]
     );
     assert_eq!(read.len() as u64, sent, "the log holds nothing else");
+    // Per partition: offsets from 0 without a gap, and records in the order they were sent.
+    for p in 0..PARTITIONS {
+        let records: Vec<(i64, u64)> = at
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .map(|((_, offset), seq)| (*offset, *seq))
+            .collect();
+        for (i, (offset, _)) in records.iter().enumerate() {
+            assert_eq!(*offset, i as i64, "{TOPIC}-{p}: no gap in offsets");
+        }
+        assert!(
+            records.windows(2).all(|w| w[0].1 < w[1].1),
+            "{TOPIC}-{p}: records in the order they were sent"
+        );
+    }
 }
 
 #[test]

@@ -73,10 +73,12 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Creates `topic` with `partitions` partitions, so an external broker's auto-create default does not decide.
+/// Creates `topic` with `partitions` partitions, so an external broker's auto-create default does not decide, and
+/// the broker's `default.replication.factor` (replication factor -1, KIP-464): a cluster started with
+/// `--set default.replication.factor=3` is benched with replicated topics.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in futures::executor::block_on(admin.create_topics([&new], &options))? {
         match result {
