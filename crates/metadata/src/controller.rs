@@ -504,8 +504,10 @@ impl Controller {
         }
     }
 
-    /// Fences brokers whose session expired at `now_ms`: each batch fences one broker and moves its
-    /// leaderships away.
+    /// Fences a broker whose session expired at `now_ms` (one batch: the fence and its leaderships moved away),
+    /// or else runs the leader rebalance when it is due. At most one fence per call: its elections are decided
+    /// against `image`, so the caller proposes the batch and calls again with the image that includes it until
+    /// nothing is returned (two fences decided against one image would each undo the other's elections).
     pub fn tick(&mut self, now_ms: u64, image: &MetadataImage) -> Vec<RecordBatch> {
         self.fencing.retain(|(id, epoch), _| {
             image
@@ -540,6 +542,7 @@ impl Controller {
             }];
             records.extend(leaders_away_from(image, broker.broker_id));
             batches.push(RecordBatch::new(records));
+            break;
         }
         if let Some((interval, percentage)) = self.config.leader_rebalance {
             if batches.is_empty() && now_ms.saturating_sub(self.last_rebalance_check) >= interval {

@@ -160,10 +160,19 @@ impl Running {
     fn tick(&mut self) {
         self.d.node.tick();
         let now = self.now_ms();
-        if let Some(controller) = self.controller.as_mut() {
+        // Each batch is decided against the image with the earlier ones applied (`propose` adds them to the
+        // decision image), so the controller is asked again until it has nothing more.
+        loop {
+            let Some(controller) = self.controller.as_mut() else {
+                return;
+            };
             let image = self.speculative.as_ref().unwrap_or(self.d.node.image());
-            for batch in controller.tick(now, image) {
-                tracing::info!(records = ?batch.records.first(), "broker session expired");
+            let batches = controller.tick(now, image);
+            if batches.is_empty() {
+                return;
+            }
+            for batch in batches {
+                tracing::info!(records = ?batch.records.first(), "controller timer");
                 self.propose(batch, ControllerReply::Done, None);
             }
         }
