@@ -384,6 +384,26 @@ impl Partition {
         self.publish(effects.high_watermark);
     }
 
+    /// Whether `proposal` is still this leader's pending ISR change (same leader epoch, partition epoch and ISR):
+    /// until the metadata commits or refuses it, the leader keeps sending it.
+    pub fn isr_proposal_pending(&self, proposal: &IsrProposal) -> bool {
+        match &*self.role.lock() {
+            Role::Leader {
+                state,
+                partition_epoch,
+            } => {
+                state.leader_epoch() == proposal.leader_epoch
+                    && *partition_epoch == proposal.partition_epoch
+                    && state.pending_isr().is_some_and(|p| {
+                        let mut mine = proposal.isr.clone();
+                        mine.sort_unstable();
+                        p == mine
+                    })
+            }
+            _ => false,
+        }
+    }
+
     /// The ISR as the leader sees it, with each follower's last fetched offset (for describe tools).
     pub fn leader_view(&self) -> Option<(Vec<i32>, i64)> {
         match &*self.role.lock() {
@@ -435,12 +455,21 @@ impl Partition {
         Ok(())
     }
 
-    /// A follower learns the leader's high watermark and log start offset from a fetch response.
-    pub fn follow_leader_offsets(&self, leader_high_watermark: i64, leader_log_start: i64) {
+    /// A follower learns the leader's high watermark and log start offset from a fetch response sent at
+    /// `leader_epoch`; ignored if this replica no longer follows at that epoch (a late answer from a deposed
+    /// leader must not move the high watermark of a replica that leads now).
+    pub fn follow_leader_offsets(
+        &self,
+        leader_epoch: i32,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<(), PartitionError> {
+        let role = self.role.lock();
+        self.check_following(&role, leader_epoch)?;
         let Ok((leo, lso)) =
             self.with_log(|log| Ok((log.log_end_offset(), log.log_start_offset())))
         else {
-            return;
+            return Ok(());
         };
         let hw = leader_high_watermark.min(leo);
         if hw >= 0 {
@@ -451,6 +480,7 @@ impl Partition {
                 self.log_start_offset.store(lso, Ordering::Release);
             }
         }
+        Ok(())
     }
 
     fn check_following(&self, role: &Role, leader_epoch: i32) -> Result<(), PartitionError> {

@@ -201,11 +201,9 @@ fn apply(f: &Followed, fetched: FetchedPartition, hw: i64, log_start: i64) -> bo
             return false;
         }
     };
-    match result {
-        Ok(()) => {
-            p.follow_leader_offsets(hw, log_start);
-            true
-        }
+    // CaughtUp too: only while this replica still follows at the fetch's leader epoch.
+    match result.and_then(|()| p.follow_leader_offsets(f.leader_epoch, hw, log_start)) {
+        Ok(()) => true,
         Err(e) => {
             tracing::debug!(partition = %p.name(), error = %e, "fetched data not applied");
             false

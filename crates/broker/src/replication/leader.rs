@@ -106,6 +106,13 @@ impl LeaderState {
         self.high_watermark
     }
 
+    /// The ISR change proposed and not yet committed, if any.
+    pub fn pending_isr(&self) -> Option<Vec<i32>> {
+        self.pending_isr
+            .as_ref()
+            .map(|p| p.iter().copied().collect())
+    }
+
     pub fn isr(&self) -> Vec<i32> {
         self.isr.iter().copied().collect()
     }

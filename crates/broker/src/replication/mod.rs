@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use strom_metadata::codes;
 use strom_metadata::ControllerRequest;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -56,11 +57,16 @@ impl ReplicaManager {
         tokio::spawn(self.clone().tick_leaders(shutdown));
     }
 
-    /// Sends a leader's ISR change to the controller; if it is refused, the leader goes back to the committed ISR.
+    /// Sends a leader's ISR change to the controller, as Kafka's AlterPartitionManager does: the committed change
+    /// reaches the leader through the metadata image (`Partition::become_leader`). Without an answer the outcome
+    /// is unknown (the change may be committed), so the proposal stays pending and is sent again while it is
+    /// still this leader's pending change; falling back to the ISR of this broker's own, possibly older, metadata
+    /// could let the high watermark pass a replica the controller already counts in the ISR. Only
+    /// INELIGIBLE_REPLICA says the change was refused at the proposal's partition epoch, which is when the leader
+    /// goes back to the committed ISR; any other refusal means its metadata is behind, and the image settles it.
     pub fn propose_isr(self: &Arc<Self>, partition: Arc<Partition>, proposal: IsrProposal) {
         let this = self.clone();
         tokio::spawn(async move {
-            tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, "proposing ISR change");
             let request = ControllerRequest::AlterPartition {
                 broker_id: this.config.node_id,
                 topic_id: partition.topic_id.to_string(),
@@ -69,14 +75,35 @@ impl ReplicaManager {
                 partition_epoch: proposal.partition_epoch,
                 isr: proposal.isr.clone(),
             };
-            if let Err(e) = this.cluster.request(request, ALTER_PARTITION_TIMEOUT).await {
-                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, error = %e, "ISR change not accepted");
-                let committed = this
-                    .topics
-                    .get(&partition.topic)
-                    .and_then(|t| t.slot(partition.index).map(|s| s.isr.clone()));
-                if let Some(isr) = committed {
-                    partition.isr_change_refused(isr);
+            loop {
+                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, "proposing ISR change");
+                let error = match this
+                    .cluster
+                    .request(request.clone(), ALTER_PARTITION_TIMEOUT)
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(e) => e,
+                };
+                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, error = %error, "ISR change not accepted");
+                match error.code {
+                    codes::INELIGIBLE_REPLICA => {
+                        let committed = this.topics.get(&partition.topic).and_then(|t| {
+                            t.slot(partition.index)
+                                .filter(|s| s.partition_epoch == proposal.partition_epoch)
+                                .map(|s| s.isr.clone())
+                        });
+                        if let Some(isr) = committed {
+                            partition.isr_change_refused(isr);
+                        }
+                        return;
+                    }
+                    codes::REQUEST_TIMED_OUT | codes::NOT_CONTROLLER
+                        if partition.isr_proposal_pending(&proposal) =>
+                    {
+                        continue
+                    }
+                    _ => return,
                 }
             }
         });
