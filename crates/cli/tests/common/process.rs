@@ -80,7 +80,11 @@ impl BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
             .arg("broker")
             .args(args)
-            .env("STROM_LOG", "info")
+            // STROM_TEST_BROKER_LOG=info,strom_broker::replication=debug (say) to see more of a failing run.
+            .env(
+                "STROM_LOG",
+                std::env::var("STROM_TEST_BROKER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
