@@ -45,6 +45,23 @@ const FAILOVER: &[&str] = &[
 /// Generous bound for anything a loaded machine does slowly: an election, a restart, a catch-up.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// One three-broker cluster of this file at a time: five at once (15 brokers and their clients on two cores) is
+/// the load under which the open acks=all stall shows.
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SLOT: Mutex<()> = Mutex::new(());
+    SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Every node's client address, for clients that may bootstrap from any of them.
+fn bootstrap_all(cluster: &TestCluster) -> String {
+    cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.bootstrap(*id))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Metadata through the first of `nodes` that answers.
 fn metadata_from(cluster: &TestCluster, nodes: &[i32]) -> Result<MetadataView, String> {
     let mut errors = Vec::new();
@@ -300,14 +317,13 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Str
     out
 }
 
-// Known bug, open: under load (about one run in six with another test suite running) a leader elected soon after
-// its broker restarted stops advancing its high watermark, and acks=all on that partition stalls for good (no
-// record lost: nothing more is acknowledged). Debug logs (STROM_TEST_BROKER_LOG=info,strom_broker::replication=debug)
-// show the surviving follower's fetcher going silent after two NOT_LEADER_OR_FOLLOWER answers from the new leader.
-// Run it with `cargo test -p strom --test replication -- --ignored`; see the closing note of 2026-12-04.
+// Known bug, open: with other clusters running on the machine, acks=all on a partition can stall for good after a
+// failover (the new leader's high watermark stops moving; nothing acknowledged is lost). The tests here take turns
+// (`one_cluster_at_a_time`) so the suite does not load itself into it; see the closing note of 2026-12-04 and
+// STROM_TEST_BROKER_LOG for debugging a stall.
 #[test]
-#[ignore = "known bug: acks=all can stall after a failover to a just-restarted broker under load"]
 fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated() {
+    let _slot = one_cluster_at_a_time();
     const TOPIC: &str = "survives";
     const PARTITIONS: i32 = 3;
     const KILLS: usize = 5;
@@ -317,12 +333,7 @@ fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated()
     assert_eq!(code, 0, "create {TOPIC}: {message:?}");
     wait_fully_replicated(&cluster, &[1], TOPIC);
 
-    let bootstrap = cluster
-        .ids()
-        .iter()
-        .map(|id| cluster.bootstrap(*id))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap_all(&cluster);
     let producer = BackgroundProducer::start(
         bootstrap.clone(),
         TOPIC,
@@ -439,6 +450,7 @@ fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated()
 
 #[test]
 fn a_leader_killed_under_acks_1_truncates_what_only_it_had_when_it_returns() {
+    let _slot = one_cluster_at_a_time();
     const TOPIC: &str = "diverges";
     // No rebalance back to the returning broker: under acks=1 a leadership move may drop acknowledged records,
     // as in Kafka, and this test checks the records acknowledged after the failover.
@@ -454,12 +466,7 @@ fn a_leader_killed_under_acks_1_truncates_what_only_it_had_when_it_returns() {
         .into_iter()
         .filter(|id| *id != victim)
         .collect();
-    let bootstrap = cluster
-        .ids()
-        .iter()
-        .map(|id| cluster.bootstrap(*id))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap_all(&cluster);
 
     // acks=1: the leader answers alone, so at the kill it usually holds records no follower has yet.
     let producer = BackgroundProducer::start(
@@ -578,6 +585,7 @@ fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[i64]) -> Result<
 
 #[test]
 fn committed_offsets_survive_the_coordinator_s_death_and_its_return() {
+    let _slot = one_cluster_at_a_time();
     const TOPIC: &str = "orders";
     const GROUP: &str = "billing";
     let mut cluster =
@@ -586,12 +594,7 @@ fn committed_offsets_survive_the_coordinator_s_death_and_its_return() {
         create_topic(cluster.addr(1), TOPIC, 3, 3, 30_000).expect("CreateTopics");
     assert_eq!(code, 0, "create {TOPIC}: {message:?}");
     wait_fully_replicated(&cluster, &[1], TOPIC);
-    let bootstrap = cluster
-        .ids()
-        .iter()
-        .map(|id| cluster.bootstrap(*id))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap_all(&cluster);
 
     wait_until("the first commit", PATIENCE, || {
         commit(&bootstrap, GROUP, TOPIC, &[5, 7, 9])
@@ -668,6 +671,7 @@ fn describe(cluster: &TestCluster, via: i32, args: &[&str]) -> Result<serde_json
 
 #[test]
 fn an_operator_sees_under_replicated_partitions_and_moves_leaders_back_with_elect_leaders() {
+    let _slot = one_cluster_at_a_time();
     const TOPIC: &str = "ops";
     let mut cluster = TestCluster::start(
         3,
@@ -798,6 +802,7 @@ fn an_operator_sees_under_replicated_partitions_and_moves_leaders_back_with_elec
 
 #[test]
 fn a_rolling_restart_under_acks_all_load_loses_nothing_and_fails_no_record() {
+    let _slot = one_cluster_at_a_time();
     const TOPIC: &str = "rolling";
     const PARTITIONS: i32 = 3;
     let mut cluster = TestCluster::start(3, FAILOVER);
@@ -805,12 +810,7 @@ fn a_rolling_restart_under_acks_all_load_loses_nothing_and_fails_no_record() {
         create_topic(cluster.addr(1), TOPIC, PARTITIONS, 3, 30_000).expect("CreateTopics");
     assert_eq!(code, 0, "create {TOPIC}: {message:?}");
     wait_fully_replicated(&cluster, &[1], TOPIC);
-    let bootstrap = cluster
-        .ids()
-        .iter()
-        .map(|id| cluster.bootstrap(*id))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap_all(&cluster);
     let producer = BackgroundProducer::start(
         bootstrap.clone(),
         TOPIC,
