@@ -74,7 +74,8 @@ pub struct Partition {
     /// Offsets below the high watermark are on every in-sync replica and visible to consumers. The leader's
     /// comes from its `LeaderState`; a follower's is the leader's, capped at its own log end offset.
     high_watermark: AtomicI64,
-    /// The high watermark and whether this replica leads, as a watch for acks=all producers.
+    /// The high watermark and whether this replica leads, as a watch for acks=all producers. Its high watermark
+    /// mirrors `high_watermark`: every change of that goes through [`Partition::mirror_high_watermark`].
     replicated: watch::Sender<(i64, bool)>,
     log_start_offset: AtomicI64,
     /// Records appended since the last fsync (for `flush.messages`).
@@ -235,11 +236,28 @@ impl Partition {
         if let Some(hw) = high_watermark {
             let previous = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
             if hw > previous {
-                self.replicated.send_modify(|(current, _)| *current = hw);
+                self.mirror_high_watermark(None);
                 // Consumers long-polling at the old high watermark have new records to read.
                 self.appended.notify_waiters();
             }
         }
+    }
+
+    /// Copies the high watermark as it is now (and whether this replica leads, if given) into the watch acks=all
+    /// producers wait on. A copy left behind would be wrong both ways: one left low (a follower's high watermark
+    /// moves without a leader's `publish`) holds an acknowledgement until the high watermark moves again, which
+    /// an idempotent producer waiting for that very acknowledgement never makes happen; one left high (after a
+    /// truncation) would acknowledge records the ISR may not have.
+    fn mirror_high_watermark(&self, leading: Option<bool>) {
+        self.replicated.send_if_modified(|(hw, is_leading)| {
+            let now = self.high_watermark();
+            let changed = *hw != now || leading.is_some_and(|l| l != *is_leading);
+            *hw = now;
+            if let Some(l) = leading {
+                *is_leading = l;
+            }
+            changed
+        });
     }
 
     fn apply(&self, effects: Effects) -> Option<IsrProposal> {
@@ -306,7 +324,7 @@ impl Partition {
                     state,
                     partition_epoch,
                 };
-                self.replicated.send_modify(|(_, leading)| *leading = true);
+                self.mirror_high_watermark(Some(true));
                 effects
             }
         };
@@ -332,7 +350,7 @@ impl Partition {
             leader_epoch,
         };
         // acks=all producers waiting here learn that this replica no longer leads.
-        self.replicated.send_modify(|(_, leading)| *leading = false);
+        self.mirror_high_watermark(Some(false));
     }
 
     /// The leader this replica follows and at which epoch, if it is a follower.
@@ -355,7 +373,20 @@ impl Partition {
         now_ms: u64,
     ) -> Result<Option<IsrProposal>, PartitionError> {
         let effects = match &mut *self.role.lock() {
-            Role::Leader { state, .. } => state.on_follower_fetch(replica, fetch_offset, now_ms),
+            Role::Leader { state, .. } => {
+                let effects = state.on_follower_fetch(replica, fetch_offset, now_ms);
+                tracing::trace!(
+                    target: "strom_broker::replication::leader",
+                    partition = %self.name(),
+                    replica,
+                    fetch_offset,
+                    high_watermark = state.high_watermark(),
+                    isr = ?state.isr(),
+                    pending_isr = ?state.pending_isr(),
+                    "follower fetched"
+                );
+                effects
+            }
             _ => {
                 return Err(PartitionError::NotLeader(format!(
                     "this broker does not lead {}",
@@ -440,6 +471,8 @@ impl Partition {
             Ok(log.log_end_offset())
         })?;
         self.high_watermark.fetch_min(leo, Ordering::AcqRel);
+        self.mirror_high_watermark(None);
+        self.forget_flushed_above(leo);
         tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, "truncated divergent log tail");
         Ok(leo)
     }
@@ -451,8 +484,20 @@ impl Partition {
         self.with_log(|log| Ok(log.reset_to(offset)?))?;
         self.log_start_offset.store(offset, Ordering::Release);
         self.high_watermark.store(offset, Ordering::Release);
+        self.mirror_high_watermark(None);
+        self.forget_flushed_above(offset);
         tracing::info!(partition = %self.name(), offset, "log restarted at the leader's log start offset");
         Ok(())
+    }
+
+    /// After a truncation the offsets above the new log end offset are new records, not yet fsynced: the durable
+    /// offset comes down with the log, so an acks=all write there later waits for its own fsync.
+    fn forget_flushed_above(&self, log_end_offset: i64) {
+        self.flushed.send_if_modified(|current| {
+            let lowered = *current > log_end_offset;
+            *current = (*current).min(log_end_offset);
+            lowered
+        });
     }
 
     /// A follower learns the leader's high watermark and log start offset from a fetch response sent at
@@ -474,6 +519,7 @@ impl Partition {
         let hw = leader_high_watermark.min(leo);
         if hw >= 0 {
             self.high_watermark.store(hw, Ordering::Release);
+            self.mirror_high_watermark(None);
         }
         if leader_log_start > lso {
             if let Ok(lso) = self.delete_records_before(leader_log_start.min(leo)) {
@@ -648,5 +694,123 @@ impl Partition {
             Some(log) => log.delete(),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use futures::FutureExt;
+    use strom_log::LogConfig;
+    use strom_protocol::kafka::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::Partition;
+
+    /// One batch of `n` records at offsets `base..base + n`, stamped with `leader_epoch`, as a leader stores it.
+    fn batch(base: i64, n: i64, leader_epoch: i32) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: leader_epoch,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i,
+                sequence: -1,
+                timestamp: 0,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+        out.freeze()
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Partition {
+        Partition::open(
+            "t".into(),
+            uuid::Uuid::nil(),
+            0,
+            dir.path().join("t-0"),
+            LogConfig::default(),
+            0,
+        )
+        .unwrap()
+    }
+
+    /// A follower takes its leader's high watermark without a leader's publish; once it leads, a retried
+    /// acks=all batch below that high watermark is acknowledged at once (it used to wait on a stale copy until
+    /// the high watermark moved again, which the waiting idempotent producer never made happen).
+    #[test]
+    fn a_new_leader_acknowledges_at_the_high_watermark_it_had_as_a_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        p.become_follower(1, 0);
+        p.append_replicated(0, batch(0, 10, 0), 0).unwrap();
+        p.follow_leader_offsets(0, 10, 0).unwrap();
+        assert_eq!(p.high_watermark(), 10);
+
+        assert!(p.become_leader(2, 1, 1, &[1, 2, 3], &[1, 2, 3], 30_000, 0));
+        assert_eq!(p.high_watermark(), 10);
+        assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
+        // Records above it wait for the followers.
+        assert_eq!(p.wait_replicated(11).now_or_never(), None);
+    }
+
+    /// After a truncation the acks=all watch comes down with the high watermark: records appended again at
+    /// the truncated offsets wait for the ISR.
+    #[test]
+    fn after_a_truncation_acks_all_waits_for_the_isr_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        assert!(p.become_leader(1, 0, 0, &[1, 2], &[1], 30_000, 0));
+        let (outcome, _) = p.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
+        assert!(matches!(outcome, strom_log::AppendOutcome::Appended { .. }));
+        assert_eq!(
+            p.high_watermark(),
+            10,
+            "a leader alone in the ISR commits at once"
+        );
+
+        p.become_follower(2, 1);
+        p.truncate_replica(1, 5).unwrap();
+        assert_eq!(p.high_watermark(), 5);
+
+        assert!(p.become_leader(1, 2, 2, &[1, 2], &[1, 2], 30_000, 0));
+        p.append(batch(0, 5, 0), 0, i64::MAX).unwrap();
+        assert_eq!(
+            p.wait_replicated(10).now_or_never(),
+            None,
+            "acknowledged before the follower has the records"
+        );
+        p.on_follower_fetch(2, 10, 0).unwrap();
+        assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
+    }
+
+    /// A truncation lowers the durable offset too: records written again at those offsets wait for their own
+    /// fsync.
+    #[test]
+    fn after_a_truncation_acks_wait_for_a_new_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        p.become_follower(1, 0);
+        p.append_replicated(0, batch(0, 10, 0), 0).unwrap();
+        p.flush().unwrap();
+        assert_eq!(p.wait_flushed(10).now_or_never(), Some(true));
+        p.truncate_replica(0, 4).unwrap();
+        p.append_replicated(0, batch(4, 6, 0), 0).unwrap();
+        assert_eq!(p.wait_flushed(10).now_or_never(), None);
+        p.flush().unwrap();
+        assert_eq!(p.wait_flushed(10).now_or_never(), Some(true));
     }
 }

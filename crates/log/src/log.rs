@@ -103,6 +103,8 @@ pub struct Log {
     /// The `recovery-point` value on disk, and when it was written.
     persisted_recovery_point: i64,
     last_checkpoint: Instant,
+    /// Counts truncations and resets, so a flush that began before one cannot vouch for what was written after.
+    truncations: u64,
 }
 
 /// How often a flush also persists the recovery point (with index and directory fsyncs). Between checkpoints a
@@ -115,6 +117,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 pub struct PendingFlush {
     files: Vec<(File, PathBuf)>,
     end: i64,
+    truncations: u64,
 }
 
 impl PendingFlush {
@@ -359,15 +362,23 @@ impl Log {
                 files.push(handle);
             }
         }
-        Ok(PendingFlush { files, end })
+        Ok(PendingFlush {
+            files,
+            end,
+            truncations: self.truncations,
+        })
     }
 
     /// Publishes a flush whose [`PendingFlush::sync`] succeeded (on failure call [`Log::abort_flush`]), and persists
     /// the recovery point when a checkpoint is due.
     pub fn complete_flush(&mut self, pending: PendingFlush) -> Result<(), LogError> {
-        self.recovery_point = self
-            .recovery_point
-            .max(pending.end.min(self.log_end_offset()));
+        // A truncation since the flush began may have replaced records below `pending.end` with new ones this
+        // fsync did not cover: the next flush vouches for them.
+        if pending.truncations == self.truncations {
+            self.recovery_point = self
+                .recovery_point
+                .max(pending.end.min(self.log_end_offset()));
+        }
         if self.dir_dirty || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
             self.checkpoint()?;
         }

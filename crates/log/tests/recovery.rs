@@ -249,6 +249,36 @@ fn recovery_point_limits_the_scan_to_unflushed_segments() {
 }
 
 #[test]
+fn a_flush_begun_before_a_truncation_does_not_vouch_for_records_written_after_it() {
+    let src = tempfile::tempdir().unwrap();
+    let mut log = Log::open(src.path(), config(), 0).unwrap();
+    for i in 0..12 {
+        log.append(simple(2, i), opts(0)).unwrap();
+    }
+    let end = log.log_end_offset();
+    let pending = log.begin_flush().unwrap();
+    // A follower truncates its tail and takes new records at the same offsets while the fsync runs.
+    log.truncate_to(end - 6).unwrap();
+    assert!(log.flushed_offset() <= end - 6);
+    for i in 0..3 {
+        log.append(simple(2, 100 + i), opts(0)).unwrap();
+    }
+    assert_eq!(log.log_end_offset(), end);
+    pending.sync().unwrap();
+    log.complete_flush(pending).unwrap();
+    assert!(
+        log.flushed_offset() <= end - 6,
+        "flushed offset {} covers records written after the flush began",
+        log.flushed_offset()
+    );
+
+    let pending = log.begin_flush().unwrap();
+    pending.sync().unwrap();
+    log.complete_flush(pending).unwrap();
+    assert_eq!(log.flushed_offset(), log.log_end_offset());
+}
+
+#[test]
 fn a_split_flush_makes_data_durable_and_recovery_rescans_past_the_persisted_point() {
     let src = tempfile::tempdir().unwrap();
     let mut log = Log::open(src.path(), config(), 0).unwrap();

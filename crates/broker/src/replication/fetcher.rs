@@ -128,6 +128,14 @@ pub async fn run(manager: Arc<ReplicaManager>, leader: i32, mut shutdown: watch:
                 fetch_offset: leo,
             });
         }
+        tracing::trace!(
+            leader,
+            partitions = ?partitions
+                .iter()
+                .map(|f| (f.partition.name(), f.leader_epoch, f.fetch_offset))
+                .collect::<Vec<_>>(),
+            "fetching from the leader"
+        );
         let response = tokio::select! {
             r = conn.request_at(&request, FETCH_VERSION) => r,
             _ = shutdown.changed() => return,
@@ -169,6 +177,16 @@ pub async fn run(manager: Arc<ReplicaManager>, leader: i32, mut shutdown: watch:
                     records: data.records,
                 };
                 let (hw, log_start) = (fetched.high_watermark, fetched.log_start_offset);
+                tracing::trace!(
+                    leader,
+                    partition = %f.partition.name(),
+                    leader_epoch = f.leader_epoch,
+                    fetch_offset = f.fetch_offset,
+                    error_code = fetched.error_code,
+                    high_watermark = hw,
+                    bytes = fetched.records.as_ref().map_or(0, |r| r.len()),
+                    "fetched from the leader"
+                );
                 if !apply(f, fetched, hw, log_start) {
                     retry = true;
                 }

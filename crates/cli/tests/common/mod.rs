@@ -157,6 +157,37 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// A librdkafka client context that prints the client's log lines to stderr, stamped with the wall clock as the
+/// brokers' lines are. `STROM_TEST_CLIENT_DEBUG=eos,msg,broker` (say) turns on librdkafka's `debug` contexts
+/// for the clients a test builds with [`client_log_config`], to see the client's side of a failing run.
+pub struct ClientLog;
+
+impl rdkafka::ClientContext for ClientLog {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!(
+            "client {}.{:06} {level:?} {fac} {message}",
+            now.as_secs(),
+            now.subsec_micros()
+        );
+    }
+}
+
+/// [`client_config`], with librdkafka's debug contexts from `STROM_TEST_CLIENT_DEBUG` when it is set (use it
+/// with `create_with_context(ClientLog)`).
+#[allow(dead_code)]
+pub fn client_log_config(bootstrap: &str) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    if let Ok(contexts) = std::env::var("STROM_TEST_CLIENT_DEBUG") {
+        config
+            .set("debug", &contexts)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    config
+}
+
 pub fn admin_options() -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(Duration::from_secs(10)))
@@ -232,13 +263,14 @@ pub fn consume(
 }
 
 /// Enqueues a record without waiting; the returned future resolves when the broker acknowledged it.
-pub fn enqueue<K, P>(
-    producer: &FutureProducer,
+pub fn enqueue<K, P, C>(
+    producer: &FutureProducer<C>,
     record: rdkafka::producer::FutureRecord<'_, K, P>,
 ) -> rdkafka::producer::DeliveryFuture
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
+    C: rdkafka::ClientContext + 'static,
 {
     producer
         .send_result(record)

@@ -136,6 +136,7 @@ impl Log {
             recovered_on_open: !clean,
             dir_dirty: true,
             persisted_recovery_point: end,
+            truncations: 0,
             last_checkpoint: std::time::Instant::now(),
         };
         remove_if_exists(&dir.join(SNAPSHOT_FILE))?;

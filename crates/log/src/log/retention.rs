@@ -90,6 +90,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.truncations += 1;
         if offset <= self.log_start_offset {
             self.restart_at(offset.max(0))?;
         } else {
@@ -126,6 +127,7 @@ impl Log {
                 log_end_offset: self.log_end_offset(),
             });
         }
+        self.truncations += 1;
         self.restart_at(offset)?;
         self.update_epochs(|c| {
             let had = !c.entries().is_empty();
