@@ -45,8 +45,9 @@ const FAILOVER: &[&str] = &[
 /// Generous bound for anything a loaded machine does slowly: an election, a restart, a catch-up.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// One three-broker cluster of this file at a time: five at once (15 brokers and their clients on two cores) is
-/// the load under which the open acks=all stall shows.
+/// One three-broker cluster of this file at a time: five at once (15 brokers and their clients on two cores)
+/// would fence live brokers whose heartbeats run late (`broker.session.timeout.ms` is 2 s here), which tests
+/// the machine rather than the failover.
 fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SLOT: Mutex<()> = Mutex::new(());
     SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
