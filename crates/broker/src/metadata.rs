@@ -91,13 +91,7 @@ pub fn initial_state(
             .map(|p| {
                 (
                     p,
-                    PartitionImage {
-                        replicas: vec![node_id],
-                        isr: vec![node_id],
-                        leader: node_id,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                    },
+                    PartitionImage::new(vec![node_id], vec![node_id], node_id, 0),
                 )
             })
             .collect();

@@ -300,6 +300,9 @@ impl Partition {
                     return false;
                 }
                 *current = partition_epoch;
+                if state.replicas() != replicas {
+                    state.set_replicas(replicas.to_vec(), now_ms);
+                }
                 state.on_isr_committed(isr.to_vec())
             }
             _ => {

@@ -875,3 +875,137 @@ fn a_rolling_restart_under_acks_all_load_loses_nothing_and_fails_no_record() {
     );
     assert_eq!(read.len() as u64, sent, "each record once");
 }
+
+/// Partition reassignment under acks=all load: `strom topic reassign --wait` moves a replication-factor-2
+/// partition off its leader onto the broker that had no copy; the new replica copies the log before the old
+/// leader's copy goes, leadership moves, no record fails or is lost, and the replicas end identical.
+#[test]
+fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() {
+    let _slot = one_cluster_at_a_time();
+    const TOPIC: &str = "moving";
+    let cluster = TestCluster::start(3, FAILOVER);
+    let (code, message, _) =
+        create_topic(cluster.addr(1), TOPIC, 1, 2, 30_000).expect("CreateTopics");
+    assert_eq!(code, 0, "create {TOPIC}: {message:?}");
+    let view = wait_fully_replicated(&cluster, &cluster.ids(), TOPIC);
+    let before = view.topic(TOPIC).partitions[&0].clone();
+    let outsider = *cluster
+        .ids()
+        .iter()
+        .find(|id| !before.replicas.contains(id))
+        .expect("a broker without a replica");
+    let staying = *before
+        .replicas
+        .iter()
+        .find(|id| **id != before.leader)
+        .expect("a follower");
+    let target = [outsider, staying];
+
+    let bootstrap = bootstrap_all(&cluster);
+    let producer = BackgroundProducer::start(
+        bootstrap.clone(),
+        TOPIC,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+        200,
+    );
+    producer.wait_for_progress(2_000);
+    let replicas = format!("{outsider},{staying}");
+    let out = cluster.strom(
+        outsider,
+        &[
+            "topic",
+            "reassign",
+            TOPIC,
+            "--replicas",
+            &replicas,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("completed"), "{text}");
+
+    let after = wait_until(
+        &format!("{TOPIC}-0 on brokers {target:?} only, led by one of them"),
+        PATIENCE,
+        || {
+            let p = metadata_from(&cluster, &target)?.topic(TOPIC).partitions[&0].clone();
+            let mut replicas = p.replicas.clone();
+            replicas.sort_unstable();
+            let mut want = target.to_vec();
+            want.sort_unstable();
+            if replicas == want && target.contains(&p.leader) && p.isr.len() == 2 {
+                Ok(p)
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    );
+    assert_eq!(
+        after.replicas, target,
+        "the target's order: its preferred leader first"
+    );
+    // The old leader's copy is deleted once the reassignment completes.
+    let gone = cluster
+        .node(before.leader)
+        .data_dir
+        .join(format!("{TOPIC}-0"));
+    wait_until(
+        &format!("{} to be deleted", gone.display()),
+        PATIENCE,
+        || {
+            (!gone.exists())
+                .then_some(())
+                .ok_or_else(|| "still there".to_string())
+        },
+    );
+    producer.wait_for_progress(500);
+    let (sent, acks) = producer.finish();
+    assert!(
+        acks.failed.is_empty(),
+        "{} of {sent} records failed, first: {:?}",
+        acks.failed.len(),
+        acks.failed.first()
+    );
+    let listed = cluster.strom(outsider, &["--format", "json", "topic", "reassignments"]);
+    assert!(listed.status.success(), "{}", describe_output(&listed));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+
+    let sizes: Vec<usize> = wait_until(
+        &format!("the replicas of {TOPIC}-0 on {target:?} to hold identical logs"),
+        PATIENCE,
+        || {
+            let logs: Vec<Vec<u8>> = target
+                .iter()
+                .map(|id| replica_bytes(&cluster.node(*id).data_dir, TOPIC, 0))
+                .collect();
+            if logs[0] == logs[1] {
+                Ok(logs.iter().map(Vec::len).collect())
+            } else {
+                Err(format!("{} and {} bytes", logs[0].len(), logs[1].len()))
+            }
+        },
+    );
+    let read = read_all(&bootstrap, TOPIC, 1);
+    let at: BTreeMap<(i32, i64), u64> = read
+        .iter()
+        .map(|(p, offset, value)| ((*p, *offset), value.parse().expect("a sequence number")))
+        .collect();
+    let lost = acks
+        .acked
+        .iter()
+        .filter(|(seq, placed)| at.get(placed) != Some(seq))
+        .count();
+    eprintln!(
+        "reassigned {TOPIC}-0 from {:?} (leader {}) to {:?} (leader {}) under load: {sent} sent, {} acknowledged, \
+         {} read, {lost} lost; replica logs identical ({sizes:?} bytes)",
+        before.replicas,
+        before.leader,
+        after.replicas,
+        after.leader,
+        acks.acked.len(),
+        read.len()
+    );
+    assert_eq!(lost, 0, "acknowledged records missing");
+    assert_eq!(read.len() as u64, sent, "every record once");
+}

@@ -27,6 +27,7 @@ pub mod codes {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const STALE_BROKER_EPOCH: i16 = 77;
     pub const ELECTION_NOT_NEEDED: i16 = 84;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
     pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
@@ -96,6 +97,12 @@ pub enum ControllerRequest {
     ElectPreferredLeaders {
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments: per partition, the target replicas (`None` cancels the reassignment
+    /// in progress). With `allow_replication_factor_change` false, a target of another size is refused.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 /// What the controller answers once the records it proposed (if any) are committed.
@@ -114,6 +121,8 @@ pub enum ControllerReply {
     /// Per requested partition: `None` when it is (or will be, once committed) led by its preferred replica, or
     /// the error code and message saying why not.
     Elections(Vec<((String, i32), Option<ControllerError>)>),
+    /// Per requested partition: `None` when the reassignment (or its cancellation) is accepted, or why not.
+    Reassignments(Vec<((String, i32), Option<ControllerError>)>),
     Done,
 }
 
@@ -501,6 +510,14 @@ impl Controller {
             ControllerRequest::ElectPreferredLeaders { partitions } => {
                 Ok(elect_preferred_leaders(image, partitions))
             }
+            ControllerRequest::AlterReassignments {
+                partitions,
+                allow_replication_factor_change,
+            } => Ok(alter_reassignments(
+                image,
+                partitions,
+                allow_replication_factor_change,
+            )),
         }
     }
 
@@ -639,15 +656,255 @@ fn alter_partition(
     if current == isr {
         return Ok(Decision::Reply(ControllerReply::Done));
     }
-    Ok(Decision::Propose(
-        RecordBatch::new(vec![MetadataRecord::PartitionChange {
+    // The change that brings the last target replica into the ISR completes a reassignment in progress.
+    let records = match reassignment_completion(image, topic_id, partition, p, &isr) {
+        Some(records) => records,
+        None => vec![MetadataRecord::PartitionChange {
             topic_id: topic_id.to_string(),
             partition,
             leader: p.leader,
             isr,
-        }]),
+        }],
+    };
+    Ok(Decision::Propose(
+        RecordBatch::new(records),
         ControllerReply::Done,
     ))
+}
+
+/// Kafka's AlterPartitionReassignments, per partition: the new replicas join as followers first (the partition's
+/// replicas become the target plus those leaving); once every target replica is in the ISR, the reassignment
+/// completes (in this batch if they already are, else with the AlterPartition that gets them there): the
+/// leaving replicas go, leadership moves off a leaving leader to an in-sync target replica. A cancellation
+/// goes back to the replicas from before.
+fn alter_reassignments(
+    image: &MetadataImage,
+    partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    allow_replication_factor_change: bool,
+) -> Decision {
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(partitions.len());
+    for (topic, index, target) in partitions {
+        let outcome = image
+            .topics
+            .get(&topic)
+            .and_then(|t| t.partitions.get(&index).map(|p| (t, p)))
+            .ok_or_else(|| {
+                ControllerError::new(
+                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("{topic}-{index} does not exist"),
+                )
+            })
+            .and_then(|(t, p)| {
+                let name = format!("{topic}-{index}");
+                match target {
+                    Some(target) => reassign(
+                        image,
+                        &t.topic_id,
+                        index,
+                        p,
+                        &name,
+                        target,
+                        allow_replication_factor_change,
+                    ),
+                    None if p.is_reassigning() => {
+                        cancel_reassignment(image, &t.topic_id, index, p, &name)
+                    }
+                    None => Err(ControllerError::new(
+                        codes::NO_REASSIGNMENT_IN_PROGRESS,
+                        format!("{name} has no reassignment in progress to cancel"),
+                    )),
+                }
+            });
+        match outcome {
+            Ok(change) => {
+                records.extend(change);
+                results.push(((topic, index), None));
+            }
+            Err(e) => results.push(((topic, index), Some(e))),
+        }
+    }
+    let reply = ControllerReply::Reassignments(results);
+    if records.is_empty() {
+        Decision::Reply(reply)
+    } else {
+        Decision::Propose(RecordBatch::new(records), reply)
+    }
+}
+
+fn reassign(
+    image: &MetadataImage,
+    topic_id: &str,
+    index: i32,
+    p: &PartitionImage,
+    name: &str,
+    target: Vec<i32>,
+    allow_replication_factor_change: bool,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let invalid = |m: String| ControllerError::new(codes::INVALID_REPLICA_ASSIGNMENT, m);
+    if target.is_empty() {
+        return Err(invalid(format!("{name}: the target replica list is empty")));
+    }
+    let mut distinct = target.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != target.len() {
+        return Err(invalid(format!("{name}: {target:?} names a broker twice")));
+    }
+    if let Some(b) = target.iter().find(|b| !image.brokers.contains_key(b)) {
+        return Err(invalid(format!("{name}: broker {b} is not registered")));
+    }
+    let original = p.original_replicas();
+    if !allow_replication_factor_change && target.len() != original.len() {
+        return Err(ControllerError::new(
+            codes::INVALID_REPLICATION_FACTOR,
+            format!(
+                "{name}: the target has {} replicas and the partition {}; changing the replication factor was not allowed",
+                target.len(),
+                original.len()
+            ),
+        ));
+    }
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    let replicas: Vec<i32> = target.iter().chain(&removing).copied().collect();
+    let mut next = p.clone();
+    next.replicas = replicas.clone();
+    next.adding_replicas = adding.clone();
+    next.removing_replicas = removing.clone();
+    // Already in sync (only removals or a new order): done at once.
+    if let Some(done) = reassignment_completion(image, topic_id, index, &next, &p.isr) {
+        return Ok(done);
+    }
+    // Replicas that left the target in an earlier reassignment and are not coming back leave the ISR now.
+    let isr: Vec<i32> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
+    if isr.is_empty() {
+        return Err(invalid(format!(
+            "{name}: no in-sync replica {:?} is among {replicas:?}",
+            p.isr
+        )));
+    }
+    let mut records = Vec::new();
+    if isr != p.isr {
+        records.push(MetadataRecord::PartitionChange {
+            topic_id: topic_id.to_string(),
+            partition: index,
+            leader: if isr.contains(&p.leader) {
+                p.leader
+            } else {
+                isr[0]
+            },
+            isr,
+        });
+    }
+    records.push(MetadataRecord::PartitionReplicas {
+        topic_id: topic_id.to_string(),
+        partition: index,
+        replicas,
+        adding,
+        removing,
+    });
+    Ok(records)
+}
+
+/// The records that complete `p`'s reassignment once its ISR is `isr`, if every target replica is in it: the
+/// ISR keeps only target replicas, a leaving leader hands over to the first live in-sync target replica.
+fn reassignment_completion(
+    image: &MetadataImage,
+    topic_id: &str,
+    index: i32,
+    p: &PartitionImage,
+    isr: &[i32],
+) -> Option<Vec<MetadataRecord>> {
+    if !p.is_reassigning() {
+        return None;
+    }
+    let target = p.target_replicas();
+    if !target.iter().all(|r| isr.contains(r)) {
+        return None;
+    }
+    Some(final_assignment(image, topic_id, index, p, target, isr))
+}
+
+/// A cancellation: back to the replicas from before the reassignment, keeping the ISR's members among them.
+/// Refused when none of them is in sync (going back would leave the partition without an in-sync replica).
+fn cancel_reassignment(
+    image: &MetadataImage,
+    topic_id: &str,
+    index: i32,
+    p: &PartitionImage,
+    name: &str,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let original = p.original_replicas();
+    if !original.iter().any(|r| p.isr.contains(r)) {
+        return Err(ControllerError::new(
+            codes::INVALID_REPLICA_ASSIGNMENT,
+            format!(
+                "{name}: none of the original replicas {original:?} is in sync (ISR {:?}); the reassignment cannot be cancelled now",
+                p.isr
+            ),
+        ));
+    }
+    Ok(final_assignment(
+        image, topic_id, index, p, original, &p.isr,
+    ))
+}
+
+/// The records that end a reassignment with `replicas` (and the ISR members among them).
+fn final_assignment(
+    image: &MetadataImage,
+    topic_id: &str,
+    index: i32,
+    p: &PartitionImage,
+    replicas: Vec<i32>,
+    isr: &[i32],
+) -> Vec<MetadataRecord> {
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    // Never empty: the callers check that an in-sync replica stays.
+    let next_isr: Vec<i32> = isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
+    let leader = if replicas.contains(&p.leader) && next_isr.contains(&p.leader) {
+        p.leader
+    } else {
+        replicas
+            .iter()
+            .copied()
+            .find(|r| next_isr.contains(r) && live(r))
+            .unwrap_or(-1)
+    };
+    let mut records = Vec::new();
+    if leader != p.leader || next_isr != p.isr {
+        records.push(MetadataRecord::PartitionChange {
+            topic_id: topic_id.to_string(),
+            partition: index,
+            leader,
+            isr: next_isr,
+        });
+    }
+    records.push(MetadataRecord::PartitionReplicas {
+        topic_id: topic_id.to_string(),
+        partition: index,
+        replicas,
+        adding: Vec::new(),
+        removing: Vec::new(),
+    });
+    records
 }
 
 fn elect_preferred_leaders(

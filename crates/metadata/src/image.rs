@@ -30,6 +30,50 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     /// Rises with every change to the partition (KRaft's partition epoch).
     pub partition_epoch: i32,
+    /// A reassignment in progress: replicas joining (in `replicas`, not yet in sync) and replicas leaving once
+    /// every target replica is in sync. Both empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// A partition with this assignment and no reassignment in progress.
+    pub fn new(replicas: Vec<i32>, isr: Vec<i32>, leader: i32, leader_epoch: i32) -> Self {
+        Self {
+            replicas,
+            isr,
+            leader,
+            leader_epoch,
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        }
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition ends up with: while a reassignment runs, its target.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas the partition had before the reassignment in progress (what a cancellation goes back to).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,13 +229,7 @@ impl MetadataImage {
                 }
                 topic.partitions.insert(
                     *partition,
-                    PartitionImage {
-                        replicas: replicas.clone(),
-                        isr: isr.clone(),
-                        leader: *leader,
-                        leader_epoch: *leader_epoch,
-                        partition_epoch: 0,
-                    },
+                    PartitionImage::new(replicas.clone(), isr.clone(), *leader, *leader_epoch),
                 );
             }
             MetadataRecord::PartitionChange {
@@ -213,6 +251,26 @@ impl MetadataImage {
                 }
                 p.leader = *leader;
                 p.isr = isr.clone();
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::PartitionReplicas {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+            } => {
+                let name = self.topic_name_of(topic_id)?;
+                let topic = self.topics.get_mut(&name).expect("found by id");
+                let p = topic.partitions.get_mut(partition).ok_or_else(|| {
+                    Rejected::UnknownPartition {
+                        topic_id: topic_id.clone(),
+                        partition: *partition,
+                    }
+                })?;
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
                 p.partition_epoch += 1;
             }
             MetadataRecord::RemoveTopic { topic_id } => {

@@ -53,6 +53,17 @@ pub enum MetadataRecord {
         leader: i32,
         isr: Vec<i32>,
     },
+    /// A partition's replica set changed (Kafka's partition reassignment, KIP-455). While a reassignment runs,
+    /// `replicas` holds the target replicas followed by those leaving, `adding` the target replicas that are new
+    /// and `removing` the replicas that leave; once it completes (or is cancelled) `replicas` is the final set and
+    /// both lists are empty. Leader and ISR changes come as a PartitionChange in the same batch.
+    PartitionReplicas {
+        topic_id: String,
+        partition: i32,
+        replicas: Vec<i32>,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+    },
     /// A topic and all its partitions were deleted.
     RemoveTopic { topic_id: String },
     /// A dynamic topic config was set (`Some`) or removed (`None`).

@@ -374,3 +374,194 @@ fn a_broker_that_asked_to_shut_down_is_not_unfenced_by_a_later_ordinary_heartbea
     );
     assert!(c.image.brokers[&1].fenced);
 }
+
+impl Cluster {
+    fn create_assigned(&mut self, name: &str, assignments: Vec<Vec<i32>>) {
+        self.request(
+            0,
+            ControllerRequest::CreateTopic {
+                name: name.into(),
+                topic_id: format!("id-{name}"),
+                partitions: -1,
+                replication_factor: -1,
+                assignments: Some(assignments),
+                configs: Default::default(),
+                validate_only: false,
+            },
+        )
+        .unwrap();
+    }
+
+    fn partition(&self, topic: &str, index: i32) -> strom_metadata::PartitionImage {
+        self.image.topics[topic].partitions[&index].clone()
+    }
+
+    /// The partition's leader asks for `isr`, at the epochs it knows.
+    fn alter_isr(
+        &mut self,
+        topic: &str,
+        index: i32,
+        isr: Vec<i32>,
+    ) -> Result<ControllerReply, i16> {
+        let p = self.partition(topic, index);
+        self.request(
+            0,
+            ControllerRequest::AlterPartition {
+                broker_id: p.leader,
+                topic_id: format!("id-{topic}"),
+                partition: index,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr,
+            },
+        )
+    }
+
+    /// Reassigns one partition; the per-partition outcome (0 when accepted).
+    fn reassign(
+        &mut self,
+        topic: &str,
+        index: i32,
+        target: Option<Vec<i32>>,
+        allow_rf: bool,
+    ) -> i16 {
+        match self.request(
+            0,
+            ControllerRequest::AlterReassignments {
+                partitions: vec![(topic.into(), index, target)],
+                allow_replication_factor_change: allow_rf,
+            },
+        ) {
+            Ok(ControllerReply::Reassignments(results)) => {
+                results[0].1.as_ref().map_or(0, |e| e.code)
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_reassignment_adds_followers_first_and_switches_once_they_are_in_sync() {
+    let mut c = Cluster::new(&[None, None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+
+    assert_eq!(c.reassign("t", 0, Some(vec![2, 3]), true), 0);
+    let p = c.partition("t", 0);
+    assert_eq!(
+        p.replicas,
+        vec![2, 3, 0, 1],
+        "target first, then the leaving replicas"
+    );
+    assert_eq!(
+        (p.adding_replicas.clone(), p.removing_replicas.clone()),
+        (vec![2, 3], vec![0, 1])
+    );
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (0, vec![0, 1]),
+        "nothing moves before the copies exist"
+    );
+
+    // One new replica in sync: not yet.
+    c.alter_isr("t", 0, vec![0, 1, 2]).unwrap();
+    assert!(c.partition("t", 0).is_reassigning());
+    // Both: the reassignment completes with that ISR change, and leadership leaves the old replicas.
+    c.alter_isr("t", 0, vec![0, 1, 2, 3]).unwrap();
+    let p = c.partition("t", 0);
+    assert!(!p.is_reassigning());
+    assert_eq!(p.replicas, vec![2, 3]);
+    assert_eq!(p.isr, vec![2, 3]);
+    assert_eq!(p.leader, 2, "the first in-sync target replica leads");
+    assert_eq!(p.leader_epoch, 1);
+}
+
+#[test]
+fn removing_replicas_only_completes_at_once_and_moves_a_leaving_leader() {
+    let mut c = Cluster::new(&[None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1, 2]]);
+    c.alter_isr("t", 0, vec![0, 1, 2]).unwrap();
+    assert_eq!(
+        c.reassign("t", 0, Some(vec![1, 2]), false),
+        codes::INVALID_REPLICATION_FACTOR,
+        "KIP-860: a smaller replication factor only when allowed"
+    );
+    assert_eq!(c.reassign("t", 0, Some(vec![1, 2]), true), 0);
+    let p = c.partition("t", 0);
+    assert!(!p.is_reassigning());
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1, 2], vec![1, 2], 1)
+    );
+}
+
+#[test]
+fn a_cancelled_reassignment_goes_back_to_the_replicas_from_before() {
+    let mut c = Cluster::new(&[None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    assert_eq!(c.reassign("t", 0, Some(vec![0, 2]), false), 0);
+    assert!(c.partition("t", 0).is_reassigning());
+
+    assert_eq!(c.reassign("t", 0, None, false), 0);
+    let p = c.partition("t", 0);
+    assert!(!p.is_reassigning());
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![0, 1], vec![0, 1], 0)
+    );
+    assert_eq!(
+        c.reassign("t", 0, None, false),
+        codes::NO_REASSIGNMENT_IN_PROGRESS
+    );
+}
+
+#[test]
+fn a_reassignment_can_change_its_target_while_it_runs() {
+    let mut c = Cluster::new(&[None, None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    assert_eq!(c.reassign("t", 0, Some(vec![0, 2]), false), 0);
+    // Replaced before broker 2 caught up: the original replicas are still [0, 1].
+    assert_eq!(c.reassign("t", 0, Some(vec![0, 3]), false), 0);
+    let p = c.partition("t", 0);
+    assert_eq!(p.replicas, vec![0, 3, 1]);
+    assert_eq!(
+        (p.adding_replicas.clone(), p.removing_replicas.clone()),
+        (vec![3], vec![1])
+    );
+    c.alter_isr("t", 0, vec![0, 1, 3]).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![0, 3], vec![0, 3], 0)
+    );
+}
+
+#[test]
+fn invalid_reassignments_are_refused_and_change_nothing() {
+    let mut c = Cluster::new(&[None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    let before = c.image.clone();
+    assert_eq!(
+        c.reassign("t", 5, Some(vec![0, 1]), true),
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        c.reassign("nope", 0, Some(vec![0, 1]), true),
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        c.reassign("t", 0, Some(vec![]), true),
+        codes::INVALID_REPLICA_ASSIGNMENT
+    );
+    assert_eq!(
+        c.reassign("t", 0, Some(vec![1, 1]), true),
+        codes::INVALID_REPLICA_ASSIGNMENT
+    );
+    assert_eq!(
+        c.reassign("t", 0, Some(vec![0, 9]), true),
+        codes::INVALID_REPLICA_ASSIGNMENT
+    );
+    assert_eq!(c.image, before);
+}

@@ -68,6 +68,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // kafka-leader-election.sh and admin clients' electLeaders (PREFERRED only).
     ApiSupport::new(ApiKey::ElectLeaders, 0, 2),
     ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1),
+    // KIP-455 partition reassignment (kafka-reassign-partitions.sh, admin clients, `strom topic reassign`); v1 is
+    // KIP-860's allow_replication_factor_change.
+    ApiSupport::new(ApiKey::AlterPartitionReassignments, 0, 1),
+    ApiSupport::new(ApiKey::ListPartitionReassignments, 0, 0),
     ApiSupport::new(ApiKey::OffsetDelete, 0, 0),
     // kafka-metadata-quorum.sh and admin clients' describeMetadataQuorum; any broker answers with the active
     // controller's view.

@@ -14,6 +14,7 @@ use strom_protocol::Request;
 use crate::server::BrokerState;
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -37,6 +38,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -99,6 +101,19 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::ElectLeaders(r) => {
             let state = state.clone();
             Box::pin(async move { Some(elect_leaders::handle(state, r, v).await.into()) })
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            let state = state.clone();
+            Box::pin(async move {
+                Some(
+                    alter_partition_reassignments::handle(state, r, v)
+                        .await
+                        .into(),
+                )
+            })
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ready(list_partition_reassignments::handle(state, r, v))
         }
         RequestKind::DescribeLogDirs(r) => ready(describe_log_dirs::handle(state, r, v)),
         RequestKind::InitProducerId(r) => {

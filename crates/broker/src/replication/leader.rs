@@ -205,6 +205,23 @@ impl LeaderState {
         }
     }
 
+    /// The partition's replicas changed under this leader (a reassignment): new replicas become followers the
+    /// leader tracks (they join the ISR once caught up, as any follower), replicas gone are forgotten. The ISR
+    /// comes with [`LeaderState::on_isr_committed`].
+    pub fn set_replicas(&mut self, replicas: Vec<i32>, now_ms: u64) {
+        let leader_end = self.log_end_offset;
+        self.followers.retain(|r, _| replicas.contains(r));
+        for r in replicas.iter().filter(|r| **r != self.leader_id) {
+            self.followers.entry(*r).or_insert(FollowerProgress {
+                log_end_offset: -1,
+                last_fetch_ms: now_ms,
+                last_caught_up_ms: now_ms,
+                leader_end_at_last_fetch: leader_end,
+            });
+        }
+        self.replicas = replicas;
+    }
+
     /// The controller committed (or refused: pass the ISR it holds) an ISR for this partition.
     pub fn on_isr_committed(&mut self, isr: Vec<i32>) -> Effects {
         self.isr = isr.into_iter().collect();

@@ -8,6 +8,8 @@
 //! - `delete`: `[{"topic", "deleted", "error"}]` (`error` is null or the message)
 //! - `add-partitions`: `{"topic", "partitions"}`
 //! - `alter-config`: `{"topic", "set": {key: value}, "deleted": [key]}`
+//! - `reassign`: `[{"topic", "partition", "accepted", "error"}]`
+//! - `reassignments`: `[{"topic", "partition", "replicas", "adding", "removing"}]` (in progress only)
 //!
 //! Any failure exits 1 with `error: ...` on stderr naming the topic and the Kafka error in words.
 
@@ -76,6 +78,31 @@ pub enum TopicCommand {
         #[arg(long, value_name = "KEY")]
         delete: Vec<String>,
     },
+    /// Move partitions to other brokers, as `kafka-reassign-partitions.sh --execute`: the new replicas copy the
+    /// leader's log and join the ISR before the replicas that leave are dropped (leadership moves off a leaving
+    /// leader). `--cancel` goes back to the replicas from before.
+    Reassign {
+        name: String,
+        /// The partitions to move (repeatable; default: every partition of the topic).
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
+        /// The target brokers, the preferred leader first, e.g. --replicas 2,3,4.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "cancel",
+            conflicts_with = "cancel"
+        )]
+        replicas: Vec<i32>,
+        /// Cancel the reassignment in progress instead.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait until the reassignment has completed (the new replicas are in sync and the old ones gone).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The partition reassignments in progress (of one topic, or of all).
+    Reassignments { name: Option<String> },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -322,6 +349,128 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                 }
             }
         }
+        TopicCommand::Reassign {
+            name,
+            partitions,
+            replicas,
+            cancel,
+            wait,
+        } => {
+            let partitions = if partitions.is_empty() {
+                let described = admin
+                    .describe_topics(std::slice::from_ref(&name))
+                    .await
+                    .map_err(to_anyhow)?
+                    .remove(0)
+                    .result
+                    .map_err(to_anyhow)?;
+                described.partitions.iter().map(|p| p.partition).collect()
+            } else {
+                partitions
+            };
+            let target = (!cancel).then_some(replicas);
+            let requested: Vec<(String, i32, Option<Vec<i32>>)> = partitions
+                .iter()
+                .map(|p| (name.clone(), *p, target.clone()))
+                .collect();
+            let results = admin
+                .alter_partition_reassignments(&requested, true)
+                .await
+                .map_err(to_anyhow)?;
+            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            match format {
+                Format::Json => print_json(
+                    &results
+                        .iter()
+                        .map(|((t, p), r)| {
+                            json!({
+                                "topic": t,
+                                "partition": p,
+                                "accepted": r.is_ok(),
+                                "error": r.as_ref().err().map(explain),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Table => {
+                    let mut table = Table::new(["TOPIC", "PARTITION", "RESULT"]);
+                    for ((t, p), r) in &results {
+                        let outcome = match (r, &target) {
+                            (Ok(()), Some(to)) => format!("moving to {}", ids(to)),
+                            (Ok(()), None) => "cancelled".to_string(),
+                            (Err(e), _) => explain(e),
+                        };
+                        table.row([t.clone(), p.to_string(), outcome]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} partition(s) of {name} could not be reassigned");
+            }
+            if wait {
+                wait_reassigned(&admin, &name).await?;
+                if format == Format::Table {
+                    println!("Reassignment of {name} completed.");
+                }
+            }
+        }
+        TopicCommand::Reassignments { name } => {
+            let names = name.map(|n| vec![n]);
+            let ongoing = admin
+                .list_partition_reassignments(names.as_deref())
+                .await
+                .map_err(to_anyhow)?;
+            match format {
+                Format::Json => print_json(
+                    &ongoing
+                        .iter()
+                        .map(|r| {
+                            json!({
+                                "topic": r.topic,
+                                "partition": r.partition,
+                                "replicas": r.replicas,
+                                "adding": r.adding,
+                                "removing": r.removing,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Table if ongoing.is_empty() => {
+                    println!("No partition reassignment in progress.")
+                }
+                Format::Table => {
+                    let mut table =
+                        Table::new(["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+                    for r in &ongoing {
+                        table.row([
+                            r.topic.clone(),
+                            r.partition.to_string(),
+                            ids(&r.replicas),
+                            ids(&r.adding),
+                            ids(&r.removing),
+                        ]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Polls until `topic` has no reassignment in progress (the new replicas copy the whole log first, which takes
+/// as long as the data takes; there is no deadline, interrupt to stop waiting: the reassignment goes on).
+async fn wait_reassigned(admin: &strom_client::admin::Admin, topic: &str) -> Result<()> {
+    let names = [topic.to_string()];
+    loop {
+        let ongoing = admin
+            .list_partition_reassignments(Some(&names))
+            .await
+            .map_err(to_anyhow)?;
+        if ongoing.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

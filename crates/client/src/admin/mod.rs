@@ -77,6 +77,17 @@ pub struct QuorumVoter {
     pub lag: i64,
 }
 
+/// A partition reassignment in progress (ListPartitionReassignments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// The target replicas followed by those leaving.
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
 impl Admin {
     /// Connects to the first reachable of the comma-separated bootstrap servers. An admin client never
     /// creates topics by asking about them, so auto creation is off for its metadata requests.
@@ -246,6 +257,126 @@ impl Admin {
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Moves partitions to `replicas` (KIP-455; `None` cancels the partition's reassignment in progress). With
+    /// `allow_replication_factor_change` false a target of another size is refused (KIP-860). Returns each
+    /// partition's outcome; an accepted reassignment completes once the new replicas have caught up (see
+    /// [`Admin::list_partition_reassignments`]).
+    pub async fn alter_partition_reassignments(
+        &self,
+        partitions: &[(String, i32, Option<Vec<i32>>)],
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<((String, i32), Result<(), Error>)>, Error> {
+        use strom_protocol::kafka::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        use strom_protocol::kafka::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<ReassignablePartition>> =
+            Default::default();
+        for (t, p, replicas) in partitions {
+            by_topic.entry(t.as_str()).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(*p)
+                    .with_replicas(
+                        replicas
+                            .as_ref()
+                            .map(|rs| rs.iter().map(|r| BrokerId(*r)).collect()),
+                    ),
+            );
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OPERATION_TIMEOUT_MS)
+            .with_allow_replication_factor_change(allow_replication_factor_change)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ReassignableTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let response = self
+            .controller_connection()
+            .await?
+            .request(&request)
+            .await?;
+        check(
+            response.error_code,
+            response.error_message.as_ref(),
+            "reassign partitions",
+        )?;
+        let mut out = Vec::new();
+        for topic in response.responses {
+            for p in topic.partitions {
+                let what = format!("reassign {}-{}", topic.name.0.as_str(), p.partition_index);
+                let result = check(p.error_code, p.error_message.as_ref(), what);
+                out.push(((topic.name.0.to_string(), p.partition_index), result));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The partition reassignments in progress (`None`: in every topic), sorted by topic and partition.
+    pub async fn list_partition_reassignments(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<Vec<Reassignment>, Error> {
+        use strom_protocol::kafka::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+        use strom_protocol::kafka::messages::ListPartitionReassignmentsRequest;
+        let topics = match topics {
+            None => None,
+            Some(names) => {
+                let described = self.describe_topics(names).await?;
+                let mut out = Vec::new();
+                for d in described {
+                    let t = d.result?;
+                    out.push(
+                        ListPartitionReassignmentsTopics::default()
+                            .with_name(topic_name(&d.topic))
+                            .with_partition_indexes(
+                                t.partitions.iter().map(|p| p.partition).collect(),
+                            ),
+                    );
+                }
+                Some(out)
+            }
+        };
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OPERATION_TIMEOUT_MS)
+            .with_topics(topics);
+        let response = self
+            .controller_connection()
+            .await?
+            .request(&request)
+            .await?;
+        check(
+            response.error_code,
+            response.error_message.as_ref(),
+            "list partition reassignments",
+        )?;
+        let ids = |b: Vec<strom_protocol::kafka::messages::BrokerId>| {
+            b.into_iter().map(|b| b.0).collect()
+        };
+        let mut out: Vec<Reassignment> = response
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions.into_iter().map(move |p| Reassignment {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    replicas: ids(p.replicas),
+                    adding: ids(p.adding_replicas),
+                    removing: ids(p.removing_replicas),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
     }
 

@@ -27,6 +27,37 @@ fn the_high_watermark_is_the_smallest_log_end_offset_in_the_isr() {
 }
 
 #[test]
+fn a_replica_added_by_a_reassignment_joins_the_isr_once_caught_up_and_a_removed_one_is_forgotten() {
+    let mut l = three();
+    l.on_append(10);
+    l.on_follower_fetch(2, 10, 1);
+    l.on_follower_fetch(3, 10, 1);
+    assert_eq!(l.high_watermark(), 10);
+    // Replica 4 comes, 3 is leaving: until the reassignment completes, 3 stays in the ISR.
+    l.set_replicas(vec![1, 2, 4, 3], 2);
+    assert_eq!(
+        l.on_follower_fetch(4, 0, 3).propose_isr,
+        None,
+        "not caught up yet"
+    );
+    assert_eq!(
+        l.on_follower_fetch(4, 10, 4).propose_isr,
+        Some(vec![1, 2, 3, 4])
+    );
+    l.on_isr_committed(vec![1, 2, 3, 4]);
+    // Completed: 3 is gone from replicas and ISR, and its fetches no longer count.
+    l.set_replicas(vec![1, 2, 4], 5);
+    l.on_isr_committed(vec![1, 2, 4]);
+    assert!(l.follower(3).is_none());
+    l.on_append(20);
+    l.on_follower_fetch(3, 20, 6);
+    l.on_follower_fetch(2, 20, 6);
+    assert_eq!(l.high_watermark(), 10, "replica 4 has not fetched past 10");
+    l.on_follower_fetch(4, 20, 7);
+    assert_eq!(l.high_watermark(), 20);
+}
+
+#[test]
 fn a_follower_that_stops_catching_up_leaves_the_isr_and_the_leader_never_does() {
     let mut l = three();
     l.on_append(5);
