@@ -910,6 +910,7 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
     );
     producer.wait_for_progress(2_000);
     let replicas = format!("{outsider},{staying}");
+    let started = Instant::now();
     let out = cluster.strom(
         outsider,
         &[
@@ -924,6 +925,7 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
     assert!(out.status.success(), "{}", describe_output(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("completed"), "{text}");
+    let took = started.elapsed();
 
     let after = wait_until(
         &format!("{TOPIC}-0 on brokers {target:?} only, led by one of them"),
@@ -997,12 +999,13 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
         .filter(|(seq, placed)| at.get(placed) != Some(seq))
         .count();
     eprintln!(
-        "reassigned {TOPIC}-0 from {:?} (leader {}) to {:?} (leader {}) under load: {sent} sent, {} acknowledged, \
-         {} read, {lost} lost; replica logs identical ({sizes:?} bytes)",
+        "reassigned {TOPIC}-0 from {:?} (leader {}) to {:?} (leader {}) under load in {} ms: {sent} sent, \
+         {} acknowledged, {} read, {lost} lost; replica logs identical ({sizes:?} bytes)",
         before.replicas,
         before.leader,
         after.replicas,
         after.leader,
+        took.as_millis(),
         acks.acked.len(),
         read.len()
     );
