@@ -196,3 +196,69 @@ fn a_bad_broker_setting_is_named_and_nothing_runs() {
     assert!(stderr.contains("log.flush.interval.mss"), "{stderr}");
     assert!(!report.exists());
 }
+
+/// The replicated scenarios start their own 3-node cluster: produce-replicated is set against the single broker's
+/// produce-durable of the same run, and failover reports the pause after a leader's kill (a short broker session
+/// here, so the controller fences the dead broker within seconds).
+#[test]
+fn bench_measures_replicated_produce_and_a_failover_on_a_three_node_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = bench(
+        &[
+            "--scenario",
+            "produce-durable",
+            "--scenario",
+            "produce-replicated",
+            "--scenario",
+            "failover",
+            "--broker-set",
+            "broker.session.timeout.ms=3000",
+            "--broker-set",
+            "broker.heartbeat.interval.ms=500",
+        ],
+        &report,
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "strom bench failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replicated = line_of(&stdout, "produce-replicated/p6");
+    assert!(
+        replicated.starts_with("produce-replicated/p6: 2000 records, "),
+        "{replicated}"
+    );
+    for part in ["p99 ", "% of produce-durable/p6"] {
+        assert!(replicated.contains(part), "{replicated} lacks {part}");
+    }
+    let failover = line_of(&stdout, "failover");
+    assert!(failover.contains("pause "), "{failover}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| (l.starts_with("  met") || l.starts_with("  MISSED"))
+                && l.contains("produce-replicated/p6:")),
+        "no target line for produce-replicated/p6 in:\n{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report written"))
+            .expect("report is JSON");
+    let replicated = &report["scenarios"]["produce-replicated/p6"];
+    assert_eq!(replicated["records"], 2000, "{replicated}");
+    assert!(
+        replicated["fraction_of"]["produce-durable/p6"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let failover = &report["scenarios"]["failover"];
+    let pause = failover["pause_ms"]
+        .as_f64()
+        .expect("pause_ms in the report");
+    assert!(pause > 0.0, "{failover}");
+    assert!(failover["records"].as_u64().unwrap() > 0, "{failover}");
+}

@@ -42,90 +42,178 @@ pub fn run(args: DevClusterArgs) -> Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let dir = args.dir.canonicalize()?;
-    let nodes: Vec<Node> = (1..=args.nodes)
+    let ports: Vec<(u16, u16)> = (1..=args.nodes)
         .map(|id| {
             let kafka_port = args.base_port + 2 * (id - 1);
-            Node {
-                id,
-                kafka_port,
-                controller_port: kafka_port + 1,
-                data_dir: dir.join(format!("node-{id}")),
-                config: dir.join(format!("node-{id}.properties")),
-                log: dir.join(format!("node-{id}.log")),
-            }
+            (kafka_port, kafka_port + 1)
         })
         .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
-    for n in &nodes {
-        let mut text = format!(
-            "# strom dev-cluster node {id}\nnode.id={id}\nprocess.roles=broker,controller\n\
-             listeners=PLAINTEXT://127.0.0.1:{kp},CONTROLLER://127.0.0.1:{cp}\n\
-             controller.listener.names=CONTROLLER\ncontroller.quorum.voters={voters}\nlog.dirs={data}\n",
-            id = n.id,
-            kp = n.kafka_port,
-            cp = n.controller_port,
-            data = n.data_dir.display(),
-        );
-        for kv in &args.overrides {
-            text.push_str(kv);
-            text.push('\n');
-        }
-        std::fs::write(&n.config, text)
-            .with_context(|| format!("cannot write {}", n.config.display()))?;
-    }
-    let exe = std::env::current_exe().context("cannot find the strom executable")?;
-    format_nodes(&exe, &nodes)?;
-    let mut children: Vec<(u16, Child)> = Vec::new();
-    for n in &nodes {
-        let log = std::fs::File::create(&n.log)
-            .with_context(|| format!("cannot create {}", n.log.display()))?;
-        // Whatever STROM_LOG asks for, the ready line must reach the log: it is how this command knows.
-        let filter = match std::env::var("STROM_LOG") {
-            Ok(f) if !f.is_empty() => format!("{f},strom_broker::server=info"),
-            _ => "info".to_string(),
-        };
-        let child = Command::new(&exe)
-            .env("STROM_LOG", filter)
-            .arg("broker")
-            .arg("--config")
-            .arg(&n.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start node {}", n.id))?;
-        children.push((n.id, child));
-    }
-    let bootstrap = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.kafka_port))
-        .collect::<Vec<_>>()
-        .join(",");
-    let ready = wait_ready(&nodes, &mut children, Duration::from_secs(60));
-    if let Err(e) = ready {
-        stop(&mut children);
-        return Err(e);
-    }
+    let mut cluster = DevCluster::start(&args.dir, &ports, &args.overrides)?;
     println!(
-        "Strom dev cluster of {} nodes is up.\n  bootstrap servers: {bootstrap}\n  data, configs and logs: {}\n\
-         Try: strom --brokers {bootstrap} cluster info\nCtrl-C stops every node.",
-        nodes.len(),
-        dir.display()
+        "Strom dev cluster of {} nodes is up.\n  bootstrap servers: {}\n  data, configs and logs: {}\n\
+         Try: strom --brokers {} cluster info\nCtrl-C stops every node.",
+        ports.len(),
+        cluster.bootstrap(),
+        cluster.dir.display(),
+        cluster.bootstrap(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(super::broker::shutdown_signal());
-    println!("stopping {} nodes", children.len());
-    stop(&mut children);
+    println!("stopping {} nodes", cluster.children.len());
+    cluster.stop(true);
     Ok(())
+}
+
+/// N nodes of one cluster running as child processes (what `strom dev-cluster` runs, and what `strom bench`'s
+/// replicated scenarios measure). Dropping it stops every node.
+pub struct DevCluster {
+    dir: PathBuf,
+    nodes: Vec<Node>,
+    children: Vec<(u16, Child)>,
+}
+
+impl DevCluster {
+    /// Writes each node's config under `dir` (node i gets `ports[i - 1]`: client port, controller port), formats
+    /// the nodes not yet formatted with one cluster id, starts them and waits until each is ready.
+    pub fn start(dir: &Path, ports: &[(u16, u16)], overrides: &[String]) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let nodes: Vec<Node> = ports
+            .iter()
+            .zip(1u16..)
+            .map(|(&(kafka_port, controller_port), id)| Node {
+                id,
+                kafka_port,
+                controller_port,
+                data_dir: dir.join(format!("node-{id}")),
+                config: dir.join(format!("node-{id}.properties")),
+                log: dir.join(format!("node-{id}.log")),
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for n in &nodes {
+            let mut text = format!(
+                "# strom dev-cluster node {id}\nnode.id={id}\nprocess.roles=broker,controller\n\
+                 listeners=PLAINTEXT://127.0.0.1:{kp},CONTROLLER://127.0.0.1:{cp}\n\
+                 controller.listener.names=CONTROLLER\ncontroller.quorum.voters={voters}\nlog.dirs={data}\n",
+                id = n.id,
+                kp = n.kafka_port,
+                cp = n.controller_port,
+                data = n.data_dir.display(),
+            );
+            for kv in overrides {
+                text.push_str(kv);
+                text.push('\n');
+            }
+            std::fs::write(&n.config, text)
+                .with_context(|| format!("cannot write {}", n.config.display()))?;
+        }
+        let exe = std::env::current_exe().context("cannot find the strom executable")?;
+        format_nodes(&exe, &nodes)?;
+        let mut cluster = DevCluster {
+            dir,
+            nodes,
+            children: Vec::new(),
+        };
+        for i in 0..cluster.nodes.len() {
+            let child = launch(&exe, &cluster.nodes[i])?;
+            cluster.children.push((cluster.nodes[i].id, child));
+        }
+        let from = vec![0; cluster.nodes.len()];
+        wait_ready(
+            &cluster.nodes,
+            &mut cluster.children,
+            Duration::from_secs(60),
+            &from,
+        )?;
+        Ok(cluster)
+    }
+
+    /// Every node's client address, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.kafka_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `kill -9` of node `id`.
+    pub fn kill(&mut self, id: i32) -> Result<()> {
+        let i = self
+            .children
+            .iter()
+            .position(|(n, _)| i32::from(*n) == id)
+            .with_context(|| format!("node {id} is not running"))?;
+        let (_, mut child) = self.children.remove(i);
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts node `id` again (after [`DevCluster::kill`]) and waits until it is ready.
+    pub fn restart(&mut self, id: i32) -> Result<()> {
+        let exe = std::env::current_exe().context("cannot find the strom executable")?;
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| i32::from(n.id) == id)
+            .with_context(|| format!("no node {id}"))?;
+        let node = &self.nodes[i];
+        // The log keeps the earlier life's lines: only a ready line after them counts.
+        let before = std::fs::metadata(&node.log).map_or(0, |m| m.len() as usize);
+        let mut running = vec![(node.id, launch(&exe, node)?)];
+        let ready = wait_ready(
+            std::slice::from_ref(node),
+            &mut running,
+            Duration::from_secs(60),
+            &[before],
+        );
+        self.children.append(&mut running);
+        ready
+    }
+
+    /// SIGTERM to every node (a controlled shutdown), then waits for each; `report` prints how each stopped.
+    pub fn stop(&mut self, report: bool) {
+        stop(&mut self.children, report);
+        self.children.clear();
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+/// Starts one node, its output appended to its log file (a restarted node's log keeps the earlier life's).
+fn launch(exe: &Path, n: &Node) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&n.log)
+        .with_context(|| format!("cannot open {}", n.log.display()))?;
+    // Whatever STROM_LOG asks for, the ready line must reach the log: it is how this command knows.
+    let filter = match std::env::var("STROM_LOG") {
+        Ok(f) if !f.is_empty() => format!("{f},strom_broker::server=info"),
+        _ => "info".to_string(),
+    };
+    Command::new(exe)
+        .env("STROM_LOG", filter)
+        .arg("broker")
+        .arg("--config")
+        .arg(&n.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start node {}", n.id))
 }
 
 /// Formats every node not yet formatted, all with one cluster id (the one already on disk, if any node has it).
@@ -161,9 +249,15 @@ fn format_nodes(exe: &Path, nodes: &[Node]) -> Result<()> {
 
 /// Waits until every node has logged that it is ready: it has joined the quorum and the controller lists it. (Its
 /// client port accepts connections earlier, before it serves them, so a connect proves nothing.)
-fn wait_ready(nodes: &[Node], children: &mut [(u16, Child)], limit: Duration) -> Result<()> {
+/// `from[i]`: where in node i's log to look from (its size before this start).
+fn wait_ready(
+    nodes: &[Node],
+    children: &mut [(u16, Child)],
+    limit: Duration,
+    from: &[usize],
+) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let mut pending: Vec<&Node> = nodes.iter().collect();
+    let mut pending: Vec<(&Node, usize)> = nodes.iter().zip(from.iter().copied()).collect();
     while !pending.is_empty() {
         for (id, child) in children.iter_mut() {
             if let Some(status) = child.try_wait()? {
@@ -174,13 +268,16 @@ fn wait_ready(nodes: &[Node], children: &mut [(u16, Child)], limit: Duration) ->
                 );
             }
         }
-        pending.retain(|n| {
-            !std::fs::read_to_string(&n.log).is_ok_and(|log| log.contains("Strom broker ready"))
+        pending.retain(|(n, from)| {
+            !std::fs::read(&n.log).is_ok_and(|log| {
+                String::from_utf8_lossy(log.get(*from..).unwrap_or_default())
+                    .contains("Strom broker ready")
+            })
         });
         if Instant::now() > deadline {
             bail!(
                 "nodes {:?} were not ready within {limit:?}; see their logs in the cluster directory",
-                pending.iter().map(|n| n.id).collect::<Vec<_>>()
+                pending.iter().map(|(n, _)| n.id).collect::<Vec<_>>()
             );
         }
         if !pending.is_empty() {
@@ -190,7 +287,7 @@ fn wait_ready(nodes: &[Node], children: &mut [(u16, Child)], limit: Duration) ->
     Ok(())
 }
 
-fn stop(children: &mut [(u16, Child)]) {
+fn stop(children: &mut [(u16, Child)], report: bool) {
     for (_, child) in children.iter() {
         if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -198,7 +295,8 @@ fn stop(children: &mut [(u16, Child)]) {
     }
     for (id, child) in children.iter_mut() {
         match child.wait() {
-            Ok(status) => println!("node {id} stopped ({status})"),
+            Ok(status) if report => println!("node {id} stopped ({status})"),
+            Ok(_) => {}
             Err(e) => eprintln!("node {id}: {e}"),
         }
     }

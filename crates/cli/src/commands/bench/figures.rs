@@ -21,6 +21,9 @@ pub struct Figures {
     pub client: Option<ProcessUsage>,
     /// What the figure means beyond its name, e.g. a step the scenario skips.
     pub note: Option<&'static str>,
+    /// failover: from the leader's kill to the acknowledgement of the first record sent after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<f64>,
 }
 
 #[derive(Serialize, Debug, Clone, Copy)]
@@ -56,6 +59,9 @@ impl Figures {
                 ", p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
                 l.p50, l.p99, l.p999, l.max
             );
+        }
+        if let Some(pause) = self.pause_ms {
+            line += &format!(", pause {pause:.0} ms");
         }
         for (baseline, ratio) in ratios {
             line += &format!(", {:.0} % of {baseline}", ratio * 100.0);

@@ -11,6 +11,7 @@ mod consume;
 mod e2e;
 mod figures;
 mod produce;
+mod replicated;
 mod report;
 mod sink;
 mod targets;
@@ -78,6 +79,13 @@ pub enum Scenario {
     /// 1,000 partitions, 1 KiB records, acks=1.
     #[value(name = "many-partitions")]
     ManyPartitions,
+    /// produce-durable against a 3-node cluster started by the bench (replication factor 3,
+    /// min.insync.replicas=2): every record on all three replicas before it is acknowledged.
+    #[value(name = "produce-replicated")]
+    ProduceReplicated,
+    /// kill -9 of a partition leader under an idempotent acks=all load (2,000 records/s) on that cluster: the
+    /// produce pause until a new leader acknowledges.
+    Failover,
 }
 
 /// One measured line of the bench: a scenario with its parameters.
@@ -101,6 +109,11 @@ enum Kind {
     },
     Consume(consume::Mode),
     E2eLatency,
+    /// On the bench's 3-node cluster.
+    Replicated {
+        load: produce::Load,
+    },
+    Failover,
 }
 
 impl Scenario {
@@ -161,6 +174,16 @@ impl Scenario {
                 Load::ONE_K,
                 MANY_PARTITIONS,
             )],
+            Scenario::ProduceReplicated => vec![Case {
+                name: "produce-replicated/p6",
+                kind: Kind::Replicated {
+                    load: Load::DURABLE,
+                },
+            }],
+            Scenario::Failover => vec![Case {
+                name: "failover",
+                kind: Kind::Failover,
+            }],
         }
     }
 }
@@ -178,7 +201,8 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Sink { load } if load.record_bytes == 100 => &["ceiling-100b"],
         Kind::Sink { .. } => &["ceiling-1k"],
         Kind::Consume(_) => &["produce-1k/p6"],
-        Kind::Ceiling { .. } | Kind::E2eLatency => &[],
+        Kind::Replicated { .. } => &["produce-durable/p6"],
+        Kind::Ceiling { .. } | Kind::E2eLatency | Kind::Failover => &[],
     }
 }
 
@@ -232,9 +256,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
 
     let mut results: Vec<CaseResult> = Vec::new();
+    // The 3-node cluster of the replicated scenarios, started when the first of them runs.
+    let mut cluster: Option<replicated::BenchCluster> = None;
     // Topic holding 1 KiB records from the latest 6-partition produce run, for consume to read back.
     let mut written: Option<String> = None;
     for case in scenarios.iter().flat_map(|s| s.cases()) {
+        let on_cluster = matches!(case.kind, Kind::Replicated { .. } | Kind::Failover);
+        if on_cluster && matches!(broker, Broker::External(_)) {
+            eprintln!(
+                "note: {} runs on a 3-node cluster the bench starts; skipped with --brokers",
+                case.name
+            );
+            continue;
+        }
+        if on_cluster && cluster.is_none() {
+            cluster = Some(replicated::BenchCluster::start(&args.broker_settings)?);
+        }
         let mut runs = Vec::new();
         for run in 0..args.runs {
             let topic = format!(
@@ -275,11 +312,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             {
                 from_disk = broker_process::evict_from_page_cache(&data_dir, source)? > 0;
             }
-            // The ceiling and the sink run in this process and involve no broker.
+            // The ceiling and the sink run in this process and involve no broker; the cluster's three brokers are
+            // not probed.
             let measured = !matches!(case.kind, Kind::Ceiling { .. } | Kind::Sink { .. });
+            let broker_measured = measured && !on_cluster;
             let broker_probe = broker
                 .pid()
-                .filter(|_| measured)
+                .filter(|_| broker_measured)
                 .and_then(UsageProbe::start);
             let client_probe = measured
                 .then(|| UsageProbe::start(std::process::id()))
@@ -329,6 +368,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     finished_topic = Some(topic);
                     figures
                 }
+                Kind::Replicated { load } => {
+                    let cluster = cluster.as_ref().context("the bench cluster")?;
+                    let bootstrap = cluster.bootstrap();
+                    let figures = produce::run(&bootstrap, &topic, PARTITIONS, load, args.records)?;
+                    produce::delete_topic(&bootstrap, &topic)?;
+                    figures
+                }
+                Kind::Failover => {
+                    let cluster = cluster.as_mut().context("the bench cluster")?;
+                    let figures = replicated::failover(cluster, &topic)?;
+                    produce::delete_topic(&cluster.bootstrap(), &topic)?;
+                    figures
+                }
             };
             figures.broker = broker_probe.and_then(|p| p.finish(figures.records));
             figures.client = client_probe.and_then(|p| p.finish(figures.records));
@@ -343,6 +395,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Kind::E2eLatency => {
                 figures::median_run(runs, |f| f.latency_ms.map_or(f64::MAX, |l| l.p99))
             }
+            Kind::Failover => figures::median_run(runs, |f| f.pause_ms.unwrap_or(f64::MAX)),
             _ => figures::median_run(runs, |f| f.records_per_sec),
         };
         let ratios = baselines(&case)
@@ -363,7 +416,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let checked = targets::check(&results);
     if !checked.is_empty() {
-        println!("targets (issue #5, 2-core machine):");
+        println!("targets (issues #5 and #10, 2-core machine):");
         for t in &checked {
             println!("  {}", t.line());
         }

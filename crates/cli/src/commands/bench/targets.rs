@@ -1,4 +1,4 @@
-//! The speed and memory targets of issue #5 (for a 2-core machine where client and broker share the cores),
+//! The speed and memory targets of issues #5 and #10 (for a 2-core machine where client and broker share the cores),
 //! checked against a bench's results. A target whose cases did not run is left out.
 
 use serde::Serialize;
@@ -110,6 +110,23 @@ pub fn check(results: &[CaseResult]) -> Vec<Checked> {
                 );
             }
         }
+    }
+    // Issue #10: replicated acks=all against the single broker's, in the same run.
+    if let (Some(r), Some(d)) = (find("produce-replicated/p6"), find("produce-durable/p6")) {
+        let ratio = r.figures.records_per_sec / d.figures.records_per_sec;
+        let p99 = |c: &CaseResult| c.figures.latency_ms.map_or(f64::INFINITY, |l| l.p99);
+        let p99_ratio = p99(r) / p99(d);
+        push(
+            "produce-replicated/p6",
+            ">= 50 % of produce-durable/p6, p99 <= 2 × its p99",
+            format!(
+                "{:.0} % of its rate, p99 {:.1} ms = {p99_ratio:.1} × {:.1} ms",
+                ratio * 100.0,
+                p99(r),
+                p99(d)
+            ),
+            ratio >= 0.5 && p99_ratio <= 2.0,
+        );
     }
     if let Some(m) = find("many-partitions/p1000") {
         let rss = m.figures.broker.map(|b| b.peak_rss_mib);
