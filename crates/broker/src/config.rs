@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     /// `advertised.listeners` / `--advertised`: host and port clients are told to connect to. `None` advertises
     /// the bound address.
     pub advertised: Option<(String, u16)>,
+    /// The controller listener's entry in `advertised.listeners` (KIP-853): where other nodes reach this node's
+    /// controller listener, when that is not where it binds (behind a proxy or NAT). `controller.quorum.voters`
+    /// must name it for this node.
+    pub advertised_controller: Option<(String, u16)>,
     /// `num.partitions`: partitions of an auto-created topic or of CreateTopics with -1.
     pub num_partitions: i32,
     /// `auto.create.topics.enable`.
@@ -144,6 +148,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./strom-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised: None,
+            advertised_controller: None,
             num_partitions: 1,
             auto_create_topics: true,
             socket_request_max_bytes: 100 * 1024 * 1024,
@@ -238,6 +243,9 @@ impl BrokerConfig {
                 if let Some(listeners) = self.explicit.get("listeners").cloned() {
                     self.set_listeners(&listeners).map_err(|r| invalid(&r))?;
                 }
+                if let Some(advertised) = self.explicit.get("advertised.listeners").cloned() {
+                    self.set_advertised(&advertised).map_err(|r| invalid(&r))?;
+                }
             }
             "process.roles" => self.roles = parse_roles(value).map_err(|r| invalid(&r))?,
             "controller.quorum.voters" => {
@@ -300,14 +308,7 @@ impl BrokerConfig {
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = positive(key, value)?
             }
-            "advertised.listeners" => {
-                let addr = strip_listener_name(value);
-                let (host, port) = addr
-                    .rsplit_once(':')
-                    .ok_or_else(|| invalid("expected host:port"))?;
-                let port = port.parse().map_err(|_| invalid("bad port"))?;
-                self.advertised = Some((host.to_string(), port));
-            }
+            "advertised.listeners" => self.set_advertised(value).map_err(|r| invalid(&r))?,
             "num.partitions" => self.num_partitions = positive(key, value)?,
             "default.replication.factor" => self.default_replication_factor = positive(key, value)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
@@ -405,6 +406,29 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// `advertised.listeners`: the entry named in `controller.listener.names` is where other nodes reach the
+    /// controller listener, the first other one what Metadata tells clients. An entry without a name is the
+    /// Kafka listener's.
+    fn set_advertised(&mut self, value: &str) -> Result<(), String> {
+        let (mut kafka, mut controller) = (None, None);
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, addr) = entry.split_once("://").unwrap_or(("", entry));
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| format!("expected host:port in {entry:?}"))?;
+            let port: u16 = port.parse().map_err(|_| format!("bad port in {entry:?}"))?;
+            let endpoint = Some((host.to_string(), port));
+            if self.controller_listener_names.iter().any(|n| n == name) {
+                controller = endpoint;
+            } else if kafka.is_none() {
+                kafka = endpoint;
+            }
+        }
+        self.advertised = kafka;
+        self.advertised_controller = controller;
+        Ok(())
+    }
+
     /// The voters of the metadata quorum: `controller.quorum.voters`, or this node alone.
     pub fn voter_ids(&self) -> Vec<i32> {
         if self.quorum_voters.is_empty() {
@@ -446,6 +470,31 @@ mod cluster_config_tests {
             Some("127.0.0.1:9093".parse().unwrap())
         );
         assert_eq!(config.voter_ids(), vec![1, 2]);
+    }
+
+    #[test]
+    fn advertised_listeners_name_the_kafka_and_the_controller_endpoint_in_any_order() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_properties(
+                "advertised.listeners=CTRL://proxy:19093,PLAINTEXT://proxy:19092
+                 controller.listener.names=CTRL
+",
+            )
+            .unwrap();
+        assert_eq!(config.advertised, Some(("proxy".to_string(), 19092)));
+        assert_eq!(
+            config.advertised_controller,
+            Some(("proxy".to_string(), 19093))
+        );
+        // One unnamed entry is the Kafka listener's, as before.
+        let mut config = BrokerConfig::default();
+        config.set("advertised.listeners", "host:9092").unwrap();
+        assert_eq!(config.advertised, Some(("host".to_string(), 9092)));
+        assert_eq!(config.advertised_controller, None);
+        assert!(BrokerConfig::default()
+            .set("advertised.listeners", "PLAINTEXT://nohost")
+            .is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    create_topic, describe_output, metadata, request, wait_until, MetadataView, TestCluster,
+    create_topic, describe_output, metadata, random_cluster_id, request, wait_until,
+    with_port_retry, Layout, MetadataView, TestCluster,
 };
+use common::proxy::{Plane, Proxy};
 use common::{client_config, client_log_config, delivered, enqueue, ClientLog};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -1011,4 +1014,275 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
     );
     assert_eq!(lost, 0, "acknowledged records missing");
     assert_eq!(read.len() as u64, sent, "every record once");
+}
+
+/// Three nodes reached only through fault-injecting proxies (`common/proxy.rs`): the controller listeners through
+/// `controller.quorum.voters`, the client listeners through `advertised.listeners`.
+struct ProxiedCluster {
+    cluster: TestCluster,
+    controller: BTreeMap<i32, Proxy>,
+    kafka: BTreeMap<i32, Proxy>,
+}
+
+impl ProxiedCluster {
+    fn start(settings: &[&str]) -> Self {
+        with_port_retry(|| {
+            let layout = Layout::new(3, settings);
+            let ids: Vec<i32> = layout.nodes.iter().map(|n| n.id).collect();
+            let controller: BTreeMap<i32, Proxy> = layout
+                .nodes
+                .iter()
+                .map(|n| {
+                    let target = SocketAddr::from(([127, 0, 0, 1], n.controller_port));
+                    (n.id, Proxy::start(target, Plane::Controller))
+                })
+                .collect();
+            let kafka: BTreeMap<i32, Proxy> = layout
+                .nodes
+                .iter()
+                .map(|n| (n.id, Proxy::start(n.addr(), Plane::Kafka)))
+                .collect();
+            let voters = ids
+                .iter()
+                .map(|id| format!("{id}@127.0.0.1:{}", controller[id].port()))
+                .collect::<Vec<_>>()
+                .join(",");
+            for id in &ids {
+                let advertised = format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    kafka[id].port(),
+                    controller[id].port()
+                );
+                layout.write_config(*id, &voters, &[&advertised]);
+            }
+            let cluster_id = random_cluster_id();
+            layout.format_all(&cluster_id);
+            let mut cluster = TestCluster::launched(layout, cluster_id);
+            for id in ids {
+                cluster.try_wait_ready(id)?;
+            }
+            Ok(ProxiedCluster {
+                cluster,
+                controller,
+                kafka,
+            })
+        })
+    }
+
+    /// Cuts `node` off from every other node, on the controller and the replication links both ways; clients
+    /// still reach every node.
+    fn isolate(&self, node: i32) {
+        let others: Vec<i32> = self
+            .cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != node)
+            .collect();
+        for proxies in [&self.controller, &self.kafka] {
+            for (id, proxy) in proxies {
+                if *id == node {
+                    proxy.cut(&others);
+                } else {
+                    proxy.cut(&[node]);
+                }
+            }
+        }
+    }
+
+    fn heal(&self) {
+        for proxy in self.controller.values().chain(self.kafka.values()) {
+            proxy.heal();
+        }
+    }
+}
+
+/// The partition leader is cut off from the controller and its followers while clients still reach it, twice:
+/// once a leader that is not the active controller, once the active controller itself. The majority elects a new
+/// leader; the isolated one still leads in its own view and takes writes, but cannot shrink its ISR without the
+/// controller, so it acknowledges none of them (they time out, or fail as NOT_LEADER once it learns better, and
+/// are retried). After healing it truncates what only it had, and every acknowledged record of both producers
+/// (one bootstrapped to every broker, one to the first isolated leader only) is in the log at the offset it was
+/// acknowledged at, exactly once.
+#[test]
+fn an_isolated_leader_acknowledges_nothing_that_is_lost() {
+    let _slot = one_cluster_at_a_time();
+    const TOPIC: &str = "isolated";
+    let proxied = ProxiedCluster::start(FAILOVER);
+    let cluster = &proxied.cluster;
+    let (code, message, _) =
+        create_topic(cluster.addr(1), TOPIC, 1, 3, 30_000).expect("CreateTopics");
+    assert_eq!(code, 0, "create {TOPIC}: {message:?}");
+    let first_leader = lead_from(cluster, TOPIC, |leader, controller| {
+        (leader != controller)
+            .then_some(leader)
+            .or_else(|| cluster.ids().into_iter().find(|id| *id != controller))
+    });
+
+    let settings = [("acks", "all"), ("enable.idempotence", "true")];
+    let everywhere = BackgroundProducer::start(bootstrap_all(cluster), TOPIC, &settings, 50);
+    let to_leader =
+        BackgroundProducer::start(cluster.bootstrap(first_leader), TOPIC, &settings, 50);
+    let mut rounds = Vec::new();
+    for round in 1..=2 {
+        let leader = if round == 1 {
+            first_leader
+        } else {
+            lead_from(cluster, TOPIC, |_, controller| Some(controller))
+        };
+        let controller = metadata_from(cluster, &cluster.ids())
+            .expect("metadata")
+            .controller_id;
+        everywhere.wait_for_progress(300);
+        to_leader.wait_for_progress(300);
+        let others: Vec<i32> = cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        let truncations_before = truncations(cluster, leader);
+
+        proxied.isolate(leader);
+        let cut = Instant::now();
+        let new_leader = wait_until(
+            &format!("a new leader of {TOPIC}-0 on the majority side of broker {leader}"),
+            PATIENCE,
+            || {
+                let p = metadata_from(cluster, &others)?.topic(TOPIC).partitions[&0].clone();
+                if others.contains(&p.leader) {
+                    Ok(p.leader)
+                } else {
+                    Err(format!("{p:?}"))
+                }
+            },
+        );
+        let elected = cut.elapsed();
+        // Two leaders now: the isolated one still leads in its own (stale) metadata and takes writes. Whether the
+        // producers make progress meanwhile is up to the client: librdkafka may keep asking the isolated broker
+        // for metadata, whose answers wait behind its produce requests (a connection answers in order).
+        let isolated_view =
+            metadata(cluster.addr(leader)).expect("the isolated broker answers clients");
+        assert_eq!(
+            isolated_view.topic(TOPIC).partitions[&0].leader,
+            leader,
+            "the isolated broker still leads in its own view"
+        );
+
+        proxied.heal();
+        wait_fully_replicated(cluster, &cluster.ids(), TOPIC);
+        everywhere.wait_for_progress(300);
+        to_leader.wait_for_progress(300);
+        let truncated = truncations(cluster, leader) > truncations_before;
+        rounds.push(format!(
+            "round {round}: broker {leader} isolated (active controller {controller}), broker {new_leader} elected \
+             after {} ms, healed after {} ms, the isolated leader truncated a tail it had taken: {truncated}",
+            elected.as_millis(),
+            cut.elapsed().as_millis()
+        ));
+    }
+    let (sent_everywhere, acks_everywhere) = everywhere.finish();
+    let (sent_to_leader, acks_to_leader) = to_leader.finish();
+    for (side, sent, acks) in [
+        ("bootstrapped everywhere", sent_everywhere, &acks_everywhere),
+        (
+            "bootstrapped to the leader",
+            sent_to_leader,
+            &acks_to_leader,
+        ),
+    ] {
+        assert!(
+            acks.failed.is_empty(),
+            "producer {side}: {} of {sent} records failed, first: {:?}",
+            acks.failed.len(),
+            acks.failed.first()
+        );
+    }
+
+    let sizes = wait_identical_replicas(cluster, TOPIC, 1);
+    let read = read_all(&bootstrap_all(cluster), TOPIC, 1);
+    let at: BTreeMap<i64, String> = read
+        .iter()
+        .map(|(_, offset, value)| (*offset, value.clone()))
+        .collect();
+    for (i, offset) in at.keys().enumerate() {
+        assert_eq!(*offset, i as i64, "{TOPIC}-0: no gap in offsets");
+    }
+    let lost = |acks: &Acks| {
+        acks.acked
+            .iter()
+            .filter(|(seq, (_, offset))| at.get(offset) != Some(&seq.to_string()))
+            .count()
+    };
+    let (lost_everywhere, lost_to_leader) = (lost(&acks_everywhere), lost(&acks_to_leader));
+    eprintln!(
+        "{}; producers: {sent_everywhere} sent, {} acknowledged, {lost_everywhere} lost and {sent_to_leader} sent, \
+         {} acknowledged, {lost_to_leader} lost; {} records read; replica logs identical ({sizes:?} bytes)",
+        rounds.join("; "),
+        acks_everywhere.acked.len(),
+        acks_to_leader.acked.len(),
+        read.len()
+    );
+    assert_eq!(
+        lost_everywhere + lost_to_leader,
+        0,
+        "acknowledged records lost"
+    );
+    assert_eq!(
+        read.len() as u64,
+        sent_everywhere + sent_to_leader,
+        "every record exactly once"
+    );
+}
+
+/// How many times node `id` has truncated a divergent log tail.
+fn truncations(cluster: &TestCluster, id: i32) -> usize {
+    cluster
+        .log(id)
+        .iter()
+        .filter(|l| l.contains("truncated divergent log tail"))
+        .count()
+}
+
+/// Makes the broker `choose(leader, active controller)` picks the leader of `topic`-0, as an operator would:
+/// `strom topic reassign` puts it first among the same replicas, `strom cluster elect-leaders` moves the
+/// leadership there. Returns the leader.
+fn lead_from(cluster: &TestCluster, topic: &str, choose: impl Fn(i32, i32) -> Option<i32>) -> i32 {
+    let view = wait_fully_replicated(cluster, &cluster.ids(), topic);
+    let p = view.topic(topic).partitions[&0].clone();
+    let target = choose(p.leader, view.controller_id).expect("a broker to lead");
+    if p.leader == target {
+        return target;
+    }
+    let order: Vec<String> = std::iter::once(target)
+        .chain(p.replicas.iter().copied().filter(|r| *r != target))
+        .map(|r| r.to_string())
+        .collect();
+    let out = cluster.strom(
+        target,
+        &[
+            "topic",
+            "reassign",
+            topic,
+            "--replicas",
+            &order.join(","),
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let out = cluster.strom(target, &["cluster", "elect-leaders", "--topic", topic]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    wait_until(
+        &format!("broker {target} to lead {topic}-0"),
+        PATIENCE,
+        || {
+            let p = metadata_from(cluster, &cluster.ids())?
+                .topic(topic)
+                .partitions[&0]
+                .clone();
+            if p.leader == target {
+                Ok(target)
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    )
 }

@@ -513,6 +513,19 @@ fn voter_addresses(
         .find(|v| v.node_id == config.node_id)
         .expect("checked above");
     let bound = listener.local_addr()?;
+    if let Some((host, port)) = &config.advertised_controller {
+        if me.host != *host || me.port != *port {
+            return Err(ClusterError::Config(format!(
+                "controller.quorum.voters says node {} listens on {}:{}, but advertised.listeners gives its controller listener as {host}:{port}",
+                me.node_id, me.host, me.port
+            )));
+        }
+        return Ok(config
+            .quorum_voters
+            .iter()
+            .map(|v| (v.node_id, format!("{}:{}", v.host, v.port)))
+            .collect());
+    }
     let other_host = me
         .host
         .parse::<std::net::IpAddr>()

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod group;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
