@@ -262,8 +262,16 @@ fn wait_ready(
         for (id, child) in children.iter_mut() {
             if let Some(status) = child.try_wait()? {
                 let log = nodes.iter().find(|n| n.id == *id).map(|n| n.log.clone());
+                let tail = log
+                    .as_ref()
+                    .and_then(|l| std::fs::read_to_string(l).ok())
+                    .map(|text| {
+                        let lines: Vec<&str> = text.lines().collect();
+                        lines[lines.len().saturating_sub(5)..].join("\n")
+                    })
+                    .unwrap_or_default();
                 bail!(
-                    "node {id} exited ({status}) before it was ready; see {}",
+                    "node {id} exited ({status}) before it was ready; see {}:\n{tail}",
                     log.map_or_else(String::new, |l| l.display().to_string())
                 );
             }

@@ -37,13 +37,24 @@ pub struct BenchCluster {
 }
 
 impl BenchCluster {
+    /// Starts the cluster on free ports; again on new ones (up to three times) when another process took one
+    /// between the bench picking it and a node binding it.
     pub fn start(extra: &[String]) -> Result<Self> {
-        let dir = tempfile::tempdir().context("creating the cluster's temp dir")?;
-        let ports = free_ports(3)?;
         let mut settings: Vec<String> = CLUSTER_SETTINGS.iter().map(|s| s.to_string()).collect();
         settings.extend(extra.iter().cloned());
-        let cluster = DevCluster::start(dir.path(), &ports, &settings)?;
-        Ok(Self { cluster, _dir: dir })
+        let mut attempt = 1;
+        loop {
+            let dir = tempfile::tempdir().context("creating the cluster's temp dir")?;
+            let ports = free_ports(3)?;
+            match DevCluster::start(dir.path(), &ports, &settings) {
+                Ok(cluster) => return Ok(Self { cluster, _dir: dir }),
+                Err(e) if attempt < 3 && format!("{e:#}").contains("in use") => {
+                    eprintln!("note: a port of the bench cluster was taken ({e:#}); starting it on new ports");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn bootstrap(&self) -> String {
