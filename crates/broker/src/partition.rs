@@ -287,6 +287,7 @@ impl Partition {
         replicas: &[i32],
         isr: &[i32],
         lag_time_max_ms: u64,
+        min_isr: usize,
         now_ms: u64,
     ) -> bool {
         let mut role = self.role.lock();
@@ -296,14 +297,21 @@ impl Partition {
                 state,
                 partition_epoch: current,
             } if state.leader_epoch() == leader_epoch => {
+                // A changed min.insync.replicas (topic config) applies at once.
+                let moved = state.set_min_isr(min_isr);
                 if *current == partition_epoch {
-                    return false;
+                    moved
+                } else {
+                    *current = partition_epoch;
+                    if state.replicas() != replicas {
+                        state.set_replicas(replicas.to_vec(), now_ms);
+                    }
+                    let committed = state.on_isr_committed(isr.to_vec());
+                    Effects {
+                        high_watermark: committed.high_watermark.or(moved.high_watermark),
+                        propose_isr: None,
+                    }
                 }
-                *current = partition_epoch;
-                if state.replicas() != replicas {
-                    state.set_replicas(replicas.to_vec(), now_ms);
-                }
-                state.on_isr_committed(isr.to_vec())
             }
             _ => {
                 let Ok(leo) = self.with_log(|log| Ok(log.log_end_offset())) else {
@@ -321,6 +329,7 @@ impl Partition {
                     now_ms,
                 );
                 self.set_leader_epoch(leader_epoch);
+                state.set_min_isr(min_isr);
                 let effects = state.on_append(leo);
                 tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, high_watermark = state.high_watermark(), isr = ?isr, "leading partition");
                 *role = Role::Leader {
@@ -763,7 +772,7 @@ mod tests {
         p.follow_leader_offsets(0, 10, 0).unwrap();
         assert_eq!(p.high_watermark(), 10);
 
-        assert!(p.become_leader(2, 1, 1, &[1, 2, 3], &[1, 2, 3], 30_000, 0));
+        assert!(p.become_leader(2, 1, 1, &[1, 2, 3], &[1, 2, 3], 30_000, 1, 0));
         assert_eq!(p.high_watermark(), 10);
         assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
         // Records above it wait for the followers.
@@ -776,7 +785,7 @@ mod tests {
     fn after_a_truncation_acks_all_waits_for_the_isr_again() {
         let dir = tempfile::tempdir().unwrap();
         let p = open(&dir);
-        assert!(p.become_leader(1, 0, 0, &[1, 2], &[1], 30_000, 0));
+        assert!(p.become_leader(1, 0, 0, &[1, 2], &[1], 30_000, 1, 0));
         let (outcome, _) = p.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
         assert!(matches!(outcome, strom_log::AppendOutcome::Appended { .. }));
         assert_eq!(
@@ -789,7 +798,7 @@ mod tests {
         p.truncate_replica(1, 5).unwrap();
         assert_eq!(p.high_watermark(), 5);
 
-        assert!(p.become_leader(1, 2, 2, &[1, 2], &[1, 2], 30_000, 0));
+        assert!(p.become_leader(1, 2, 2, &[1, 2], &[1, 2], 30_000, 1, 0));
         p.append(batch(0, 5, 0), 0, i64::MAX).unwrap();
         assert_eq!(
             p.wait_replicated(10).now_or_never(),

@@ -95,6 +95,8 @@ impl Broker {
     ) -> Result<RunningBroker, BrokerError> {
         let local_addr = listener.local_addr()?;
         let config = Arc::new(config);
+        // Read before any log opens: whether the last life of this broker closed every log cleanly.
+        let clean_shutdown = take_clean_shutdown_marker(&config.data_dir);
         let topics = Arc::new(Topics::new(config.clone())?);
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let reconcile_topics = topics.clone();
@@ -159,6 +161,7 @@ impl Broker {
             },
             config.rack.clone(),
             Duration::from_millis(config.broker_heartbeat_interval_ms),
+            clean_shutdown,
         );
         let replication = ReplicaManager::new(config.clone(), topics.clone(), cluster.clone());
         let state = Arc::new(BrokerState {
@@ -255,11 +258,44 @@ impl RunningBroker {
         }
         let _ = self.quorum_task.await;
         let topics = self.state.topics.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || topics.close_all()).await {
-            tracing::error!(error = %e, "closing logs failed");
+        let data_dir = self.state.config.data_dir.clone();
+        match tokio::task::spawn_blocking(move || {
+            topics.close_all();
+            write_clean_shutdown_marker(&data_dir)
+        })
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot record the clean shutdown"),
+            Err(e) => tracing::error!(error = %e, "closing logs failed"),
         }
         tracing::info!("Strom broker stopped cleanly");
     }
+}
+
+/// Written once every log is closed; its presence at the next start means that start follows a clean shutdown,
+/// which the broker reports when it registers (a replica back from an unclean one may have lost unflushed
+/// records, so it is no longer an eligible leader replica, KIP-966).
+const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
+
+/// Whether the marker is there, removing it (so a crash of this life is seen as unclean next time).
+fn take_clean_shutdown_marker(data_dir: &std::path::Path) -> bool {
+    let path = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let clean = path.exists();
+    if clean {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the clean-shutdown marker");
+            return false;
+        }
+    }
+    clean
+}
+
+fn write_clean_shutdown_marker(data_dir: &std::path::Path) -> std::io::Result<()> {
+    let path = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let file = std::fs::File::create(&path)?;
+    file.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
 }
 
 async fn accept_loop(

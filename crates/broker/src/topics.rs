@@ -277,6 +277,7 @@ impl Topics {
                             &p.replicas,
                             &p.isr,
                             self.config.replica_lag_time_max_ms,
+                            settings.min_insync_replicas.max(1) as usize,
                             crate::replication::now_ms(),
                         );
                         if newly {

@@ -42,6 +42,9 @@ pub enum ControllerRequest {
         incarnation_id: String,
         endpoint: Endpoint,
         rack: Option<String>,
+        /// Whether the broker's previous life ended in a clean shutdown (see `MetadataRecord::RegisterBroker`).
+        #[serde(default)]
+        clean_shutdown: bool,
     },
     /// `applied_index`: how far the broker has applied the metadata log.
     Heartbeat {
@@ -160,6 +163,9 @@ pub struct ControllerConfig {
     /// `auto.leader.rebalance.enable`: (`leader.imbalance.check.interval.seconds` in ms,
     /// `leader.imbalance.per.broker.percentage`).
     pub leader_rebalance: Option<(u64, u32)>,
+    /// `min.insync.replicas` (the broker default; a topic's own setting wins): below it, replicas leaving the ISR
+    /// become eligible leader replicas (KIP-966).
+    pub min_insync_replicas: i32,
 }
 
 impl Default for ControllerConfig {
@@ -169,6 +175,7 @@ impl Default for ControllerConfig {
             default_partitions: 1,
             default_replication_factor: 1,
             leader_rebalance: Some((300_000, 10)),
+            min_insync_replicas: 1,
         }
     }
 }
@@ -220,6 +227,7 @@ impl Controller {
                 incarnation_id,
                 endpoint,
                 rack,
+                clean_shutdown,
             } => {
                 // Another process with this node id is registered and heartbeating: two brokers must not share
                 // an id. A broker that restarted after a crash gets in once its old session expires.
@@ -247,9 +255,16 @@ impl Controller {
                     incarnation_id,
                     endpoint,
                     rack,
+                    clean_shutdown,
                 }];
-                // Whatever the previous incarnation led, it leads no more.
-                records.extend(leaders_away_from(image, broker_id));
+                // Whatever the previous incarnation led, it leads no more; after an unclean shutdown its copies
+                // are no longer eligible to lead either.
+                records.extend(leaders_away_from(
+                    image,
+                    broker_id,
+                    self.config.min_insync_replicas,
+                    clean_shutdown,
+                ));
                 Ok(Decision::Propose(
                     RecordBatch::new(records),
                     ControllerReply::Registered,
@@ -282,7 +297,12 @@ impl Controller {
                         broker_id,
                         broker_epoch,
                     }];
-                    records.extend(leaders_away_from(image, broker_id));
+                    records.extend(leaders_away_from(
+                        image,
+                        broker_id,
+                        self.config.min_insync_replicas,
+                        true,
+                    ));
                     return Ok(Decision::Propose(
                         RecordBatch::new(records),
                         ControllerReply::Heartbeat {
@@ -506,6 +526,7 @@ impl Controller {
                 leader_epoch,
                 partition_epoch,
                 isr,
+                self.config.min_insync_replicas,
             ),
             ControllerRequest::ElectPreferredLeaders { partitions } => {
                 Ok(elect_preferred_leaders(image, partitions))
@@ -557,7 +578,12 @@ impl Controller {
                 broker_id: broker.broker_id,
                 broker_epoch: broker.broker_epoch,
             }];
-            records.extend(leaders_away_from(image, broker.broker_id));
+            records.extend(leaders_away_from(
+                image,
+                broker.broker_id,
+                self.config.min_insync_replicas,
+                true,
+            ));
             batches.push(RecordBatch::new(records));
             break;
         }
@@ -587,6 +613,7 @@ impl Controller {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn alter_partition(
     image: &MetadataImage,
     broker_id: i32,
@@ -595,6 +622,7 @@ fn alter_partition(
     leader_epoch: i32,
     partition_epoch: i32,
     isr: Vec<i32>,
+    default_min_isr: i32,
 ) -> Result<Decision, ControllerError> {
     let unknown = || {
         ControllerError::new(
@@ -656,8 +684,10 @@ fn alter_partition(
     if current == isr {
         return Ok(Decision::Reply(ControllerReply::Done));
     }
+    // Replicas leaving an ISR smaller than min.insync.replicas stay eligible to lead (KIP-966).
+    let elr = elr_after(p, &isr, min_isr(topic, p, default_min_isr), true);
     // The change that brings the last target replica into the ISR completes a reassignment in progress.
-    let records = match reassignment_completion(image, topic_id, partition, p, &isr) {
+    let mut records = match reassignment_completion(image, topic_id, partition, p, &isr) {
         Some(records) => records,
         None => vec![MetadataRecord::PartitionChange {
             topic_id: topic_id.to_string(),
@@ -666,6 +696,13 @@ fn alter_partition(
             isr,
         }],
     };
+    if elr != p.elr {
+        records.push(MetadataRecord::PartitionElr {
+            topic_id: topic_id.to_string(),
+            partition,
+            elr,
+        });
+    }
     Ok(Decision::Propose(
         RecordBatch::new(records),
         ControllerReply::Done,
@@ -1173,32 +1210,125 @@ fn rack_alternating(image: &MetadataImage) -> Vec<i32> {
     order
 }
 
-/// Partition changes that take leadership (and ISR membership, unless it is the last member) away from a broker
-/// that is fenced or gone. A partition with no other in-sync replica goes offline (leader -1) and keeps the broker
-/// in its ISR, so that broker leads it again when it returns: no out-of-sync replica is ever elected.
-fn leaders_away_from(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
-    let live = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|r| !r.fenced);
-    changes(image, |p| {
-        if p.leader != broker_id && !p.isr.contains(&broker_id) {
-            return None;
-        }
-        let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
-        if isr.is_empty() {
-            isr.push(broker_id);
-        }
-        let leader = if p.leader == broker_id {
-            isr.iter().copied().find(live).unwrap_or(-1)
-        } else {
-            p.leader
-        };
-        Some((leader, isr))
-    })
+/// `min.insync.replicas` for partition `p` of `topic` (its own setting, else the broker default), never more than
+/// its replicas.
+fn min_isr(topic: &crate::image::TopicImage, p: &PartitionImage, default: i32) -> usize {
+    let configured = topic
+        .configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(default)
+        .max(1) as usize;
+    configured.min(p.replicas.len().max(1))
 }
 
-/// Offline partitions whose ISR holds a broker that is back: it leads them again.
+/// The eligible leader replicas once `p`'s ISR is `isr` (KIP-966): once the ISR is back at `min_isr` they are no
+/// longer needed; below it, the replicas that left the ISR join them (if `eligible`: a broker whose shutdown was
+/// unclean may have lost records and never joins). ISR members are never in it.
+fn elr_after(p: &PartitionImage, isr: &[i32], min_isr: usize, eligible: bool) -> Vec<i32> {
+    if isr.len() >= min_isr {
+        return Vec::new();
+    }
+    let mut elr: Vec<i32> = p.elr.iter().copied().filter(|r| !isr.contains(r)).collect();
+    if eligible {
+        for r in p.isr.iter().filter(|r| !isr.contains(r)) {
+            if !elr.contains(r) {
+                elr.push(*r);
+            }
+        }
+    }
+    elr
+}
+
+/// Partition changes that take leadership and ISR membership away from a broker that is fenced or gone (or, with
+/// `eligible` false, came back from an unclean shutdown: then also its place among the eligible leader replicas).
+/// A partition whose last in-sync replica it was is led by a live eligible leader replica if there is one
+/// (KIP-966: it holds every committed record); otherwise it goes offline (leader -1) and keeps the broker in its
+/// ISR, so that broker leads it again when it returns: no replica that may lack a committed record is ever elected.
+fn leaders_away_from(
+    image: &MetadataImage,
+    broker_id: i32,
+    default_min_isr: i32,
+    eligible: bool,
+) -> Vec<MetadataRecord> {
+    let live = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|r| !r.fenced);
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            let in_elr = p.elr.contains(&broker_id);
+            // Untouched unless it leads, is in sync, or (after an unclean shutdown) is eligible.
+            let leaves_elr = in_elr && !eligible;
+            if p.leader != broker_id && !p.isr.contains(&broker_id) && !leaves_elr {
+                continue;
+            }
+            let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
+            let mut elr: Vec<i32>;
+            let leader;
+            if isr.is_empty() {
+                let candidates: Vec<i32> =
+                    p.elr.iter().copied().filter(|b| *b != broker_id).collect();
+                match candidates.iter().copied().find(live) {
+                    Some(e) => {
+                        leader = e;
+                        isr = vec![e];
+                        elr = candidates.into_iter().filter(|b| *b != e).collect();
+                        if eligible && p.isr.contains(&broker_id) {
+                            elr.push(broker_id);
+                        }
+                    }
+                    None => {
+                        isr = vec![broker_id];
+                        leader = if p.leader == broker_id { -1 } else { p.leader };
+                        elr = if eligible { p.elr.clone() } else { candidates };
+                    }
+                }
+            } else {
+                elr = elr_after(p, &isr, min_isr(topic, p, default_min_isr), eligible);
+                if !eligible {
+                    elr.retain(|b| *b != broker_id);
+                }
+                leader = if p.leader == broker_id {
+                    isr.iter().copied().find(live).unwrap_or(-1)
+                } else {
+                    p.leader
+                };
+            }
+            if leader != p.leader || isr != p.isr {
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.topic_id.clone(),
+                    partition: *index,
+                    leader,
+                    isr: isr.clone(),
+                });
+            }
+            elr.retain(|b| !isr.contains(b));
+            if elr != p.elr {
+                records.push(MetadataRecord::PartitionElr {
+                    topic_id: topic.topic_id.clone(),
+                    partition: *index,
+                    elr,
+                });
+            }
+        }
+    }
+    records
+}
+
+/// Offline partitions that a broker back from a fence can lead: those whose ISR holds it, and those whose ISR has
+/// no live member while it is among their eligible leader replicas.
 fn leaders_back_to(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+    let live = |b: &i32| *b == broker_id || image.brokers.get(b).is_some_and(|r| !r.fenced);
     changes(image, |p| {
-        (p.leader == -1 && p.isr.contains(&broker_id)).then(|| (broker_id, p.isr.clone()))
+        if p.leader != -1 {
+            return None;
+        }
+        if p.isr.contains(&broker_id) {
+            Some((broker_id, p.isr.clone()))
+        } else if p.elr.contains(&broker_id) && !p.isr.iter().any(live) {
+            Some((broker_id, vec![broker_id]))
+        } else {
+            None
+        }
     })
 }
 

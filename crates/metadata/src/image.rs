@@ -36,6 +36,9 @@ pub struct PartitionImage {
     pub adding_replicas: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): out of the ISR, but holding every committed record; never ISR members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -49,6 +52,7 @@ impl PartitionImage {
             partition_epoch: 0,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            elr: Vec::new(),
         }
     }
 
@@ -166,6 +170,7 @@ impl MetadataImage {
                 incarnation_id,
                 endpoint,
                 rack,
+                ..
             } => {
                 self.brokers.insert(
                     *broker_id,
@@ -251,6 +256,8 @@ impl MetadataImage {
                 }
                 p.leader = *leader;
                 p.isr = isr.clone();
+                // A replica back in the ISR is no longer merely eligible.
+                p.elr.retain(|r| !isr.contains(r));
                 p.partition_epoch += 1;
             }
             MetadataRecord::PartitionReplicas {
@@ -271,6 +278,27 @@ impl MetadataImage {
                 p.replicas = replicas.clone();
                 p.adding_replicas = adding.clone();
                 p.removing_replicas = removing.clone();
+                p.elr.retain(|r| replicas.contains(r));
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::PartitionElr {
+                topic_id,
+                partition,
+                elr,
+            } => {
+                let name = self.topic_name_of(topic_id)?;
+                let topic = self.topics.get_mut(&name).expect("found by id");
+                let p = topic.partitions.get_mut(partition).ok_or_else(|| {
+                    Rejected::UnknownPartition {
+                        topic_id: topic_id.clone(),
+                        partition: *partition,
+                    }
+                })?;
+                p.elr = elr
+                    .iter()
+                    .copied()
+                    .filter(|r| p.replicas.contains(r) && !p.isr.contains(r))
+                    .collect();
                 p.partition_epoch += 1;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -381,6 +409,7 @@ mod tests {
                 port: 1,
             },
             rack: None,
+            clean_shutdown: true,
         }]);
         image.apply_batch(5, &register).unwrap();
         assert!(image.brokers[&1].fenced);

@@ -29,6 +29,11 @@ pub enum MetadataRecord {
         endpoint: Endpoint,
         #[serde(default)]
         rack: Option<String>,
+        /// Whether the broker's previous life ended in a clean shutdown (its logs closed and fsynced). After an
+        /// unclean one its copies may have lost unflushed records, so it leaves every partition's eligible
+        /// leader replicas (KIP-966).
+        #[serde(default)]
+        clean_shutdown: bool,
     },
     /// The broker stopped heartbeating (or shut down): it leaves Metadata and leads nothing.
     FenceBroker { broker_id: i32, broker_epoch: u64 },
@@ -63,6 +68,14 @@ pub enum MetadataRecord {
         replicas: Vec<i32>,
         adding: Vec<i32>,
         removing: Vec<i32>,
+    },
+    /// A partition's eligible leader replicas (KIP-966): replicas that left the ISR while it was smaller than
+    /// `min.insync.replicas`, so they hold every committed record (the high watermark does not advance while the
+    /// ISR is that small), and may lead when the ISR has no live member left.
+    PartitionElr {
+        topic_id: String,
+        partition: i32,
+        elr: Vec<i32>,
     },
     /// A topic and all its partitions were deleted.
     RemoveTopic { topic_id: String },
@@ -129,6 +142,7 @@ mod tests {
                     port: 9092,
                 },
                 rack: None,
+                clean_shutdown: true,
             },
         ]);
         assert_eq!(RecordBatch::decode(&batch.encode()).unwrap(), batch);

@@ -14,8 +14,12 @@ struct Cluster {
 impl Cluster {
     /// Brokers 0..n registered and unfenced, with the given racks.
     fn new(racks: &[Option<&str>]) -> Self {
+        Self::with_config(ControllerConfig::default(), racks)
+    }
+
+    fn with_config(config: ControllerConfig, racks: &[Option<&str>]) -> Self {
         let image = MetadataImage::default();
-        let controller = Controller::new(ControllerConfig::default(), &image, 0);
+        let controller = Controller::new(config, &image, 0);
         let mut cluster = Self {
             image,
             controller,
@@ -56,6 +60,7 @@ impl Cluster {
                     port: 9092 + id as u16,
                 },
                 rack,
+                clean_shutdown: true,
             },
         )
         .unwrap();
@@ -316,6 +321,7 @@ fn a_second_live_broker_with_the_same_id_is_refused_until_the_first_one_s_sessio
                     port: 9999,
                 },
                 rack: None,
+                clean_shutdown: true,
             },
         )
     };
@@ -344,6 +350,7 @@ fn a_second_live_broker_with_the_same_id_is_refused_until_the_first_one_s_sessio
                 port: 1,
             },
             rack: None,
+            clean_shutdown: true,
         },
     );
     assert!(
@@ -564,4 +571,144 @@ fn invalid_reassignments_are_refused_and_change_nothing() {
         codes::INVALID_REPLICA_ASSIGNMENT
     );
     assert_eq!(c.image, before);
+}
+
+/// Three brokers, `min.insync.replicas=2`, topic `t` with one partition on all three, the ISR whole.
+fn three_with_min_isr_2() -> Cluster {
+    let config = ControllerConfig {
+        min_insync_replicas: 2,
+        ..ControllerConfig::default()
+    };
+    let mut c = Cluster::with_config(config, &[None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1, 2]]);
+    c.alter_isr("t", 0, vec![0, 1, 2]).unwrap();
+    c
+}
+
+/// Time passes to `now`: `alive` heartbeat, the controller fences whoever did not.
+fn advance(c: &mut Cluster, now: u64, alive: &[i32]) {
+    for id in alive {
+        let epoch = c.image.brokers[id].broker_epoch;
+        c.heartbeat(*id, epoch, now).unwrap();
+    }
+    loop {
+        let batches = c.controller.tick(now, &c.image);
+        if batches.is_empty() {
+            break;
+        }
+        for batch in batches {
+            c.commit(&batch);
+        }
+    }
+}
+
+#[test]
+fn replicas_leaving_an_isr_below_min_insync_replicas_become_eligible_leader_replicas() {
+    let mut c = three_with_min_isr_2();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    assert_eq!(
+        c.partition("t", 0).elr,
+        Vec::<i32>::new(),
+        "still 2 in sync"
+    );
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    assert_eq!(c.partition("t", 0).elr, vec![1], "left an ISR below 2");
+    c.alter_isr("t", 0, vec![0, 2]).unwrap();
+    assert_eq!(
+        c.partition("t", 0).elr,
+        Vec::<i32>::new(),
+        "back at 2 in sync, the high watermark moves again without them"
+    );
+}
+
+#[test]
+fn when_the_last_in_sync_replica_dies_a_live_eligible_replica_leads() {
+    let mut c = three_with_min_isr_2();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    let before = c.partition("t", 0);
+    assert_eq!((before.leader, before.elr.clone()), (0, vec![1]));
+    // Broker 0, the last in-sync replica, goes silent; 1 and 2 heartbeat.
+    advance(&mut c, 5_000, &[0, 1, 2]);
+    advance(&mut c, 14_500, &[1, 2]);
+    assert!(c.image.brokers[&0].fenced);
+    let p = c.partition("t", 0);
+    assert_eq!(
+        p.leader, 1,
+        "the eligible replica leads: it has every committed record"
+    );
+    assert_eq!(p.isr, vec![1]);
+    assert_eq!(
+        p.elr,
+        vec![0],
+        "the old leader left an ISR below 2 and holds every committed record"
+    );
+    assert_eq!(p.leader_epoch, before.leader_epoch + 1);
+    // Broker 2 was never eligible: it left the ISR while two others were in it, and may lack later records.
+    assert!(!p.elr.contains(&2));
+}
+
+#[test]
+fn an_unclean_restart_takes_a_broker_out_of_the_eligible_replicas() {
+    let mut c = three_with_min_isr_2();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    assert_eq!(c.partition("t", 0).elr, vec![1]);
+    let register = |c: &mut Cluster, clean_shutdown: bool| {
+        c.request(
+            20_000,
+            ControllerRequest::RegisterBroker {
+                broker_id: 1,
+                incarnation_id: format!("again-{clean_shutdown}"),
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9093,
+                },
+                rack: None,
+                clean_shutdown,
+            },
+        )
+        .unwrap()
+    };
+    register(&mut c, true);
+    assert_eq!(
+        c.partition("t", 0).elr,
+        vec![1],
+        "a clean restart keeps its data"
+    );
+    register(&mut c, false);
+    assert_eq!(
+        c.partition("t", 0).elr,
+        Vec::<i32>::new(),
+        "after an unclean one it may have lost unflushed records"
+    );
+}
+
+#[test]
+fn without_a_live_eligible_replica_the_partition_waits_and_the_first_to_return_leads() {
+    let mut c = three_with_min_isr_2();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    // Broker 1 (eligible) goes silent first, then broker 0 (the last in-sync replica).
+    advance(&mut c, 5_000, &[0, 1, 2]);
+    advance(&mut c, 14_500, &[0, 2]);
+    assert!(c.image.brokers[&1].fenced);
+    assert_eq!(
+        c.partition("t", 0).elr,
+        vec![1],
+        "a fenced eligible replica stays eligible"
+    );
+    advance(&mut c, 24_000, &[2]);
+    let p = c.partition("t", 0);
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (-1, vec![0]),
+        "offline: no live replica is known to hold everything"
+    );
+    // Broker 1 returns (its heartbeat unfences it): it leads, without waiting for broker 0.
+    let epoch = c.image.brokers[&1].broker_epoch;
+    c.heartbeat(1, epoch, 25_000).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+    assert!(p.elr.is_empty());
 }

@@ -22,6 +22,8 @@ pub struct BrokerLifecycle {
     warned: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Set once controlled shutdown begins: every heartbeat from then on asks to stay fenced.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Whether this broker's previous life ended in a clean shutdown (told to the controller at registration).
+    clean_shutdown: bool,
 }
 
 impl BrokerLifecycle {
@@ -30,6 +32,7 @@ impl BrokerLifecycle {
         endpoint: Endpoint,
         rack: Option<String>,
         interval: Duration,
+        clean_shutdown: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             broker_id: cluster.node_id,
@@ -41,6 +44,7 @@ impl BrokerLifecycle {
             epoch: AtomicU64::new(0),
             warned: parking_lot::Mutex::new(None),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            clean_shutdown,
         })
     }
 
@@ -133,6 +137,7 @@ impl BrokerLifecycle {
             incarnation_id: self.incarnation_id.clone(),
             endpoint: self.endpoint.clone(),
             rack: self.rack.clone(),
+            clean_shutdown: self.clean_shutdown,
         };
         match self.cluster.request(request, self.timeout()).await {
             Ok((_, index)) => {

@@ -159,6 +159,7 @@ impl Cluster {
                     config.leader_imbalance_check_interval_ms,
                     config.leader_imbalance_per_broker_percentage,
                 )),
+                min_insync_replicas: config.min_insync_replicas,
             },
             tick,
             image_tx,

@@ -52,6 +52,9 @@ pub struct LeaderState {
     log_end_offset: i64,
     high_watermark: i64,
     lag_time_max_ms: u64,
+    /// The high watermark advances only while the ISR holds this many replicas (KIP-966): so a replica that left
+    /// a smaller ISR holds every committed record and may lead if the ISR is lost (an eligible leader replica).
+    min_isr: usize,
 }
 
 impl LeaderState {
@@ -95,6 +98,16 @@ impl LeaderState {
             log_end_offset,
             high_watermark: high_watermark.min(log_end_offset),
             lag_time_max_ms,
+            min_isr: 1,
+        }
+    }
+
+    /// `min.insync.replicas` for this partition (capped at its replicas): below it the high watermark stays.
+    pub fn set_min_isr(&mut self, min_isr: usize) -> Effects {
+        self.min_isr = min_isr.clamp(1, self.replicas.len().max(1));
+        Effects {
+            high_watermark: self.advance_high_watermark(),
+            propose_isr: None,
         }
     }
 
@@ -233,6 +246,9 @@ impl LeaderState {
     }
 
     fn advance_high_watermark(&mut self) -> Option<i64> {
+        if self.isr.len() < self.min_isr {
+            return None;
+        }
         // The maximal ISR without building it (this runs on every append): duplicates do not change a minimum.
         let min = self
             .isr

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use strom_broker::replication::follower::FetchedPartition;
-use strom_broker::replication::leader::LeaderState;
+use strom_broker::replication::leader::{Effects, LeaderState};
 use strom_metadata::{
     codes, Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
     Decision, Endpoint, MetadataImage, MetadataRecord, PartitionImage, RecordBatch,
@@ -184,6 +184,7 @@ impl Sim {
             default_partitions: 1,
             default_replication_factor: 3,
             leader_rebalance: Some((REBALANCE_INTERVAL_MS, 10)),
+            min_insync_replicas: MIN_INSYNC_REPLICAS as i32,
         };
         let controller = Controller::new(config, &image, 0);
         Self {
@@ -427,6 +428,9 @@ impl Sim {
                         port: 9000 + id as u16,
                     },
                     rack: None,
+                    // A crash here keeps the log (no power loss), so either answer is true of the data; an
+                    // unclean one only takes the broker out of the eligible leader replicas, which must be safe.
+                    clean_shutdown: self.rng.below(2) == 0,
                 };
                 match self.request(register) {
                     Ok(_) => {
@@ -507,11 +511,17 @@ impl Sim {
                 state,
                 partition_epoch,
             } if state.leader_epoch() == p.leader_epoch => {
+                let moved = state.set_min_isr(MIN_INSYNC_REPLICAS);
                 if *partition_epoch == p.partition_epoch {
-                    return;
+                    moved
+                } else {
+                    *partition_epoch = p.partition_epoch;
+                    let committed = state.on_isr_committed(p.isr.clone());
+                    Effects {
+                        high_watermark: committed.high_watermark.or(moved.high_watermark),
+                        propose_isr: None,
+                    }
                 }
-                *partition_epoch = p.partition_epoch;
-                state.on_isr_committed(p.isr.clone())
             }
             _ => {
                 let leo = b.log.leo();
@@ -526,6 +536,7 @@ impl Sim {
                     now,
                 );
                 b.leader_epoch = p.leader_epoch;
+                state.set_min_isr(MIN_INSYNC_REPLICAS);
                 let effects = state.on_append(leo);
                 b.role = Role::Leader {
                     state,

@@ -58,6 +58,29 @@ fn a_replica_added_by_a_reassignment_joins_the_isr_once_caught_up_and_a_removed_
 }
 
 #[test]
+fn the_high_watermark_stays_while_the_isr_is_smaller_than_min_insync_replicas() {
+    let mut l = three();
+    l.set_min_isr(2);
+    l.on_append(10);
+    l.on_follower_fetch(2, 10, 1);
+    l.on_follower_fetch(3, 10, 1);
+    assert_eq!(l.high_watermark(), 10);
+    // Followers 2 and 3 leave the ISR: what the leader alone has is not committed, so a replica that left
+    // (eligible to lead, KIP-966) holds every committed record.
+    l.on_isr_committed(vec![1]);
+    assert_eq!(l.on_append(20).high_watermark, None);
+    assert_eq!(l.high_watermark(), 10);
+    // Back to two: it moves again.
+    l.on_follower_fetch(2, 20, 2);
+    l.on_isr_committed(vec![1, 2]);
+    assert_eq!(l.high_watermark(), 20);
+    // min.insync.replicas larger than the replicas counts as all of them.
+    let mut single = LeaderState::new(1, 0, vec![1], vec![1], 0, 0, LAG, 0);
+    single.set_min_isr(2);
+    assert_eq!(single.on_append(5).high_watermark, Some(5));
+}
+
+#[test]
 fn a_follower_that_stops_catching_up_leaves_the_isr_and_the_leader_never_does() {
     let mut l = three();
     l.on_append(5);
