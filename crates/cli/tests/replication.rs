@@ -1286,3 +1286,128 @@ fn lead_from(cluster: &TestCluster, topic: &str, choose: impl Fn(i32, i32) -> Op
         },
     )
 }
+
+/// Kafka 4's eligible leader replicas (KIP-966) with real brokers: a replica that leaves an ISR smaller than
+/// min.insync.replicas may lead once the ISR is gone, because the high watermark stood still without it.
+/// Broker B stops copying (its replication link to the leader is cut, it stays a voter), so the ISR is
+/// {leader, A}; A shuts down cleanly, so the ISR is {leader} and A is eligible; the leader is killed. When A
+/// returns, it leads while the old leader is still down, and every acknowledged record is there.
+#[test]
+fn a_clean_eligible_replica_leads_when_the_last_in_sync_replica_dies() {
+    let _slot = one_cluster_at_a_time();
+    const TOPIC: &str = "eligible";
+    let settings: Vec<&str> = FAILOVER
+        .iter()
+        .copied()
+        .chain(["replica.lag.time.max.ms=2000"])
+        .collect();
+    let mut proxied = ProxiedCluster::start(&settings);
+    let (code, message, _) =
+        create_topic(proxied.cluster.addr(1), TOPIC, 1, 3, 30_000).expect("CreateTopics");
+    assert_eq!(code, 0, "create {TOPIC}: {message:?}");
+    let view = wait_fully_replicated(&proxied.cluster, &proxied.cluster.ids(), TOPIC);
+    let leader = view.topic(TOPIC).partitions[&0].leader;
+    let followers: Vec<i32> = view.topic(TOPIC).partitions[&0]
+        .replicas
+        .iter()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    let (a, b) = (followers[0], followers[1]);
+
+    let producer = BackgroundProducer::start(
+        bootstrap_all(&proxied.cluster),
+        TOPIC,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+        50,
+    );
+    producer.wait_for_progress(1_000);
+    let (sent, acks) = producer.finish();
+    assert!(acks.failed.is_empty(), "{:?}", acks.failed.first());
+
+    // B stops copying: it leaves the ISR, which keeps two members.
+    proxied.kafka[&leader].cut(&[b]);
+    let isr_without = |cluster: &TestCluster, gone: i32| {
+        wait_until(
+            &format!("broker {gone} out of the ISR of {TOPIC}-0"),
+            PATIENCE,
+            || {
+                let p = metadata_from(cluster, &[leader])?.topic(TOPIC).partitions[&0].clone();
+                if p.isr.contains(&gone) {
+                    Err(format!("{p:?}"))
+                } else {
+                    Ok(p.isr)
+                }
+            },
+        )
+    };
+    isr_without(&proxied.cluster, b);
+    // A shuts down cleanly: the ISR is the leader alone, below min.insync.replicas, and A is eligible.
+    let (status, log) = proxied
+        .cluster
+        .sigterm(a)
+        .wait_exit_within(Duration::from_secs(60));
+    assert!(status.success(), "{}", log.join("\n"));
+    isr_without(&proxied.cluster, a);
+    // The leader dies. B alone is no quorum: the cluster waits for a voter.
+    proxied.cluster.kill_9(leader);
+    proxied.cluster.restart(a);
+    let p = wait_until(
+        &format!("broker {a} (eligible) to lead {TOPIC}-0 while broker {leader} is down"),
+        PATIENCE,
+        || {
+            let p = metadata_from(&proxied.cluster, &[a, b])?
+                .topic(TOPIC)
+                .partitions[&0]
+                .clone();
+            if p.leader == a {
+                Ok(p)
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    );
+    // B copies from A now (its link to A was never cut) and the ISR grows back.
+    wait_until(
+        &format!("broker {b} back in the ISR of {TOPIC}-0"),
+        PATIENCE,
+        || {
+            let p = metadata_from(&proxied.cluster, &[a, b])?
+                .topic(TOPIC)
+                .partitions[&0]
+                .clone();
+            if p.isr.contains(&b) {
+                Ok(())
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    );
+    let read = read_all(
+        &format!(
+            "{},{}",
+            proxied.cluster.bootstrap(a),
+            proxied.cluster.bootstrap(b)
+        ),
+        TOPIC,
+        1,
+    );
+    let at: BTreeMap<i64, String> = read
+        .iter()
+        .map(|(_, offset, value)| (*offset, value.clone()))
+        .collect();
+    let lost = acks
+        .acked
+        .iter()
+        .filter(|(seq, (_, offset))| at.get(offset) != Some(&seq.to_string()))
+        .count();
+    eprintln!(
+        "broker {leader} led with ISR [{leader}] after {b} fell behind and {a} stopped cleanly; killed, and {a} \
+         led while it was down (ISR then {:?}); {sent} sent, {} acknowledged, {} read, {lost} lost",
+        p.isr,
+        acks.acked.len(),
+        read.len()
+    );
+    assert_eq!(lost, 0, "acknowledged records lost");
+    proxied.heal();
+}
