@@ -329,8 +329,11 @@ impl Partition {
                     now_ms,
                 );
                 self.set_leader_epoch(leader_epoch);
-                state.set_min_isr(min_isr);
-                let effects = state.on_append(leo);
+                // Both may raise the high watermark (a leader alone in its ISR commits its whole log): publish
+                // whichever did, the later one returning nothing new.
+                let raised = state.set_min_isr(min_isr).high_watermark;
+                let mut effects = state.on_append(leo);
+                effects.high_watermark = effects.high_watermark.or(raised);
                 tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, high_watermark = state.high_watermark(), isr = ?isr, "leading partition");
                 *role = Role::Leader {
                     state,
@@ -807,6 +810,20 @@ mod tests {
         );
         p.on_follower_fetch(2, 10, 0).unwrap();
         assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
+    }
+
+    /// A leader alone in its ISR whose checkpointed high watermark lags its log (a restart after kill -9) commits
+    /// its whole log at once, and consumers read it.
+    #[test]
+    fn a_restarted_sole_leader_publishes_the_high_watermark_of_its_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        p.become_follower(1, 0);
+        p.append_replicated(0, batch(0, 10, 0), 0).unwrap();
+        assert_eq!(p.high_watermark(), 0, "nothing known committed yet");
+        assert!(p.become_leader(1, 1, 1, &[1], &[1], 30_000, 1, 0));
+        assert_eq!(p.high_watermark(), 10);
+        assert!(!p.read(0, 1 << 20, true).unwrap().records.is_empty());
     }
 
     /// A truncation lowers the durable offset too: records written again at those offsets wait for their own

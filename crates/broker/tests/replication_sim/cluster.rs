@@ -536,8 +536,9 @@ impl Sim {
                     now,
                 );
                 b.leader_epoch = p.leader_epoch;
-                state.set_min_isr(MIN_INSYNC_REPLICAS);
-                let effects = state.on_append(leo);
+                let raised = state.set_min_isr(MIN_INSYNC_REPLICAS).high_watermark;
+                let mut effects = state.on_append(leo);
+                effects.high_watermark = effects.high_watermark.or(raised);
                 b.role = Role::Leader {
                     state,
                     partition_epoch: p.partition_epoch,
