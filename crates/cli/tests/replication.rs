@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{
     create_topic, describe_output, metadata, random_cluster_id, request, wait_until,
-    with_port_retry, Layout, MetadataView, TestCluster,
+    with_port_retry, Layout, MetadataView, PartitionView, TestCluster,
 };
 use common::proxy::{Plane, Proxy};
 use common::{client_config, client_log_config, delivered, enqueue, ClientLog};
@@ -1270,21 +1270,33 @@ fn lead_from(cluster: &TestCluster, topic: &str, choose: impl Fn(i32, i32) -> Op
     assert!(out.status.success(), "{}", describe_output(&out));
     let out = cluster.strom(target, &["cluster", "elect-leaders", "--topic", topic]);
     assert!(out.status.success(), "{}", describe_output(&out));
-    wait_until(
+    wait_partition(
+        cluster,
+        &cluster.ids(),
+        topic,
         &format!("broker {target} to lead {topic}-0"),
-        PATIENCE,
-        || {
-            let p = metadata_from(cluster, &cluster.ids())?
-                .topic(topic)
-                .partitions[&0]
-                .clone();
-            if p.leader == target {
-                Ok(target)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        },
+        |p| p.leader == target,
     )
+    .leader
+}
+
+/// Waits until partition 0 of `topic`, as the first answering node of `via` reports it, passes `ok`.
+#[track_caller]
+fn wait_partition(
+    cluster: &TestCluster,
+    via: &[i32],
+    topic: &str,
+    what: &str,
+    ok: impl Fn(&PartitionView) -> bool,
+) -> PartitionView {
+    wait_until(what, PATIENCE, || {
+        let p = metadata_from(cluster, via)?.topic(topic).partitions[&0].clone();
+        if ok(&p) {
+            Ok(p)
+        } else {
+            Err(format!("{p:?}"))
+        }
+    })
 }
 
 /// Kafka 4's eligible leader replicas (KIP-966) with real brokers: a replica that leaves an ISR smaller than
@@ -1328,18 +1340,8 @@ fn a_clean_eligible_replica_leads_when_the_last_in_sync_replica_dies() {
     // B stops copying: it leaves the ISR, which keeps two members.
     proxied.kafka[&leader].cut(&[b]);
     let isr_without = |cluster: &TestCluster, gone: i32| {
-        wait_until(
-            &format!("broker {gone} out of the ISR of {TOPIC}-0"),
-            PATIENCE,
-            || {
-                let p = metadata_from(cluster, &[leader])?.topic(TOPIC).partitions[&0].clone();
-                if p.isr.contains(&gone) {
-                    Err(format!("{p:?}"))
-                } else {
-                    Ok(p.isr)
-                }
-            },
-        )
+        let what = format!("broker {gone} out of the ISR of {TOPIC}-0");
+        wait_partition(cluster, &[leader], TOPIC, &what, |p| !p.isr.contains(&gone))
     };
     isr_without(&proxied.cluster, b);
     // A shuts down cleanly: the ISR is the leader alone, below min.insync.replicas, and A is eligible.
@@ -1352,36 +1354,20 @@ fn a_clean_eligible_replica_leads_when_the_last_in_sync_replica_dies() {
     // The leader dies. B alone is no quorum: the cluster waits for a voter.
     proxied.cluster.kill_9(leader);
     proxied.cluster.restart(a);
-    let p = wait_until(
+    let p = wait_partition(
+        &proxied.cluster,
+        &[a, b],
+        TOPIC,
         &format!("broker {a} (eligible) to lead {TOPIC}-0 while broker {leader} is down"),
-        PATIENCE,
-        || {
-            let p = metadata_from(&proxied.cluster, &[a, b])?
-                .topic(TOPIC)
-                .partitions[&0]
-                .clone();
-            if p.leader == a {
-                Ok(p)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        },
+        |p| p.leader == a,
     );
     // B copies from A now (its link to A was never cut) and the ISR grows back.
-    wait_until(
+    wait_partition(
+        &proxied.cluster,
+        &[a, b],
+        TOPIC,
         &format!("broker {b} back in the ISR of {TOPIC}-0"),
-        PATIENCE,
-        || {
-            let p = metadata_from(&proxied.cluster, &[a, b])?
-                .topic(TOPIC)
-                .partitions[&0]
-                .clone();
-            if p.isr.contains(&b) {
-                Ok(())
-            } else {
-                Err(format!("{p:?}"))
-            }
-        },
+        |p| p.isr.contains(&b),
     );
     let read = read_all(
         &format!(

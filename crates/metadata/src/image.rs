@@ -157,6 +157,23 @@ impl MetadataImage {
         self.applied_index = index;
     }
 
+    /// The partition a record names, or why the record does not apply.
+    fn partition_mut(
+        &mut self,
+        topic_id: &str,
+        partition: i32,
+    ) -> Result<&mut PartitionImage, Rejected> {
+        let name = self.topic_name_of(topic_id)?;
+        let topic = self.topics.get_mut(&name).expect("found by id");
+        topic
+            .partitions
+            .get_mut(&partition)
+            .ok_or_else(|| Rejected::UnknownPartition {
+                topic_id: topic_id.to_string(),
+                partition,
+            })
+    }
+
     fn topic_name_of(&self, topic_id: &str) -> Result<String, Rejected> {
         self.topic_by_id(topic_id)
             .map(|t| t.name.clone())
@@ -243,14 +260,7 @@ impl MetadataImage {
                 leader,
                 isr,
             } => {
-                let name = self.topic_name_of(topic_id)?;
-                let topic = self.topics.get_mut(&name).expect("found by id");
-                let p = topic.partitions.get_mut(partition).ok_or_else(|| {
-                    Rejected::UnknownPartition {
-                        topic_id: topic_id.clone(),
-                        partition: *partition,
-                    }
-                })?;
+                let p = self.partition_mut(topic_id, *partition)?;
                 if p.leader != *leader {
                     p.leader_epoch += 1;
                 }
@@ -267,14 +277,7 @@ impl MetadataImage {
                 adding,
                 removing,
             } => {
-                let name = self.topic_name_of(topic_id)?;
-                let topic = self.topics.get_mut(&name).expect("found by id");
-                let p = topic.partitions.get_mut(partition).ok_or_else(|| {
-                    Rejected::UnknownPartition {
-                        topic_id: topic_id.clone(),
-                        partition: *partition,
-                    }
-                })?;
+                let p = self.partition_mut(topic_id, *partition)?;
                 p.replicas = replicas.clone();
                 p.adding_replicas = adding.clone();
                 p.removing_replicas = removing.clone();
@@ -286,14 +289,7 @@ impl MetadataImage {
                 partition,
                 elr,
             } => {
-                let name = self.topic_name_of(topic_id)?;
-                let topic = self.topics.get_mut(&name).expect("found by id");
-                let p = topic.partitions.get_mut(partition).ok_or_else(|| {
-                    Rejected::UnknownPartition {
-                        topic_id: topic_id.clone(),
-                        partition: *partition,
-                    }
-                })?;
+                let p = self.partition_mut(topic_id, *partition)?;
                 p.elr = elr
                     .iter()
                     .copied()

@@ -134,13 +134,7 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> Result<()> {
                 (None, _) => None,
                 (Some(t), false) => Some(partition.iter().map(|p| (t.clone(), *p)).collect()),
                 (Some(t), true) => {
-                    let described = admin
-                        .describe_topics(std::slice::from_ref(t))
-                        .await
-                        .map_err(to_anyhow)?
-                        .remove(0)
-                        .result
-                        .map_err(to_anyhow)?;
+                    let described = super::topic::describe_one(&admin, t).await?;
                     Some(
                         described
                             .partitions

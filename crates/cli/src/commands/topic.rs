@@ -185,13 +185,7 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
             name,
             under_replicated,
         } => {
-            let described = admin
-                .describe_topics(std::slice::from_ref(&name))
-                .await
-                .map_err(to_anyhow)?
-                .remove(0)
-                .result
-                .map_err(to_anyhow)?;
+            let described = describe_one(&admin, &name).await?;
             let configs: Vec<_> = described
                 .configs
                 .iter()
@@ -357,13 +351,7 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
             wait,
         } => {
             let partitions = if partitions.is_empty() {
-                let described = admin
-                    .describe_topics(std::slice::from_ref(&name))
-                    .await
-                    .map_err(to_anyhow)?
-                    .remove(0)
-                    .result
-                    .map_err(to_anyhow)?;
+                let described = describe_one(&admin, &name).await?;
                 described.partitions.iter().map(|p| p.partition).collect()
             } else {
                 partitions
@@ -457,6 +445,20 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One topic's description, or the error that names it.
+pub(crate) async fn describe_one(
+    admin: &strom_client::admin::Admin,
+    name: &str,
+) -> Result<strom_client::admin::TopicDescription> {
+    admin
+        .describe_topics(&[name.to_string()])
+        .await
+        .map_err(to_anyhow)?
+        .remove(0)
+        .result
+        .map_err(to_anyhow)
 }
 
 /// Polls until `topic` has no reassignment in progress (the new replicas copy the whole log first, which takes
