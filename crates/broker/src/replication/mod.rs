@@ -186,8 +186,12 @@ impl ReplicaManager {
                 let _ = tokio::task::spawn_blocking(move || {
                     for topic in topics.all() {
                         for p in &topic.local {
-                            if let Err(e) = p.checkpoint_high_watermark() {
-                                tracing::warn!(partition = %p.name(), error = %e, "cannot checkpoint the high watermark");
+                            match p.checkpoint_high_watermark() {
+                                // Deleted (its topic was) since the list was taken: nothing to checkpoint.
+                                Ok(()) | Err(crate::partition::PartitionError::Closed(_)) => {}
+                                Err(e) => {
+                                    tracing::warn!(partition = %p.name(), error = %e, "cannot checkpoint the high watermark")
+                                }
                             }
                         }
                     }
