@@ -159,6 +159,10 @@ fn replication_keeps_every_acknowledged_record_through_faults() {
             ("diverging-epoch answers", total.diverging),
             ("truncated records", total.truncated_records),
             ("appends by a deposed leader", total.zombie_appends),
+            (
+                "elections from eligible leader replicas",
+                total.elr_elections,
+            ),
         ] {
             assert!(
                 count * 10 >= seeds,

@@ -123,6 +123,8 @@ pub struct Stats {
     pub zombie_appends: u64,
     pub refused_alters: u64,
     pub stale_responses: u64,
+    /// Leaders elected from the eligible leader replicas (KIP-966), not the ISR.
+    pub elr_elections: u64,
 }
 
 impl Stats {
@@ -138,6 +140,7 @@ impl Stats {
         self.truncated_records += o.truncated_records;
         self.zombie_appends += o.zombie_appends;
         self.refused_alters += o.refused_alters;
+        self.elr_elections += o.elr_elections;
         self.stale_responses += o.stale_responses;
     }
 }
@@ -366,6 +369,9 @@ impl Sim {
             }
             if after.leader_epoch > before.leader_epoch {
                 self.stats.leader_changes += 1;
+                if !before.isr.contains(&after.leader) && before.elr.contains(&after.leader) {
+                    self.stats.elr_elections += 1;
+                }
             }
             if after.isr.len() < before.isr.len() {
                 self.stats.isr_shrinks += 1;
