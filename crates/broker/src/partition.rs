@@ -292,26 +292,23 @@ impl Partition {
     ) -> bool {
         let mut role = self.role.lock();
         let mut newly = false;
-        let effects = match &mut *role {
+        // Each branch leaves the state's high watermark where the metadata and min.insync.replicas let it be (a
+        // leader alone in its ISR commits its whole log); publishing it is a no-op unless it moved.
+        let high_watermark = match &mut *role {
             Role::Leader {
                 state,
                 partition_epoch: current,
             } if state.leader_epoch() == leader_epoch => {
                 // A changed min.insync.replicas (topic config) applies at once.
-                let moved = state.set_min_isr(min_isr);
-                if *current == partition_epoch {
-                    moved
-                } else {
+                state.set_min_isr(min_isr);
+                if *current != partition_epoch {
                     *current = partition_epoch;
                     if state.replicas() != replicas {
                         state.set_replicas(replicas.to_vec(), now_ms);
                     }
-                    let committed = state.on_isr_committed(isr.to_vec());
-                    Effects {
-                        high_watermark: committed.high_watermark.or(moved.high_watermark),
-                        propose_isr: None,
-                    }
+                    state.on_isr_committed(isr.to_vec());
                 }
+                state.high_watermark()
             }
             _ => {
                 let Ok(leo) = self.with_log(|log| Ok(log.log_end_offset())) else {
@@ -329,23 +326,19 @@ impl Partition {
                     now_ms,
                 );
                 self.set_leader_epoch(leader_epoch);
-                // Both may raise the high watermark (a leader alone in its ISR commits its whole log): publish
-                // whichever did, the later one returning nothing new.
-                let raised = state.set_min_isr(min_isr).high_watermark;
-                let mut effects = state.on_append(leo);
-                effects.high_watermark = effects.high_watermark.or(raised);
-                tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, high_watermark = state.high_watermark(), isr = ?isr, "leading partition");
+                state.set_min_isr(min_isr);
+                let high_watermark = state.high_watermark();
+                tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, high_watermark, isr = ?isr, "leading partition");
                 *role = Role::Leader {
                     state,
                     partition_epoch,
                 };
                 self.mirror_high_watermark(Some(true));
-                effects
+                high_watermark
             }
         };
         drop(role);
-        // A leader's own effects never propose an ISR change; only its high watermark may move.
-        self.publish(effects.high_watermark);
+        self.publish(Some(high_watermark));
         newly
     }
 

@@ -347,7 +347,7 @@ impl Controller {
                 }
                 let assignments = match assignments {
                     Some(a) => {
-                        validate_assignments(image, &a, None)?;
+                        validate_assignments(image, 0, &a, None)?;
                         a
                     }
                     None => {
@@ -430,7 +430,7 @@ impl Controller {
                                 ),
                             ));
                         }
-                        validate_assignments(image, &a, Some(rf as usize))?;
+                        validate_assignments(image, current, &a, Some(rf as usize))?;
                         a
                     }
                     None => place(image, &name, current, count - current, rf)?,
@@ -778,19 +778,8 @@ fn reassign(
     target: Vec<i32>,
     allow_replication_factor_change: bool,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let invalid = |m: String| ControllerError::new(codes::INVALID_REPLICA_ASSIGNMENT, m);
-    if target.is_empty() {
-        return Err(invalid(format!("{name}: the target replica list is empty")));
-    }
-    let mut distinct = target.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() != target.len() {
-        return Err(invalid(format!("{name}: {target:?} names a broker twice")));
-    }
-    if let Some(b) = target.iter().find(|b| !image.brokers.contains_key(b)) {
-        return Err(invalid(format!("{name}: broker {b} is not registered")));
-    }
+    validate_assignments(image, index, std::slice::from_ref(&target), None)
+        .map_err(|e| ControllerError::new(e.code, format!("{name}: {}", e.message)))?;
     let original = p.original_replicas();
     if !allow_replication_factor_change && target.len() != original.len() {
         return Err(ControllerError::new(
@@ -829,10 +818,13 @@ fn reassign(
         .filter(|r| replicas.contains(r))
         .collect();
     if isr.is_empty() {
-        return Err(invalid(format!(
-            "{name}: no in-sync replica {:?} is among {replicas:?}",
-            p.isr
-        )));
+        return Err(ControllerError::new(
+            codes::INVALID_REPLICA_ASSIGNMENT,
+            format!(
+                "{name}: no in-sync replica {:?} is among {replicas:?}",
+                p.isr
+            ),
+        ));
     }
     let mut records = Vec::new();
     if isr != p.isr {
@@ -1102,8 +1094,11 @@ fn partition_records(
         .collect()
 }
 
+/// Replica lists for partitions `first`, `first + 1`, ...: each non-empty, of `rf` replicas (default: the first
+/// list's length), naming registered brokers, none twice.
 fn validate_assignments(
     image: &MetadataImage,
+    first: i32,
     assignments: &[Vec<i32>],
     rf: Option<usize>,
 ) -> Result<(), ControllerError> {
@@ -1112,8 +1107,11 @@ fn validate_assignments(
         return invalid("no partitions assigned".into());
     }
     let rf = rf.unwrap_or(assignments[0].len());
-    for (p, replicas) in assignments.iter().enumerate() {
-        if replicas.is_empty() || replicas.len() != rf {
+    for (p, replicas) in (first..).zip(assignments) {
+        if replicas.is_empty() {
+            return invalid(format!("partition {p} has no replicas"));
+        }
+        if replicas.len() != rf {
             return invalid(format!(
                 "partition {p} has {} replicas; every partition needs {rf}",
                 replicas.len()

@@ -515,29 +515,26 @@ fn voter_addresses(
         .expect("checked above");
     let bound = listener.local_addr()?;
     if let Some((host, port)) = &config.advertised_controller {
+        // Reached through the advertised endpoint (a proxy, NAT): that is what the voters must name.
         if me.host != *host || me.port != *port {
             return Err(ClusterError::Config(format!(
                 "controller.quorum.voters says node {} listens on {}:{}, but advertised.listeners gives its controller listener as {host}:{port}",
                 me.node_id, me.host, me.port
             )));
         }
-        return Ok(config
-            .quorum_voters
-            .iter()
-            .map(|v| (v.node_id, format!("{}:{}", v.host, v.port)))
-            .collect());
-    }
-    let other_host = me
-        .host
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| !bound.ip().is_unspecified() && ip != bound.ip());
-    if config.controller_listen.is_some_and(|c| c.port() != 0)
-        && (bound.port() != me.port || other_host)
-    {
-        return Err(ClusterError::Config(format!(
-            "controller.quorum.voters says node {} listens on {}:{}, but this node's controller listener is {bound}",
-            me.node_id, me.host, me.port
-        )));
+    } else {
+        let other_host = me
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| !bound.ip().is_unspecified() && ip != bound.ip());
+        if config.controller_listen.is_some_and(|c| c.port() != 0)
+            && (bound.port() != me.port || other_host)
+        {
+            return Err(ClusterError::Config(format!(
+                "controller.quorum.voters says node {} listens on {}:{}, but this node's controller listener is {bound}",
+                me.node_id, me.host, me.port
+            )));
+        }
     }
     Ok(config
         .quorum_voters

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use strom_broker::replication::follower::FetchedPartition;
-use strom_broker::replication::leader::{Effects, LeaderState};
+use strom_broker::replication::leader::LeaderState;
 use strom_metadata::{
     codes, Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
     Decision, Endpoint, MetadataImage, MetadataRecord, PartitionImage, RecordBatch,
@@ -512,22 +512,17 @@ impl Sim {
     pub fn become_leader(&mut self, i: usize, p: &PartitionImage) {
         let now = self.now;
         let b = &mut self.brokers[i];
-        let effects = match &mut b.role {
+        let high_watermark = match &mut b.role {
             Role::Leader {
                 state,
                 partition_epoch,
             } if state.leader_epoch() == p.leader_epoch => {
-                let moved = state.set_min_isr(MIN_INSYNC_REPLICAS);
-                if *partition_epoch == p.partition_epoch {
-                    moved
-                } else {
+                state.set_min_isr(MIN_INSYNC_REPLICAS);
+                if *partition_epoch != p.partition_epoch {
                     *partition_epoch = p.partition_epoch;
-                    let committed = state.on_isr_committed(p.isr.clone());
-                    Effects {
-                        high_watermark: committed.high_watermark.or(moved.high_watermark),
-                        propose_isr: None,
-                    }
+                    state.on_isr_committed(p.isr.clone());
                 }
+                state.high_watermark()
             }
             _ => {
                 let leo = b.log.leo();
@@ -542,9 +537,8 @@ impl Sim {
                     now,
                 );
                 b.leader_epoch = p.leader_epoch;
-                let raised = state.set_min_isr(MIN_INSYNC_REPLICAS).high_watermark;
-                let mut effects = state.on_append(leo);
-                effects.high_watermark = effects.high_watermark.or(raised);
+                state.set_min_isr(MIN_INSYNC_REPLICAS);
+                let high_watermark = state.high_watermark();
                 b.role = Role::Leader {
                     state,
                     partition_epoch: p.partition_epoch,
@@ -556,10 +550,10 @@ impl Sim {
                     b.id, p.leader_epoch, b.hw, p.isr
                 );
                 self.note(line);
-                effects
+                high_watermark
             }
         };
-        self.brokers[i].publish(effects.high_watermark);
+        self.brokers[i].publish(Some(high_watermark));
     }
 
     /// `Partition::become_follower`.
