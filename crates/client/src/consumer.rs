@@ -28,7 +28,7 @@ use strom_protocol::kafka::ResponseError;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use assignor::{range_assign, RANGE};
+pub use assignor::{decode_subscription_user_data, range_assign, RANGE};
 pub use config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
 pub use records::{ConsumerRecord, TopicPartition};
 pub use strom_protocol::kafka::records::TimestampType;
@@ -188,6 +188,17 @@ impl Consumer {
     /// The partitions assigned now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.assignment.keys().cloned().collect()
+    }
+
+    /// Whether the next `poll` will rejoin the group (a rebalance began, or the assignment changed): the moment
+    /// for an owner that commits by hand to commit what it processed, before its partitions may move.
+    pub fn rebalance_pending(&self) -> bool {
+        match (&self.kip848, &self.group) {
+            _ if self.subscription.is_empty() => false,
+            (Some(k), _) => k.has_update(),
+            (None, Some(g)) => g.needs_rejoin(),
+            (None, None) => false,
+        }
     }
 
     /// The topics of the current subscription.

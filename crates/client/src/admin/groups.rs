@@ -64,6 +64,8 @@ pub struct MemberDescription {
     /// The partitions the member owns now, sorted by topic. Empty for classic groups whose members do not
     /// use the consumer protocol (their assignment is opaque).
     pub assignment: Vec<TopicPartitions>,
+    /// The user data of the member's subscription (classic consumer protocol only).
+    pub user_data: Option<bytes::Bytes>,
 }
 
 /// A group's state and members.
@@ -215,6 +217,7 @@ impl Admin {
                                     .into_iter()
                                     .map(|t| (t.topic_name.0.to_string(), t.partitions)),
                             ),
+                            user_data: None,
                         })
                         .collect();
                     members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
@@ -262,6 +265,12 @@ impl Admin {
                 instance_id: m.group_instance_id.map(|s| s.to_string()),
                 client_id: m.client_id.to_string(),
                 client_host: m.client_host.to_string(),
+                user_data: if consumer_protocol {
+                    crate::consumer::decode_subscription_user_data(m.member_metadata)
+                        .unwrap_or_default()
+                } else {
+                    None
+                },
                 assignment: if consumer_protocol {
                     decode_assignment(m.member_assignment)
                 } else {

@@ -41,16 +41,25 @@ fn decode_versioned<M: Decodable>(mut data: Bytes) -> Result<M, String> {
     M::decode(&mut data, version.min(MAX_READ_VERSION)).map_err(|e| format!("{e:#}"))
 }
 
-/// A member's JoinGroup metadata: the topics it subscribes to.
-pub fn encode_subscription(topics: &[String]) -> Bytes {
+/// A member's JoinGroup metadata: the topics it subscribes to, and the application's user data (Kafka Streams
+/// shares each instance's `application.server` this way).
+pub fn encode_subscription(topics: &[String], user_data: Option<Bytes>) -> Bytes {
     encode_versioned(
-        &ConsumerProtocolSubscription::default().with_topics(
-            topics
-                .iter()
-                .map(|t| StrBytes::from_string(t.clone()))
-                .collect(),
-        ),
+        &ConsumerProtocolSubscription::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| StrBytes::from_string(t.clone()))
+                    .collect(),
+            )
+            .with_user_data(user_data),
     )
+}
+
+/// The user data of a member's JoinGroup metadata.
+pub fn decode_subscription_user_data(data: Bytes) -> Result<Option<Bytes>, String> {
+    let s: ConsumerProtocolSubscription = decode_versioned(data)?;
+    Ok(s.user_data)
 }
 
 pub fn decode_subscription(data: Bytes) -> Result<Vec<String>, String> {
@@ -155,7 +164,11 @@ mod tests {
 
     #[test]
     fn blobs_roundtrip_and_truncations_fail_cleanly() {
-        let s = encode_subscription(&["a".into(), "b".into()]);
+        let s = encode_subscription(&["a".into(), "b".into()], Some(Bytes::from_static(b"u")));
+        assert_eq!(
+            decode_subscription_user_data(s.clone()).unwrap().as_deref(),
+            Some(&b"u"[..])
+        );
         assert_eq!(decode_subscription(s.clone()).unwrap(), vec!["a", "b"]);
         let a = encode_assignment(&[("a".to_string(), vec![0, 2])].into());
         assert_eq!(

@@ -81,6 +81,9 @@ pub struct ConsumerConfig {
     pub group_protocol: GroupProtocol,
     /// `group.remote.assignor` (consumer protocol only; default: the broker's first assignor)
     pub group_remote_assignor: Option<String>,
+    /// User data sent with the classic protocol's subscription (no Kafka config key: set by applications such
+    /// as the streams runtime, which shares `application.server` with the group this way).
+    pub subscription_user_data: Option<bytes::Bytes>,
 }
 
 impl Default for ConsumerConfig {
@@ -105,6 +108,7 @@ impl Default for ConsumerConfig {
             allow_auto_create_topics: true,
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
+            subscription_user_data: None,
         }
     }
 }

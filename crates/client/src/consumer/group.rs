@@ -253,7 +253,10 @@ impl GroupShared {
             .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
             .with_protocols(vec![JoinGroupRequestProtocol::default()
                 .with_name(StrBytes::from_static_str(RANGE))
-                .with_metadata(assignor::encode_subscription(topics))]);
+                .with_metadata(assignor::encode_subscription(
+                    topics,
+                    self.config.subscription_user_data.clone(),
+                ))]);
         let join = connection.request(&request).await?;
         match ResponseError::try_from_code(join.error_code) {
             None => {}

@@ -1,0 +1,158 @@
+//! `StreamsConfig`: Kafka Streams' settings, by their Kafka names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What happens to a record whose key or value does not deserialize
+/// (`default.deserialization.exception.handler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeserializationHandler {
+    /// Log it, count it, skip it, go on (`LogAndContinueExceptionHandler`).
+    LogAndContinue,
+    /// Stop processing with an error naming the record (`LogAndFailExceptionHandler`, Kafka's default).
+    #[default]
+    LogAndFail,
+}
+
+/// `processing.guarantee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    #[default]
+    AtLeastOnce,
+    /// Needs transactions in the broker and the client; refused until they exist.
+    ExactlyOnceV2,
+}
+
+/// The settings of a streams application.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// `application.id`: the consumer group, and the prefix of internal topics and of the state directory.
+    pub application_id: String,
+    /// `bootstrap.servers`
+    pub bootstrap_servers: String,
+    /// `num.stream.threads` (default 1)
+    pub num_stream_threads: usize,
+    /// `commit.interval.ms` (default 30000 at-least-once, as Kafka)
+    pub commit_interval: Duration,
+    /// `state.dir` (default `<tmp>/strom-streams`)
+    pub state_dir: PathBuf,
+    /// `processing.guarantee` (default at_least_once)
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `default.deserialization.exception.handler`
+    pub deserialization_handler: DeserializationHandler,
+    /// `replication.factor` of internal topics (default -1: the broker's default)
+    pub replication_factor: i16,
+    /// `application.server`: this instance's `host:port` for interactive queries, shared with the group.
+    pub application_server: Option<String>,
+    /// `num.standby.replicas` (default 0)
+    pub num_standby_replicas: usize,
+    /// `client.id` prefix of the consumers and producers (default: the application id)
+    pub client_id: String,
+    /// `session.timeout.ms` of the consumer (default 45000)
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` of the consumer (default 3000)
+    pub heartbeat_interval: Duration,
+    /// `poll.ms` (default 100): how long a stream thread blocks for records when idle.
+    pub poll: Duration,
+}
+
+impl StreamsConfig {
+    pub fn new(application_id: &str, bootstrap_servers: &str) -> Self {
+        Self {
+            application_id: application_id.into(),
+            bootstrap_servers: bootstrap_servers.into(),
+            num_stream_threads: 1,
+            commit_interval: Duration::from_secs(30),
+            state_dir: std::env::temp_dir().join("strom-streams"),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            deserialization_handler: DeserializationHandler::LogAndFail,
+            replication_factor: -1,
+            application_server: None,
+            num_standby_replicas: 0,
+            client_id: application_id.into(),
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            poll: Duration::from_millis(100),
+        }
+    }
+
+    /// Sets one setting by its Kafka name. Unknown names and bad values are errors that say which.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, String> {
+        let ms = |v: &str| {
+            v.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{key}: expected milliseconds, got {v:?}"))
+        };
+        let number = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{key}: expected a number, got {v:?}"))
+        };
+        match key {
+            "application.id" => self.application_id = value.into(),
+            "bootstrap.servers" => self.bootstrap_servers = value.into(),
+            "num.stream.threads" => self.num_stream_threads = number(value)?.max(1),
+            "commit.interval.ms" => self.commit_interval = ms(value)?,
+            "state.dir" => self.state_dir = value.into(),
+            "processing.guarantee" => {
+                self.processing_guarantee = match value {
+                    "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                    "exactly_once_v2" | "exactly_once_beta" => ProcessingGuarantee::ExactlyOnceV2,
+                    other => return Err(format!("processing.guarantee: unknown value {other:?}")),
+                }
+            }
+            "default.deserialization.exception.handler" | "deserialization.exception.handler" => {
+                self.deserialization_handler = match value.rsplit('.').next().unwrap_or(value) {
+                    "LogAndContinueExceptionHandler" | "log-and-continue" => {
+                        DeserializationHandler::LogAndContinue
+                    }
+                    "LogAndFailExceptionHandler" | "log-and-fail" => {
+                        DeserializationHandler::LogAndFail
+                    }
+                    other => return Err(format!("{key}: unknown handler {other:?}")),
+                }
+            }
+            "replication.factor" => {
+                self.replication_factor = value
+                    .parse()
+                    .map_err(|_| format!("replication.factor: expected a number, got {value:?}"))?
+            }
+            "application.server" => self.application_server = Some(value.into()),
+            "num.standby.replicas" => self.num_standby_replicas = number(value)?,
+            "client.id" => self.client_id = value.into(),
+            "session.timeout.ms" => self.session_timeout = ms(value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = ms(value)?,
+            "poll.ms" => self.poll = ms(value)?,
+            other => return Err(format!("unknown streams setting {other:?}")),
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_take_kafka_names_and_refuse_bad_values() {
+        let mut c = StreamsConfig::new("app", "127.0.0.1:9092");
+        c.set("commit.interval.ms", "100").unwrap();
+        c.set(
+            "default.deserialization.exception.handler",
+            "org.apache.kafka.streams.errors.LogAndContinueExceptionHandler",
+        )
+        .unwrap();
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        assert_eq!(
+            c.deserialization_handler,
+            DeserializationHandler::LogAndContinue
+        );
+        assert!(c
+            .set("commit.interval.ms", "soon")
+            .unwrap_err()
+            .contains("commit.interval.ms"));
+        assert!(c
+            .set("no.such.key", "1")
+            .unwrap_err()
+            .contains("no.such.key"));
+    }
+}

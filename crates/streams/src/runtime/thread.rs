@@ -1,0 +1,493 @@
+//! A stream thread: one group member (its own consumer and producer) running the tasks of the partitions it is
+//! assigned, on an OS thread of its own with a single-threaded tokio runtime (tasks are not `Send`: their
+//! processors never leave the thread that built them).
+//!
+//! The loop: poll; when the assignment changed, close the tasks of partitions that left and create, restore
+//! and initialize those of new partitions; process each task's records (by timestamp across its partitions,
+//! in offset order within each); send what the tasks wrote; fire wall-clock punctuations; commit every
+//! `commit.interval.ms` and before the consumer rejoins the group.
+//!
+//! A commit (at-least-once) is: send everything buffered and wait until the broker acknowledged all of it
+//! (outputs and changelogs), flush the stores, then commit the next input offsets. A crash between two commits
+//! loses nothing: the input since the last commit is processed again, so its outputs may appear twice (the
+//! duplicates are bounded by what one commit interval processes).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strom_client::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+};
+use strom_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use tokio::time::Instant;
+
+use super::state_dir;
+use super::Shared;
+use crate::config::DeserializationHandler;
+use crate::processor::{PunctuationType, TaskId};
+use crate::record::{OutputRecord, PartitionChoice, RawRecord};
+use crate::store::{InMemoryBytes, KeyValueBytes, PersistentBytes, StoreSpec};
+use crate::task::{Task, TaskError};
+
+/// Why a stream thread stopped.
+pub(crate) type Fatal = String;
+
+struct Running {
+    task: Task,
+    /// The next offset to commit per input partition, once something was processed.
+    offsets: BTreeMap<TopicPartition, i64>,
+}
+
+pub(crate) struct StreamThread {
+    shared: Arc<Shared>,
+    index: usize,
+    consumer: Consumer,
+    restorer: Consumer,
+    producer: Producer,
+    tasks: BTreeMap<TaskId, Running>,
+    assignment: BTreeSet<TopicPartition>,
+    /// Deliveries not yet known to have succeeded.
+    in_flight: Vec<DeliveryFuture>,
+    /// Something was processed since the last commit.
+    dirty: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl StreamThread {
+    pub async fn start(shared: Arc<Shared>, index: usize) -> Result<Self, Fatal> {
+        let config = &shared.config;
+        let name = format!("{}-StreamThread-{}", config.client_id, index + 1);
+        let mut cc = ConsumerConfig::new(&config.bootstrap_servers);
+        cc.client_id = format!("{name}-consumer");
+        cc.group_id = Some(config.application_id.clone());
+        cc.enable_auto_commit = false;
+        cc.auto_offset_reset = OffsetReset::Earliest;
+        cc.allow_auto_create_topics = false;
+        cc.session_timeout = config.session_timeout;
+        cc.heartbeat_interval = config.heartbeat_interval;
+        cc.fetch_max_wait = config.poll.min(cc.fetch_max_wait);
+        cc.subscription_user_data = config
+            .application_server
+            .as_ref()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()));
+        let mut consumer = Consumer::new(cc)
+            .await
+            .map_err(|e| format!("{name}: consumer: {e}"))?;
+        consumer
+            .subscribe(&shared.topology.source_topics(&config.application_id))
+            .map_err(|e| format!("{name}: subscribe: {e}"))?;
+        let mut rc = ConsumerConfig::new(&config.bootstrap_servers);
+        rc.client_id = format!("{name}-restore-consumer");
+        rc.enable_auto_commit = false;
+        rc.auto_offset_reset = OffsetReset::Earliest;
+        rc.fetch_max_wait = std::time::Duration::from_millis(100);
+        let restorer = Consumer::new(rc)
+            .await
+            .map_err(|e| format!("{name}: restore consumer: {e}"))?;
+        let mut pc = ProducerConfig::new(&config.bootstrap_servers);
+        pc.client_id = format!("{name}-producer");
+        pc.acks = Acks::All;
+        // Kafka Streams' producer default: batches fill for up to 100 ms (commits flush them sooner).
+        pc.linger = std::time::Duration::from_millis(100);
+        let producer = Producer::new(pc)
+            .await
+            .map_err(|e| format!("{name}: producer: {e}"))?;
+        Ok(Self {
+            shared,
+            index,
+            consumer,
+            restorer,
+            producer,
+            tasks: BTreeMap::new(),
+            assignment: BTreeSet::new(),
+            in_flight: Vec::new(),
+            dirty: false,
+        })
+    }
+
+    /// Runs until the application closes, or a fatal error.
+    pub async fn run(mut self) -> Result<(), Fatal> {
+        let result = self.run_loop().await;
+        if result.is_ok() {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "final commit failed");
+            }
+        }
+        let tasks: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in tasks {
+            self.close_task(id, result.is_ok()).await;
+        }
+        if let Err(e) = self.consumer.close().await {
+            tracing::debug!(error = %e, "leaving the group failed");
+        }
+        self.producer.close().await;
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), Fatal> {
+        let interval = self.shared.config.commit_interval;
+        let mut next_commit = Instant::now() + interval;
+        while !self.shared.closing() {
+            if self.consumer.rebalance_pending() {
+                // Hand over what was processed before the partitions may move.
+                self.commit().await?;
+            }
+            let records = self
+                .consumer
+                .poll(self.shared.config.poll)
+                .await
+                .map_err(|e| format!("poll: {e}"))?;
+            let assignment: BTreeSet<TopicPartition> =
+                self.consumer.assignment().into_iter().collect();
+            if assignment != self.assignment {
+                self.shared.set_thread_ready(self.index, false);
+                self.reassign(assignment).await?;
+            }
+            self.shared.set_thread_ready(self.index, true);
+            self.process(records).await?;
+            let now = now_ms();
+            for running in self.tasks.values_mut() {
+                running
+                    .task
+                    .punctuate(PunctuationType::WallClockTime, now)
+                    .map_err(|e| e.to_string())?;
+            }
+            self.send_outputs().await?;
+            if Instant::now() >= next_commit {
+                self.commit().await?;
+                next_commit = Instant::now() + interval;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the tasks of partitions that left, creates and restores those of new partitions.
+    async fn reassign(&mut self, assignment: BTreeSet<TopicPartition>) -> Result<(), Fatal> {
+        let app = &self.shared.config.application_id;
+        let wanted: BTreeSet<TaskId> = assignment
+            .iter()
+            .filter_map(|tp| {
+                let sub = self.shared.topology.subtopology_of(app, &tp.topic)?;
+                Some(TaskId {
+                    subtopology: sub.id,
+                    partition: tp.partition,
+                })
+            })
+            .collect();
+        let gone: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .filter(|id| !wanted.contains(id))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            // Outputs of tasks that leave must not be lost with them.
+            self.flush_outputs().await?;
+        }
+        for id in gone {
+            self.close_task(id, true).await;
+        }
+        for id in wanted {
+            if !self.tasks.contains_key(&id) {
+                self.open_task(id).await?;
+            }
+        }
+        tracing::info!(
+            thread = self.index + 1,
+            tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            "assignment"
+        );
+        self.assignment = assignment;
+        Ok(())
+    }
+
+    async fn open_task(&mut self, id: TaskId) -> Result<(), Fatal> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
+        let checkpoint = state_dir::take_checkpoint(&dir);
+        let app = shared.app.clone();
+        let stores = |spec: &StoreSpec, _: TaskId| -> Result<Box<dyn KeyValueBytes>, String> {
+            if !spec.persistent {
+                return Ok(Box::new(InMemoryBytes::default()));
+            }
+            let store_dir = dir.join(&spec.name);
+            if spec.logged && !checkpoint.contains_key(&spec.changelog_topic(&app)) {
+                // Unknown contents (a crash, or a first start): start empty and restore everything.
+                if store_dir.exists() {
+                    std::fs::remove_dir_all(&store_dir)
+                        .map_err(|e| format!("wipe {}: {e}", store_dir.display()))?;
+                }
+            }
+            Ok(Box::new(PersistentBytes::open(&store_dir)?))
+        };
+        let mut task = Task::new(&shared.topology, id, &app, &stores).map_err(|e| e.to_string())?;
+        let restored = self.restore(&task, &checkpoint).await?;
+        task.init(now_ms());
+        for (name, store) in task.stores() {
+            shared.registry.add(name, id.partition, store.clone());
+        }
+        tracing::info!(task = %id, restored, "task started");
+        self.tasks.insert(
+            id,
+            Running {
+                task,
+                offsets: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Replays each logged store's changelog partition (from the checkpoint, if any) up to its end.
+    async fn restore(
+        &mut self,
+        task: &Task,
+        checkpoint: &BTreeMap<String, i64>,
+    ) -> Result<u64, Fatal> {
+        let app = &self.shared.config.application_id;
+        let mut restored = 0;
+        for store in task.stores().values() {
+            let spec = store.spec();
+            if !spec.logged {
+                continue;
+            }
+            let tp = TopicPartition::new(spec.changelog_topic(app), task.id().partition);
+            let fail = |e: strom_client::Error| format!("restoring {} from {tp}: {e}", spec.name);
+            self.restorer.assign([tp.clone()]).await.map_err(fail)?;
+            self.restorer
+                .seek_to_end(std::slice::from_ref(&tp))
+                .await
+                .map_err(fail)?;
+            let end = self.restorer.position(&tp).unwrap_or(0);
+            match checkpoint.get(&tp.topic) {
+                Some(&offset) if spec.persistent => {
+                    self.restorer.seek(&tp, offset).map_err(fail)?
+                }
+                _ => self
+                    .restorer
+                    .seek_to_beginning(std::slice::from_ref(&tp))
+                    .await
+                    .map_err(fail)?,
+            }
+            while self.restorer.position(&tp).is_some_and(|p| p < end) {
+                if self.shared.closing() {
+                    return Err(format!("closed while restoring {}", spec.name));
+                }
+                for r in self
+                    .restorer
+                    .poll(std::time::Duration::from_millis(200))
+                    .await
+                    .map_err(fail)?
+                {
+                    if let Some(key) = r.key {
+                        store.restore(key, r.value);
+                        restored += 1;
+                    }
+                }
+            }
+        }
+        self.restorer
+            .assign(Vec::new())
+            .await
+            .map_err(|e| format!("restore consumer: {e}"))?;
+        Ok(restored)
+    }
+
+    /// Closes a task. Clean: its persistent stores get a checkpoint at the changelogs' ends.
+    async fn close_task(&mut self, id: TaskId, clean: bool) {
+        let Some(mut running) = self.tasks.remove(&id) else {
+            return;
+        };
+        running.task.close();
+        for name in running.task.stores().keys() {
+            self.shared.registry.remove(name, id.partition);
+        }
+        let persistent = running.task.stores().values().any(|s| s.spec().persistent);
+        if !clean || !persistent || running.task.flush().is_err() {
+            return;
+        }
+        let config = &self.shared.config;
+        let mut offsets = BTreeMap::new();
+        for store in running.task.stores().values() {
+            let spec = store.spec();
+            if !(spec.persistent && spec.logged) {
+                continue;
+            }
+            let tp =
+                TopicPartition::new(spec.changelog_topic(&config.application_id), id.partition);
+            if self.restorer.assign([tp.clone()]).await.is_err()
+                || self
+                    .restorer
+                    .seek_to_end(std::slice::from_ref(&tp))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            if let Some(end) = self.restorer.position(&tp) {
+                offsets.insert(tp.topic, end);
+            }
+        }
+        let _ = self.restorer.assign(Vec::new()).await;
+        let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
+        if let Err(e) = state_dir::write_checkpoint(&dir, id.partition, &offsets) {
+            tracing::warn!(task = %id, error = %e, "cannot write the checkpoint; the next start restores in full");
+        }
+    }
+
+    /// Processes a poll's records: per task, by timestamp across its partitions, in offset order within each.
+    async fn process(&mut self, records: Vec<ConsumerRecord>) -> Result<(), Fatal> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let app = self.shared.config.application_id.clone();
+        let mut by_task: BTreeMap<
+            TaskId,
+            HashMap<i32, BTreeMap<String, VecDeque<ConsumerRecord>>>,
+        > = BTreeMap::new();
+        for r in records {
+            let Some(sub) = self.shared.topology.subtopology_of(&app, &r.topic) else {
+                continue;
+            };
+            let id = TaskId {
+                subtopology: sub.id,
+                partition: r.partition,
+            };
+            by_task
+                .entry(id)
+                .or_default()
+                .entry(r.partition)
+                .or_default()
+                .entry(r.topic.clone())
+                .or_default()
+                .push_back(r);
+        }
+        for (id, mut partitions) in by_task {
+            let Some(running) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            let queues = partitions.values_mut().flat_map(|t| t.values_mut());
+            let mut queues: Vec<&mut VecDeque<ConsumerRecord>> = queues.collect();
+            loop {
+                let next = queues
+                    .iter_mut()
+                    .filter(|q| !q.is_empty())
+                    .min_by_key(|q| q.front().map(|r| r.timestamp));
+                let Some(queue) = next else {
+                    break;
+                };
+                let r = queue.pop_front().expect("non-empty");
+                let tp = TopicPartition::new(r.topic.clone(), r.partition);
+                let next_offset = r.offset + 1;
+                let raw = RawRecord {
+                    topic: r.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                };
+                match running.task.process(raw) {
+                    Ok(()) => {}
+                    Err(e @ TaskError::Deserialization { .. })
+                        if self.shared.config.deserialization_handler
+                            == DeserializationHandler::LogAndContinue =>
+                    {
+                        tracing::warn!(error = %e, "skipping a record that does not deserialize");
+                        self.shared
+                            .skipped_records
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+                running.offsets.insert(tp, next_offset);
+                self.dirty = true;
+            }
+        }
+        self.send_outputs().await
+    }
+
+    /// Hands what the tasks wrote to the producer.
+    async fn send_outputs(&mut self) -> Result<(), Fatal> {
+        let outputs: Vec<OutputRecord> = self
+            .tasks
+            .values_mut()
+            .flat_map(|r| r.task.take_output())
+            .collect();
+        for out in outputs {
+            self.dirty = true;
+            let mut record = ProducerRecord {
+                topic: out.topic,
+                key: out.key,
+                value: out.value,
+                headers: out.headers,
+                timestamp: Some(out.timestamp.max(0)),
+                partition: None,
+            };
+            record.partition = match out.partition {
+                PartitionChoice::Default => None,
+                PartitionChoice::Fixed(p) => Some(p),
+                PartitionChoice::Custom(choose) => {
+                    let topic = self
+                        .producer
+                        .cluster()
+                        .wait_for_topic(&record.topic, std::time::Duration::from_secs(60))
+                        .await
+                        .map_err(|e| format!("sink topic {}: {e}", record.topic))?;
+                    Some(choose(topic.partition_count() as u32) as i32)
+                }
+            };
+            let topic = record.topic.clone();
+            let delivery = self
+                .producer
+                .send(record)
+                .await
+                .map_err(|e| format!("writing to {topic}: {e}"))?;
+            self.in_flight.push(delivery);
+        }
+        Ok(())
+    }
+
+    /// Waits until everything sent so far is acknowledged. A failed delivery is fatal: its input offsets must
+    /// not be committed.
+    async fn flush_outputs(&mut self) -> Result<(), Fatal> {
+        self.producer.flush().await;
+        for delivery in std::mem::take(&mut self.in_flight) {
+            delivery
+                .await
+                .map_err(|e| format!("a record the application wrote was not acknowledged: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Outputs acknowledged, stores flushed, then input offsets committed.
+    async fn commit(&mut self) -> Result<(), Fatal> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.send_outputs().await?;
+        self.flush_outputs().await?;
+        let mut offsets = BTreeMap::new();
+        for running in self.tasks.values() {
+            running.task.flush().map_err(|e| e.to_string())?;
+            offsets.extend(running.offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+        }
+        if offsets.is_empty() {
+            self.dirty = false;
+            return Ok(());
+        }
+        match self.consumer.commit_offsets_sync(&offsets).await {
+            Ok(()) => self.dirty = false,
+            // The group moved on (a rebalance): the partitions' next owner processes from the last commit.
+            Err(e) => tracing::warn!(thread = self.index + 1, error = %e, "commit failed"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Harness for the streams tests that need a broker: an in-process Strom broker on 127.0.0.1 port 0 with its own
+//! temp data dir, and helpers that create topics, produce input and read output with the Strom client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_broker::{Broker, BrokerConfig, RunningBroker};
+use strom_client::admin::{Admin, NewTopic};
+use strom_client::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+};
+use strom_client::{Producer, ProducerConfig, ProducerRecord};
+use tokio::net::TcpListener;
+
+pub struct TestBroker {
+    pub bootstrap: String,
+    broker: Option<RunningBroker>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            // Members of a test group join within milliseconds of each other; no need to wait 3 s for more.
+            group_initial_rebalance_delay_ms: 0,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::start(config, listener)
+            .await
+            .expect("broker starts");
+        Self {
+            bootstrap: broker.local_addr().to_string(),
+            broker: Some(broker),
+            _dir: dir,
+        }
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin = Admin::connect(&self.bootstrap).await.unwrap();
+        let results = admin
+            .create_topics(&[NewTopic::new(name).partitions(partitions)], false)
+            .await
+            .unwrap();
+        for r in results {
+            r.result.unwrap_or_else(|e| panic!("create {name}: {e}"));
+        }
+    }
+
+    /// Produces records (key, value, timestamp) in order and waits for every acknowledgement.
+    pub async fn produce(&self, topic: &str, records: Vec<(Option<Bytes>, Option<Bytes>, i64)>) {
+        let producer = Producer::new(ProducerConfig::new(&self.bootstrap))
+            .await
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for (key, value, ts) in records {
+            let mut r = ProducerRecord::new(topic).timestamp(ts);
+            r.key = key;
+            r.value = value;
+            deliveries.push(producer.send(r).await.unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        producer.close().await;
+    }
+
+    /// Reads `topic` from the beginning until `done` holds for what was read, or panics after `timeout` naming
+    /// what was seen.
+    pub async fn read_until(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        done: impl Fn(&[ConsumerRecord]) -> bool,
+    ) -> Vec<ConsumerRecord> {
+        let mut config = ConsumerConfig::new(&self.bootstrap);
+        config.auto_offset_reset = OffsetReset::Earliest;
+        let mut consumer = Consumer::new(config).await.unwrap();
+        let info = consumer
+            .cluster()
+            .wait_for_topic(topic, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let partitions = (0..info.partition_count() as i32).map(|p| TopicPartition::new(topic, p));
+        consumer.assign(partitions).await.unwrap();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while !done(&seen) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{topic}: condition not met after {timeout:?}; read {} records: {:?}",
+                seen.len(),
+                seen.iter().rev().take(5).collect::<Vec<_>>()
+            );
+            seen.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+        }
+        seen
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(b.shutdown());
+            }
+        }
+    }
+}
+
+pub fn text(b: &Option<Bytes>) -> String {
+    String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+}
+
+pub fn long(b: &Option<Bytes>) -> i64 {
+    i64::from_be_bytes(b.as_deref().expect("a value").try_into().expect("8 bytes"))
+}
+
+/// The last value per key of `records` (a table's final state), decoded by `decode`.
+pub fn latest<T>(
+    records: &[ConsumerRecord],
+    decode: impl Fn(&Option<Bytes>) -> T,
+) -> BTreeMap<String, T> {
+    records
+        .iter()
+        .map(|r| (text(&r.key), decode(&r.value)))
+        .collect()
+}

@@ -1,0 +1,294 @@
+//! `KafkaStreams` against an in-process broker: internal topics, commits, restore, scale-out, queries.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{latest, long, TestBroker};
+use strom_streams::{
+    KafkaStreams, Materialized, State, StreamsBuilder, StreamsConfig, StreamsError,
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Counts values per key (after re-keying by value, so through a repartition topic).
+fn counting_topology() -> strom_streams::Topology {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words")
+        .group_by(|_, w| w.clone())
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .to("word-counts");
+    b.build()
+}
+
+fn config(broker: &TestBroker, app: &str, state: &std::path::Path) -> StreamsConfig {
+    let mut c = StreamsConfig::new(app, &broker.bootstrap);
+    c.commit_interval = Duration::from_millis(200);
+    c.state_dir = state.to_path_buf();
+    c.session_timeout = Duration::from_secs(6);
+    c.heartbeat_interval = Duration::from_millis(500);
+    c
+}
+
+fn words(n: usize, distinct: usize, from: usize) -> Vec<(Option<Bytes>, Option<Bytes>, i64)> {
+    (from..from + n)
+        .map(|i| {
+            (
+                Some(Bytes::from(format!("k{i}"))),
+                Some(Bytes::from(format!("w{}", i % distinct))),
+                1_000 + i as i64,
+            )
+        })
+        .collect()
+}
+
+/// Waits until `streams` reports `state`, naming the last state seen on timeout.
+async fn wait_for_state(streams: &KafkaStreams, state: State) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = streams.state();
+        if now == state {
+            return;
+        }
+        assert!(
+            !matches!(now, State::Error(_)) && tokio::time::Instant::now() < deadline,
+            "waiting for {state:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn expected_counts(total: usize, distinct: usize) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for i in 0..total {
+        *m.entry(format!("w{}", i % distinct)).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_counts_through_a_repartition_topic_and_restores_its_state_after_a_restart()
+{
+    let broker = TestBroker::start().await;
+    broker.create_topic("words", 6).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(
+        counting_topology(),
+        config(&broker, "counter", state.path()),
+    )
+    .unwrap();
+    streams.start().await.unwrap();
+    broker.produce("words", words(600, 10, 0)).await;
+    let expected = expected_counts(600, 10);
+    let out = broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    assert!(out.len() >= 600, "an update per input record");
+    // Internal topics exist with Kafka Streams' names and the input's partition count.
+    let admin = strom_client::admin::Admin::connect(&broker.bootstrap)
+        .await
+        .unwrap();
+    let topics: Vec<String> = admin
+        .list_topics(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        topics.contains(&"counter-counts-repartition".to_string()),
+        "{topics:?}"
+    );
+    assert!(
+        topics.contains(&"counter-counts-changelog".to_string()),
+        "{topics:?}"
+    );
+    wait_for_state(&streams, State::Running).await;
+    let store = streams.key_value_store::<String, i64>("counts").unwrap();
+    assert_eq!(store.get(&"w3".to_string()).unwrap(), Some(60));
+    assert_eq!(store.all().len(), 10);
+    streams.close().await;
+    assert_eq!(streams.state(), State::NotRunning);
+
+    // A new instance (in-memory stores: empty) restores the counts from the changelog and goes on from there.
+    let mut streams = KafkaStreams::new(
+        counting_topology(),
+        config(&broker, "counter", state.path()),
+    )
+    .unwrap();
+    streams.start().await.unwrap();
+    broker.produce("words", words(100, 10, 600)).await;
+    let expected = expected_counts(700, 10);
+    broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    streams.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_the_tasks_and_the_survivor_takes_them_all_with_their_state() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("words", 6).await;
+    let (s1, s2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut c1 = config(&broker, "scaler", s1.path());
+    c1.application_server = Some("host-a:1".into());
+    let mut c2 = config(&broker, "scaler", s2.path());
+    c2.application_server = Some("host-b:2".into());
+    let mut a = KafkaStreams::new(counting_topology(), c1).unwrap();
+    a.start().await.unwrap();
+    wait_for_state(&a, State::Running).await;
+    let mut b = KafkaStreams::new(counting_topology(), c2).unwrap();
+    b.start().await.unwrap();
+    broker.produce("words", words(1_200, 30, 0)).await;
+    let expected = expected_counts(1_200, 30);
+    broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    // Both instances hold part of the 6 partitions of each sub-topology, none twice.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (pa, pb) = (a.local_partitions(), b.local_partitions());
+        if !pa.is_empty() && !pb.is_empty() && pa.is_disjoint(&pb) && pa.len() + pb.len() == 6 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks not split: {pa:?} / {pb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Queries: each key is answered by the instance that holds it, and metadata names that instance.
+    let key = "w7".to_string();
+    let meta = a.query_metadata_for_key("counts", &key).await.unwrap();
+    let (holder, other) = if a.local_partitions().contains(&meta.partition) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(
+        holder
+            .key_value_store::<String, i64>("counts")
+            .unwrap()
+            .get(&key)
+            .unwrap(),
+        Some(40)
+    );
+    assert!(matches!(
+        other
+            .key_value_store::<String, i64>("counts")
+            .unwrap()
+            .get(&key),
+        Err(StreamsError::NotLocal { .. })
+    ));
+    let host = if std::ptr::eq(holder, &a) {
+        "host-a:1"
+    } else {
+        "host-b:2"
+    };
+    assert_eq!(meta.active_host.as_deref(), Some(host));
+
+    // One instance leaves: the other takes every task, restores their state, and counts on from it.
+    b.close().await;
+    broker.produce("words", words(300, 30, 1_200)).await;
+    let expected = expected_counts(1_500, 30);
+    broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    wait_for_state(&a, State::Running).await;
+    assert_eq!(a.local_partitions().len(), 6);
+    assert_eq!(
+        a.key_value_store::<String, i64>("counts")
+            .unwrap()
+            .get(&key)
+            .unwrap(),
+        Some(50)
+    );
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_deserialize_is_skipped_or_stops_the_application_by_name() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("numbers", 3).await;
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream::<String, i64>("numbers")
+            .map_values(|v| v * 2)
+            .to("doubled");
+        b.build()
+    };
+    let bad = |key: &str| {
+        (
+            Some(Bytes::from(key.to_string())),
+            Some(Bytes::from_static(b"xx")),
+            1,
+        )
+    };
+    let good = |key: &str, v: i64| {
+        (
+            Some(Bytes::from(key.to_string())),
+            Some(Bytes::copy_from_slice(&v.to_be_bytes())),
+            2,
+        )
+    };
+    broker
+        .produce(
+            "numbers",
+            vec![
+                good("a", 1),
+                bad("a"),
+                good("a", 2),
+                good("b", 3),
+                good("c", 4),
+            ],
+        )
+        .await;
+
+    let state = tempfile::tempdir().unwrap();
+    let mut c = config(&broker, "lenient", state.path());
+    c.set(
+        "default.deserialization.exception.handler",
+        "LogAndContinueExceptionHandler",
+    )
+    .unwrap();
+    let mut lenient = KafkaStreams::new(topology(), c).unwrap();
+    lenient.start().await.unwrap();
+    let out = broker.read_until("doubled", WAIT, |r| r.len() >= 4).await;
+    let mut values: Vec<i64> = out.iter().map(|r| long(&r.value)).collect();
+    values.sort();
+    assert_eq!(values, vec![2, 4, 6, 8]);
+    assert_eq!(lenient.skipped_records(), 1);
+    lenient.close().await;
+
+    let mut strict =
+        KafkaStreams::new(topology(), config(&broker, "strict", state.path())).unwrap();
+    strict.start().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let message = loop {
+        if let State::Error(e) = strict.state() {
+            break e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "strict app did not fail: {:?}",
+            strict.state()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        message.contains("numbers-") && message.contains("does not deserialize"),
+        "{message}"
+    );
+    strict.close().await;
+}
+
+#[tokio::test]
+async fn exactly_once_is_refused_until_transactions_exist() {
+    let mut c = StreamsConfig::new("app", "127.0.0.1:1");
+    c.set("processing.guarantee", "exactly_once_v2").unwrap();
+    let err = KafkaStreams::new(counting_topology(), c).err().unwrap();
+    assert!(err.to_string().contains("transactions"), "{err}");
+}
