@@ -39,6 +39,8 @@ pub struct Task {
     /// Node id → its lifecycle, for punctuations.
     by_node: HashMap<usize, Rc<RefCell<dyn Lifecycle>>>,
     changelogs: Vec<(Arc<Store>, String)>,
+    /// Names of the global stores among `ctx.stores`.
+    globals: std::collections::HashSet<String>,
     initialized: bool,
 }
 
@@ -58,6 +60,7 @@ impl Task {
         id: TaskId,
         application_id: &Arc<str>,
         stores: &StoreFactory<'_>,
+        globals: &HashMap<String, Arc<Store>>,
     ) -> Result<Self, TaskError> {
         let sub = &topology.subtopologies[id.subtopology as usize];
         let mut task_stores = HashMap::new();
@@ -79,6 +82,10 @@ impl Task {
             }
             task_stores.insert(name.clone(), store);
         }
+        // Global stores are shared by every task (and filled by the runtime), never logged by a task.
+        for (name, store) in globals {
+            task_stores.insert(name.clone(), store.clone());
+        }
         let inst = Instantiation::run(topology, sub, application_id);
         let lifecycles = inst.lifecycles;
         Ok(Self {
@@ -98,17 +105,13 @@ impl Task {
             by_node: HashMap::new(),
             lifecycles,
             changelogs,
+            globals: globals.keys().cloned().collect(),
             initialized: false,
         })
     }
 
     pub fn id(&self) -> TaskId {
         self.ctx.task_id
-    }
-
-    /// The task's stores by name.
-    pub fn stores(&self) -> &HashMap<String, Arc<Store>> {
-        &self.ctx.stores
     }
 
     /// The source topics (resolved) this task reads.
@@ -228,6 +231,14 @@ impl Task {
         }
     }
 
+    /// The task's own stores (not the global ones it reads).
+    pub fn own_stores(&self) -> impl Iterator<Item = (&String, &Arc<Store>)> {
+        self.ctx
+            .stores
+            .iter()
+            .filter(|(_, s)| !self.globals.contains(s.name()))
+    }
+
     fn check_stores(&self) -> Result<(), TaskError> {
         for store in self.ctx.stores.values() {
             if let Some(e) = store.error() {
@@ -242,9 +253,9 @@ impl Task {
         std::mem::take(&mut self.ctx.output)
     }
 
-    /// Flushes every store (before a commit).
+    /// Flushes the task's stores (before a commit).
     pub fn flush(&self) -> Result<(), TaskError> {
-        for store in self.ctx.stores.values() {
+        for (_, store) in self.own_stores() {
             store
                 .flush()
                 .map_err(|e| TaskError::Store(e, self.ctx.task_id))?;

@@ -32,6 +32,9 @@ pub struct TopologyTestDriver {
     tasks: Vec<Task>,
     /// Resolved source topic → index in `tasks`.
     readers: HashMap<String, usize>,
+    /// Global stores by name, and which topic fills each.
+    globals: HashMap<String, Arc<Store>>,
+    global_topics: HashMap<String, Arc<Store>>,
     written: HashMap<String, VecDeque<OutputRecord>>,
     offsets: HashMap<String, i64>,
     wall_clock: i64,
@@ -55,6 +58,13 @@ impl TopologyTestDriver {
             |_: &crate::store::StoreSpec, _: TaskId| -> Result<Box<dyn KeyValueBytes>, String> {
                 Ok(Box::new(InMemoryBytes::default()))
             };
+        let mut globals = HashMap::new();
+        let mut global_topics = HashMap::new();
+        for g in topology.global_stores() {
+            let store = Store::new(g.spec.clone(), Box::new(InMemoryBytes::default()));
+            globals.insert(g.spec.name.clone(), store.clone());
+            global_topics.insert(g.topic.clone(), store);
+        }
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
         for sub in topology.subtopologies() {
@@ -62,8 +72,8 @@ impl TopologyTestDriver {
                 subtopology: sub.id,
                 partition: 0,
             };
-            let mut task =
-                Task::new(&topology, id, &app, &in_memory).expect("in-memory stores open");
+            let mut task = Task::new(&topology, id, &app, &in_memory, &globals)
+                .expect("in-memory stores open");
             task.init(wall_clock);
             for topic in task.source_topics() {
                 readers.insert(topic.to_string(), tasks.len());
@@ -73,6 +83,8 @@ impl TopologyTestDriver {
         Self {
             tasks,
             readers,
+            globals,
+            global_topics,
             written: HashMap::new(),
             offsets: HashMap::new(),
             wall_clock,
@@ -106,6 +118,13 @@ impl TopologyTestDriver {
     ) -> Result<(), TaskError> {
         let mut queue = VecDeque::from([(topic.to_string(), key, value, timestamp, Vec::new())]);
         while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
+            if let Some(store) = self.global_topics.get(&topic) {
+                // A global table's topic fills its store directly (it is the store's changelog).
+                if let Some(key) = key {
+                    store.restore(key, value);
+                }
+                continue;
+            }
             let Some(&task) = self.readers.get(&topic) else {
                 panic!("no sub-topology reads topic {topic:?}");
             };
@@ -140,7 +159,9 @@ impl TopologyTestDriver {
     fn collect(&mut self, queue: &mut VecDeque<Pending>) {
         for task in &mut self.tasks {
             for out in task.take_output() {
-                if self.readers.contains_key(&out.topic) {
+                if self.readers.contains_key(&out.topic)
+                    || self.global_topics.contains_key(&out.topic)
+                {
                     queue.push_back((
                         out.topic.clone(),
                         out.key.clone(),
@@ -215,7 +236,12 @@ impl TopologyTestDriver {
     fn store(&self, name: &str) -> Arc<Store> {
         self.tasks
             .iter()
-            .find_map(|t| t.stores().get(name).cloned())
+            .find_map(|t| {
+                t.own_stores()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, s)| s.clone())
+            })
+            .or_else(|| self.globals.get(name).cloned())
             .unwrap_or_else(|| panic!("no state store named {name:?}"))
     }
 

@@ -72,6 +72,15 @@ pub struct Topology {
     /// Internal names (`<name>-repartition`) of the repartition topics.
     pub(crate) repartition_topics: BTreeSet<String>,
     pub(crate) subtopologies: Vec<Subtopology>,
+    /// Global stores by name: each holds a whole topic on every instance (a `GlobalKTable`).
+    pub(crate) globals: BTreeMap<String, GlobalStore>,
+}
+
+/// A store that every instance fills from all partitions of a topic, its own changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStore {
+    pub topic: String,
+    pub spec: StoreSpec,
 }
 
 impl std::fmt::Debug for Topology {
@@ -85,6 +94,7 @@ impl Topology {
         nodes: Vec<NodeSpec>,
         stores: BTreeMap<String, StoreSpec>,
         repartition_topics: BTreeSet<String>,
+        globals: BTreeMap<String, GlobalStore>,
     ) -> Self {
         let mut children = vec![Vec::new(); nodes.len()];
         for (id, node) in nodes.iter().enumerate() {
@@ -99,6 +109,7 @@ impl Topology {
             stores,
             repartition_topics,
             subtopologies,
+            globals,
         }
     }
 
@@ -108,6 +119,11 @@ impl Topology {
 
     pub fn stores(&self) -> impl Iterator<Item = &StoreSpec> {
         self.stores.values()
+    }
+
+    /// The global stores, each with the topic it holds.
+    pub fn global_stores(&self) -> impl Iterator<Item = &GlobalStore> {
+        self.globals.values()
     }
 
     pub fn store(&self, name: &str) -> Option<&StoreSpec> {

@@ -603,3 +603,50 @@ fn changes_of_a_table_carry_the_old_value() {
         old: None,
     };
 }
+
+#[test]
+fn a_global_table_joins_by_a_key_the_stream_computes() {
+    let b = StreamsBuilder::new();
+    let countries = b.global_table::<String, String>("countries", Materialized::named("countries"));
+    let users = b.stream::<String, String>("logins");
+    // Value "user:country code": join on the code, no repartitioning.
+    users
+        .join_global(
+            &countries,
+            |_, v| v.split(':').nth(1).unwrap_or("").to_string(),
+            |v, country| format!("{v}={country}"),
+        )
+        .to("inner");
+    users
+        .left_join_global(
+            &countries,
+            |_, v| v.split(':').nth(1).unwrap_or("").to_string(),
+            |v, country| format!("{v}={}", country.map_or("?", |c| c)),
+        )
+        .to("left");
+    let topology = b.build();
+    assert_eq!(topology.subtopologies().len(), 1, "{topology:?}");
+    let mut d = TopologyTestDriver::new(topology);
+    d.pipe("countries", s("se"), s("Sweden"), 1);
+    d.pipe("logins", s("u1"), s("ann:se"), 2);
+    d.pipe("logins", s("u2"), s("bob:no"), 3);
+    d.pipe("countries", s("no"), s("Norway"), 4);
+    d.pipe("logins", s("u2"), s("bob:no"), 5);
+    assert_eq!(
+        d.read_key_values::<String, String>("inner"),
+        vec![(s("u1"), s("ann:se=Sweden")), (s("u2"), s("bob:no=Norway"))]
+    );
+    assert_eq!(
+        d.read_key_values::<String, String>("left"),
+        vec![
+            (s("u1"), s("ann:se=Sweden")),
+            (s("u2"), s("bob:no=?")),
+            (s("u2"), s("bob:no=Norway"))
+        ]
+    );
+    assert_eq!(
+        d.key_value_store::<String, String>("countries")
+            .get(&s("no")),
+        Some(s("Norway"))
+    );
+}

@@ -292,3 +292,67 @@ async fn exactly_once_is_refused_until_transactions_exist() {
     let err = KafkaStreams::new(counting_topology(), c).err().unwrap();
     assert!(err.to_string().contains("transactions"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_is_loaded_on_every_instance_before_processing() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("countries", 2).await;
+    broker.create_topic("logins", 3).await;
+    let kv = |k: &str, v: &str| {
+        (
+            Some(Bytes::from(k.to_string())),
+            Some(Bytes::from(v.to_string())),
+            1,
+        )
+    };
+    broker
+        .produce(
+            "countries",
+            vec![kv("se", "Sweden"), kv("no", "Norway"), kv("fi", "Finland")],
+        )
+        .await;
+    broker
+        .produce(
+            "logins",
+            vec![
+                kv("u1", "se"),
+                kv("u2", "fi"),
+                kv("u3", "dk"),
+                kv("u4", "no"),
+            ],
+        )
+        .await;
+    let b = StreamsBuilder::new();
+    let countries = b.global_table::<String, String>("countries", Materialized::named("countries"));
+    b.stream::<String, String>("logins")
+        .join_global(&countries, |_, code| code.clone(), |_, name| name.clone())
+        .to("login-countries");
+    let state = tempfile::tempdir().unwrap();
+    let mut streams =
+        KafkaStreams::new(b.build(), config(&broker, "globals", state.path())).unwrap();
+    streams.start().await.unwrap();
+    // The global store was bootstrapped before the stream threads started: no login missed its country.
+    let out = broker
+        .read_until("login-countries", WAIT, |r| r.len() >= 3)
+        .await;
+    let joined = latest(&out, common::text);
+    let expected: BTreeMap<String, String> =
+        [("u1", "Sweden"), ("u2", "Finland"), ("u4", "Norway")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(joined, expected);
+    let store = streams
+        .key_value_store::<String, String>("countries")
+        .unwrap();
+    assert_eq!(store.all().len(), 3);
+    // Updates keep flowing into the global store.
+    broker.produce("countries", vec![kv("dk", "Denmark")]).await;
+    broker.produce("logins", vec![kv("u5", "dk")]).await;
+    broker
+        .read_until("login-countries", WAIT, |r| {
+            r.iter().any(|r| common::text(&r.value) == "Denmark")
+        })
+        .await;
+    streams.close().await;
+}

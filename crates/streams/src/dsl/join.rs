@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::dsl::ops::FnProcessor;
 use crate::dsl::table::{update, Change, KTable, StoreProcessor};
 use crate::dsl::window::JoinWindows;
-use crate::dsl::{Data, KStream, Materialized};
+use crate::dsl::{Data, GlobalKTable, KStream, Materialized};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::Record;
 use crate::serdes::{DefaultSerde, SerdeRef};
@@ -82,6 +82,67 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
             build,
         );
         KStream::at(self.graph.clone(), id, false)
+    }
+
+    /// Each record joined with the global table's value for the key `key(record)` computes; records without
+    /// one are dropped.
+    pub fn join_global<GK: Data + DefaultSerde, GV: Data + DefaultSerde, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, &GV) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.global_join(global, key, move |v, g| g.map(|g| joiner(v, g)))
+    }
+
+    /// Each record joined with the global table's value for the key `key(record)` computes, `None` when there
+    /// is none.
+    pub fn left_join_global<GK: Data + DefaultSerde, GV: Data + DefaultSerde, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.global_join(global, key, move |v, g| Some(joiner(v, g)))
+    }
+
+    fn global_join<GK: Data + DefaultSerde, GV: Data + DefaultSerde, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let store = global.store.clone();
+        let (key, joiner) = (Arc::new(key), Arc::new(joiner));
+        let build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {
+            let (key, joiner) = (key.clone(), joiner.clone());
+            let processor = StoreProcessor::<GK, GV, _, _> {
+                store: store.clone(),
+                make: Arc::new(move |table: &KeyValueStore<GK, GV>| {
+                    let (table, key, joiner) = (table.clone(), key.clone(), joiner.clone());
+                    move |ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, V>| {
+                        let found = table.get(&key(&r.key, &r.value));
+                        if let Some(out) = joiner(&r.value, found.as_ref()) {
+                            ctx.forward(r.with_value(out));
+                        }
+                    }
+                }),
+                f: None,
+                _types: std::marker::PhantomData,
+            };
+            inst.processor::<_, K, V, K, VR>(id, processor);
+        });
+        let mut g = self.graph.borrow_mut();
+        let name = g.name("KSTREAM-GLOBALJOIN");
+        let id = g.add(
+            name,
+            NodeKind::Processor,
+            vec![self.node],
+            Vec::new(),
+            build,
+        );
+        drop(g);
+        KStream::at(self.graph.clone(), id, self.key_changed)
     }
 
     /// Records of both streams with the same key at most the window apart, joined.

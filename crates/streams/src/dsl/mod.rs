@@ -29,7 +29,9 @@ pub use table::{Change, KTable};
 
 use crate::serdes::DefaultSerde;
 use crate::store::{StoreKind, StoreSpec};
-use crate::topology::{BuildFn, Instantiation, NodeKind, NodeSpec, TopicName, Topology};
+use crate::topology::{
+    BuildFn, GlobalStore, Instantiation, NodeKind, NodeSpec, TopicName, Topology,
+};
 
 /// What flows through a topology: cloneable (a record forwarded to several children is cloned) and owned.
 pub trait Data: Clone + 'static {}
@@ -70,6 +72,7 @@ pub(crate) struct Graph {
     nodes: Vec<NodeSpec>,
     stores: BTreeMap<String, StoreSpec>,
     repartition_topics: BTreeSet<String>,
+    globals: BTreeMap<String, GlobalStore>,
     /// Sequence for generated names (Kafka's `KSTREAM-MAP-0000000003`).
     next_name: usize,
 }
@@ -137,6 +140,19 @@ impl Graph {
     }
 }
 
+/// A table of a whole topic, on every instance (Kafka's `GlobalKTable`).
+pub struct GlobalKTable<K, V> {
+    pub(crate) store: String,
+    _types: Marker<K, V>,
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of its store (for interactive queries).
+    pub fn store_name(&self) -> &str {
+        &self.store
+    }
+}
+
 /// Builds topologies with the DSL.
 pub struct StreamsBuilder {
     graph: GraphRef,
@@ -155,6 +171,7 @@ impl StreamsBuilder {
                 nodes: Vec::new(),
                 stores: BTreeMap::new(),
                 repartition_topics: BTreeSet::new(),
+                globals: BTreeMap::new(),
                 next_name: 0,
             })),
         }
@@ -191,6 +208,40 @@ impl StreamsBuilder {
         table::from_source(self.graph.clone(), id, materialized)
     }
 
+    /// A table of a whole topic on every instance (small reference data): streams join it by any key they
+    /// compute, without repartitioning. Its store is filled from all partitions before processing starts.
+    pub fn global_table<K: Data + DefaultSerde, V: Data + DefaultSerde>(
+        &self,
+        topic: &str,
+        materialized: Materialized,
+    ) -> GlobalKTable<K, V> {
+        let mut g = self.graph.borrow_mut();
+        let name = match &materialized.name {
+            Some(n) => n.clone(),
+            None => g.name(&format!("{topic}-STATE-STORE")),
+        };
+        if g.stores.contains_key(&name) || g.globals.contains_key(&name) {
+            panic!("a state store named {name:?} exists already in this topology");
+        }
+        g.globals.insert(
+            name.clone(),
+            GlobalStore {
+                topic: topic.to_string(),
+                spec: StoreSpec {
+                    name: name.clone(),
+                    kind: StoreKind::KeyValue,
+                    // The topic itself is the changelog.
+                    logged: false,
+                    persistent: false,
+                },
+            },
+        );
+        GlobalKTable {
+            store: name,
+            _types: PhantomData,
+        }
+    }
+
     /// Declares a store for processors of the Processor API (`KStream::process`).
     pub fn add_state_store(&self, spec: StoreSpec) {
         self.graph.borrow_mut().add_store(spec);
@@ -203,6 +254,7 @@ impl StreamsBuilder {
             g.nodes.clone(),
             g.stores.clone(),
             g.repartition_topics.clone(),
+            g.globals.clone(),
         )
     }
 }

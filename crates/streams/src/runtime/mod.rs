@@ -10,6 +10,7 @@
 //! [`KafkaStreams::window_store`]); [`KafkaStreams::query_metadata_for_key`] says which partition holds a key and
 //! which instance (its `application.server`) runs that partition now.
 
+mod global;
 pub mod plan;
 mod state_dir;
 mod thread;
@@ -110,6 +111,8 @@ pub(crate) struct Shared {
     pub config: StreamsConfig,
     pub app: Arc<str>,
     pub registry: Registry,
+    /// The global stores, shared by every task of every thread.
+    pub globals: std::collections::HashMap<String, Arc<Store>>,
     closing: AtomicBool,
     /// Per thread: its tasks are created and restored.
     ready: Mutex<Vec<bool>>,
@@ -153,8 +156,16 @@ impl KafkaStreams {
             return Err(StreamsError::Config("application.id is empty".into()));
         }
         let threads = config.num_stream_threads.max(1);
+        let globals = topology
+            .global_stores()
+            .map(|g| {
+                let bytes = Box::new(crate::store::InMemoryBytes::default());
+                (g.spec.name.clone(), Store::new(g.spec.clone(), bytes))
+            })
+            .collect();
         Ok(Self {
             shared: Arc::new(Shared {
+                globals,
                 topology,
                 app: Arc::from(config.application_id.as_str()),
                 config,
@@ -185,38 +196,31 @@ impl KafkaStreams {
             })?;
         let plan = self.prepare_topics(&admin).await?;
         self.plan = Some(plan);
+        if !self.shared.globals.is_empty() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let shared = self.shared.clone();
+            let handle = spawn_runtime_thread(
+                format!("{}-GlobalStreamThread", config.client_id),
+                self.shared.clone(),
+                move || global::run(shared, tx),
+            )?;
+            self.threads.push(handle);
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StreamsError::Client(e)),
+                Err(_) => return Err(StreamsError::Client("the global thread stopped".into())),
+            }
+        }
         for index in 0..config.num_stream_threads.max(1) {
             let shared = self.shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("{}-StreamThread-{}", config.client_id, index + 1))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a tokio runtime for the stream thread");
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        runtime.block_on(async {
-                            let thread = thread::StreamThread::start(shared.clone(), index).await?;
-                            thread.run().await
-                        })
-                    }));
-                    let failure = match result {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e),
-                        Err(panic) => Some(
-                            panic
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "a processor panicked".into()),
-                        ),
-                    };
-                    if let Some(e) = failure {
-                        tracing::error!(thread = index + 1, error = %e, "stream thread stopped");
-                        shared.error.lock().get_or_insert(e);
-                    }
-                })
-                .map_err(|e| StreamsError::Client(format!("spawning a stream thread: {e}")))?;
+            let handle = spawn_runtime_thread(
+                format!("{}-StreamThread-{}", config.client_id, index + 1),
+                self.shared.clone(),
+                move || async move {
+                    let thread = thread::StreamThread::start(shared, index).await?;
+                    thread.run().await
+                },
+            )?;
             self.threads.push(handle);
         }
         Ok(())
@@ -406,7 +410,9 @@ impl KafkaStreams {
         &self,
         name: &str,
     ) -> Result<QueryableKeyValueStore<'_, K, V>, StreamsError> {
-        self.partitions_of(name)?;
+        if !self.shared.globals.contains_key(name) {
+            self.partitions_of(name)?;
+        }
         Ok(QueryableKeyValueStore {
             streams: self,
             name: name.to_string(),
@@ -428,6 +434,45 @@ impl KafkaStreams {
     }
 }
 
+/// Runs `work` on an OS thread of its own with a single-threaded tokio runtime; an error or a panic becomes the
+/// application's error.
+fn spawn_runtime_thread<F>(
+    name: String,
+    shared: Arc<Shared>,
+    work: impl FnOnce() -> F + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StreamsError>
+where
+    F: std::future::Future<Output = Result<(), String>> + 'static,
+{
+    let thread_name = name.clone();
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for the stream thread");
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(work())));
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(panic) => Some(
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a processor panicked".into()),
+                ),
+            };
+            if let Some(e) = failure {
+                tracing::error!(thread = %name, error = %e, "thread stopped");
+                shared.error.lock().get_or_insert(e);
+            }
+        })
+        .map_err(|e| StreamsError::Client(format!("spawning a thread: {e}")))
+}
+
 impl Drop for KafkaStreams {
     fn drop(&mut self) {
         // Threads notice and stop; `close` is the way to wait for them.
@@ -446,6 +491,9 @@ impl<K: DefaultSerde, V: DefaultSerde> QueryableKeyValueStore<'_, K, V> {
     /// The value of `key`, if the partition that holds it runs here (else `NotLocal`: ask
     /// `query_metadata_for_key` which instance has it).
     pub fn get(&self, key: &K) -> Result<Option<V>, StreamsError> {
+        if let Some(global) = self.streams.shared.globals.get(&self.name) {
+            return Ok(KeyValueStore::<K, V>::new(global.clone()).get(key));
+        }
         let partition = self.streams.partition_for_key(&self.name, key)?;
         let store = self
             .streams
@@ -461,24 +509,25 @@ impl<K: DefaultSerde, V: DefaultSerde> QueryableKeyValueStore<'_, K, V> {
 
     /// Entries with `from <= key <= to` in the local partitions, each partition in key order.
     pub fn range(&self, from: &K, to: &K) -> Vec<(K, V)> {
-        self.streams
-            .shared
-            .registry
-            .all(&self.name)
+        self.stores()
             .into_iter()
             .flat_map(|s| KeyValueStore::<K, V>::new(s).range(from, to))
             .collect()
     }
 
-    /// Every entry of the local partitions.
+    /// Every entry of the local partitions (of a global store: every entry).
     pub fn all(&self) -> Vec<(K, V)> {
-        self.streams
-            .shared
-            .registry
-            .all(&self.name)
+        self.stores()
             .into_iter()
             .flat_map(|s| KeyValueStore::<K, V>::new(s).all())
             .collect()
+    }
+
+    fn stores(&self) -> Vec<Arc<Store>> {
+        match self.streams.shared.globals.get(&self.name) {
+            Some(global) => vec![global.clone()],
+            None => self.streams.shared.registry.all(&self.name),
+        }
     }
 }
 

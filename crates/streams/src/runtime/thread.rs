@@ -227,10 +227,11 @@ impl StreamThread {
             }
             Ok(Box::new(PersistentBytes::open(&store_dir)?))
         };
-        let mut task = Task::new(&shared.topology, id, &app, &stores).map_err(|e| e.to_string())?;
+        let mut task = Task::new(&shared.topology, id, &app, &stores, &shared.globals)
+            .map_err(|e| e.to_string())?;
         let restored = self.restore(&task, &checkpoint).await?;
         task.init(now_ms());
-        for (name, store) in task.stores() {
+        for (name, store) in task.own_stores() {
             shared.registry.add(name, id.partition, store.clone());
         }
         tracing::info!(task = %id, restored, "task started");
@@ -252,7 +253,7 @@ impl StreamThread {
     ) -> Result<u64, Fatal> {
         let app = &self.shared.config.application_id;
         let mut restored = 0;
-        for store in task.stores().values() {
+        for store in task.own_stores().map(|(_, s)| s) {
             let spec = store.spec();
             if !spec.logged {
                 continue;
@@ -305,16 +306,20 @@ impl StreamThread {
             return;
         };
         running.task.close();
-        for name in running.task.stores().keys() {
+        for (name, _) in running.task.own_stores() {
             self.shared.registry.remove(name, id.partition);
         }
-        let persistent = running.task.stores().values().any(|s| s.spec().persistent);
+        let persistent = running
+            .task
+            .own_stores()
+            .map(|(_, s)| s)
+            .any(|s| s.spec().persistent);
         if !clean || !persistent || running.task.flush().is_err() {
             return;
         }
         let config = &self.shared.config;
         let mut offsets = BTreeMap::new();
-        for store in running.task.stores().values() {
+        for store in running.task.own_stores().map(|(_, s)| s) {
             let spec = store.spec();
             if !(spec.persistent && spec.logged) {
                 continue;

@@ -1,0 +1,95 @@
+//! The global thread: fills every global store from all partitions of its topic (the topic is the store's
+//! changelog), first up to the end offsets it finds at start (stream threads start only after this bootstrap, so
+//! their first joins see the whole table), then keeps following the topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use tokio::sync::oneshot;
+
+use super::Shared;
+use crate::store::Store;
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    bootstrapped: oneshot::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let mut bootstrapped = Some(bootstrapped);
+    let result = follow(&shared, &mut bootstrapped).await;
+    if let (Err(e), Some(tx)) = (&result, bootstrapped.take()) {
+        let _ = tx.send(Err(e.clone()));
+    }
+    result
+}
+
+async fn follow(
+    shared: &Arc<Shared>,
+    bootstrapped: &mut Option<oneshot::Sender<Result<(), String>>>,
+) -> Result<(), String> {
+    let config = &shared.config;
+    let mut cc = ConsumerConfig::new(&config.bootstrap_servers);
+    cc.client_id = format!("{}-GlobalStreamThread", config.client_id);
+    cc.enable_auto_commit = false;
+    cc.auto_offset_reset = OffsetReset::Earliest;
+    cc.allow_auto_create_topics = false;
+    cc.fetch_max_wait = config.poll;
+    let mut consumer = Consumer::new(cc)
+        .await
+        .map_err(|e| format!("global consumer: {e}"))?;
+    let mut stores: HashMap<String, Arc<Store>> = HashMap::new();
+    let mut partitions = Vec::new();
+    for global in shared.topology.global_stores() {
+        let info = consumer
+            .cluster()
+            .wait_for_topic(&global.topic, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("global table topic {}: {e}", global.topic))?;
+        for p in 0..info.partition_count() as i32 {
+            partitions.push(TopicPartition::new(global.topic.clone(), p));
+        }
+        stores.insert(
+            global.topic.clone(),
+            shared.globals[&global.spec.name].clone(),
+        );
+    }
+    consumer
+        .assign(partitions.clone())
+        .await
+        .map_err(|e| format!("global consumer: {e}"))?;
+    consumer
+        .seek_to_end(&partitions)
+        .await
+        .map_err(|e| format!("global consumer: {e}"))?;
+    let ends: BTreeMap<TopicPartition, i64> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), consumer.position(tp).unwrap_or(0)))
+        .collect();
+    consumer
+        .seek_to_beginning(&partitions)
+        .await
+        .map_err(|e| format!("global consumer: {e}"))?;
+    while !shared.closing() {
+        if bootstrapped.is_some()
+            && ends
+                .iter()
+                .all(|(tp, end)| consumer.position(tp).is_some_and(|p| p >= *end))
+        {
+            tracing::info!(stores = stores.len(), "global stores bootstrapped");
+            if let Some(tx) = bootstrapped.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        for r in consumer
+            .poll(config.poll)
+            .await
+            .map_err(|e| format!("global consumer: {e}"))?
+        {
+            if let (Some(store), Some(key)) = (stores.get(&r.topic), r.key) {
+                store.restore(key, r.value);
+            }
+        }
+    }
+    Ok(())
+}
