@@ -71,6 +71,9 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, StoreSpec>,
     /// Internal names (`<name>-repartition`) of the repartition topics.
     pub(crate) repartition_topics: BTreeSet<String>,
+    /// Repartition topics that take the partition count of their reader's other sources (the responses of a
+    /// foreign-key join, which must land in the left table's tasks).
+    pub(crate) reader_partitioned: BTreeSet<String>,
     pub(crate) subtopologies: Vec<Subtopology>,
     /// Global stores by name: each holds a whole topic on every instance (a `GlobalKTable`).
     pub(crate) globals: BTreeMap<String, GlobalStore>,
@@ -94,6 +97,7 @@ impl Topology {
         nodes: Vec<NodeSpec>,
         stores: BTreeMap<String, StoreSpec>,
         repartition_topics: BTreeSet<String>,
+        reader_partitioned: BTreeSet<String>,
         globals: BTreeMap<String, GlobalStore>,
     ) -> Self {
         let mut children = vec![Vec::new(); nodes.len()];
@@ -108,6 +112,7 @@ impl Topology {
             children,
             stores,
             repartition_topics,
+            reader_partitioned,
             subtopologies,
             globals,
         }

@@ -650,3 +650,71 @@ fn a_global_table_joins_by_a_key_the_stream_computes() {
         Some(s("Norway"))
     );
 }
+
+#[test]
+fn foreign_key_joins_follow_changes_of_either_table_and_of_the_foreign_key() {
+    let b = StreamsBuilder::new();
+    // order id -> "customer id:amount"; customer id -> name.
+    let orders = b.table::<String, String>("orders", Materialized::default());
+    let customers = b.table::<String, String>("customers", Materialized::default());
+    let customer_of = |v: &String| v.split(':').next().unwrap_or("").to_string();
+    orders
+        .join_foreign_key(&customers, customer_of, |o, c| format!("{o}/{c}"))
+        .to_stream()
+        .to("inner");
+    orders
+        .left_join_foreign_key(&customers, customer_of, |o, c| {
+            format!("{o}/{}", c.map_or("?", |c| c))
+        })
+        .to_stream()
+        .to("left");
+    let topology = b.build();
+    let mut d = TopologyTestDriver::new(topology);
+    let read = |d: &mut TopologyTestDriver, t: &str| d.read_key_values::<String, Option<String>>(t);
+    d.pipe("orders", s("o1"), s("c1:5"), 1); // no customer yet
+    d.pipe("customers", s("c1"), s("Ada"), 2);
+    d.pipe("orders", s("o2"), s("c1:7"), 3);
+    assert_eq!(
+        read(&mut d, "inner"),
+        vec![
+            (s("o1"), Some(s("c1:5/Ada"))),
+            (s("o2"), Some(s("c1:7/Ada")))
+        ]
+    );
+    assert_eq!(
+        read(&mut d, "left"),
+        vec![
+            (s("o1"), Some(s("c1:5/?"))),
+            (s("o1"), Some(s("c1:5/Ada"))),
+            (s("o2"), Some(s("c1:7/Ada")))
+        ]
+    );
+    d.pipe("customers", s("c1"), s("Ada L."), 4); // both subscribers hear of it
+    let inner = read(&mut d, "inner");
+    assert_eq!(inner.len(), 2);
+    assert!(
+        inner.contains(&(s("o1"), Some(s("c1:5/Ada L.")))),
+        "{inner:?}"
+    );
+    d.pipe("customers", s("c2"), s("Bob"), 5);
+    d.pipe("orders", s("o1"), s("c2:5"), 6); // o1 moves to c2: leaves c1
+    d.pipe("customers", s("c1"), s("Ada Lovelace"), 7); // only o2 hears of it now
+    assert_eq!(
+        read(&mut d, "inner"),
+        vec![
+            (s("o1"), Some(s("c2:5/Bob"))),
+            (s("o2"), Some(s("c1:7/Ada Lovelace")))
+        ]
+    );
+    d.pipe_raw("customers", Some(Bytes::from("c2")), None, 8)
+        .unwrap(); // Bob deleted
+    d.pipe_raw("orders", Some(Bytes::from("o2")), None, 9)
+        .unwrap(); // o2 deleted
+    assert_eq!(
+        read(&mut d, "inner"),
+        vec![(s("o1"), None), (s("o2"), None)]
+    );
+    let left = read(&mut d, "left");
+    assert!(left.contains(&(s("o1"), Some(s("c2:5/?")))), "{left:?}");
+    assert_eq!(left.last(), Some(&(s("o2"), None)));
+}

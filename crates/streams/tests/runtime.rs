@@ -356,3 +356,59 @@ async fn a_global_table_is_loaded_on_every_instance_before_processing() {
         .await;
     streams.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_join_works_across_tables_with_different_partition_counts() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 6).await;
+    broker.create_topic("customers", 3).await;
+    let kv = |k: String, v: String| (Some(Bytes::from(k)), Some(Bytes::from(v)), 1);
+    broker
+        .produce(
+            "customers",
+            (0..20)
+                .map(|c| kv(format!("c{c}"), format!("name{c}")))
+                .collect(),
+        )
+        .await;
+    broker
+        .produce(
+            "orders",
+            (0..200)
+                .map(|o| kv(format!("o{o}"), format!("c{}", o % 20)))
+                .collect(),
+        )
+        .await;
+    let b = StreamsBuilder::new();
+    let orders = b.table::<String, String>("orders", Materialized::default());
+    let customers = b.table::<String, String>("customers", Materialized::default());
+    orders
+        .join_foreign_key(&customers, |c| c.clone(), |_, name| name.clone())
+        .to_stream()
+        .to("order-customers");
+    let state = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(b.build(), config(&broker, "fk", state.path())).unwrap();
+    streams.start().await.unwrap();
+    let expected: BTreeMap<String, String> = (0..200)
+        .map(|o| (format!("o{o}"), format!("name{}", o % 20)))
+        .collect();
+    broker
+        .read_until("order-customers", WAIT, |r| {
+            latest(r, common::text) == expected
+        })
+        .await;
+    // A customer renamed reaches every order of that customer.
+    broker
+        .produce("customers", vec![kv("c3".into(), "renamed".into())])
+        .await;
+    let mut expected = expected;
+    for o in (3..200).step_by(20) {
+        expected.insert(format!("o{o}"), "renamed".into());
+    }
+    broker
+        .read_until("order-customers", WAIT, |r| {
+            latest(r, common::text) == expected
+        })
+        .await;
+    streams.close().await;
+}

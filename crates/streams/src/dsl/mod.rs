@@ -6,6 +6,7 @@
 //! every task (and every stream thread) builds its own processors from them.
 
 mod aggregate;
+mod fk_join;
 mod join;
 mod ops;
 mod stream;
@@ -72,6 +73,7 @@ pub(crate) struct Graph {
     nodes: Vec<NodeSpec>,
     stores: BTreeMap<String, StoreSpec>,
     repartition_topics: BTreeSet<String>,
+    reader_partitioned: BTreeSet<String>,
     globals: BTreeMap<String, GlobalStore>,
     /// Sequence for generated names (Kafka's `KSTREAM-MAP-0000000003`).
     next_name: usize,
@@ -135,6 +137,13 @@ impl Graph {
         name
     }
 
+    /// Marks repartition topic `<name>-repartition` as partitioned like the other sources of the sub-topology
+    /// that reads it, instead of taking its writer's task count.
+    pub fn add_reader_partitioned(&mut self, name: String) {
+        self.reader_partitioned
+            .insert(format!("{name}-repartition"));
+    }
+
     pub fn add_repartition_topic(&mut self, name: String) {
         self.repartition_topics.insert(name);
     }
@@ -171,6 +180,7 @@ impl StreamsBuilder {
                 nodes: Vec::new(),
                 stores: BTreeMap::new(),
                 repartition_topics: BTreeSet::new(),
+                reader_partitioned: BTreeSet::new(),
                 globals: BTreeMap::new(),
                 next_name: 0,
             })),
@@ -254,6 +264,7 @@ impl StreamsBuilder {
             g.nodes.clone(),
             g.stores.clone(),
             g.repartition_topics.clone(),
+            g.reader_partitioned.clone(),
             g.globals.clone(),
         )
     }

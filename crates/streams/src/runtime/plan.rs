@@ -48,6 +48,8 @@ pub fn plan(
                         Some(&n) => counts.push((t.clone(), n)),
                         None => return Err(format!("source topic {t} does not exist")),
                     },
+                    // Takes this sub-topology's count, decided by its other sources.
+                    TopicName::Internal(name) if topology.reader_partitioned.contains(name) => {}
                     TopicName::Internal(name) => match repartition.get(name) {
                         Some(&n) => counts.push((topic.resolve(application_id), n)),
                         None => known = false,
@@ -58,6 +60,13 @@ pub fn plan(
                 continue;
             }
             let n = counts.iter().map(|(_, n)| *n).max().unwrap_or(1);
+            for topic in &sub.source_topics {
+                if let TopicName::Internal(name) = topic {
+                    if topology.reader_partitioned.contains(name) {
+                        repartition.insert(name.clone(), n);
+                    }
+                }
+            }
             if !sub.stores.is_empty() && counts.iter().any(|(_, c)| *c != n) {
                 return Err(format!(
                     "the source topics of sub-topology {} are joined but not co-partitioned: {}",
@@ -72,7 +81,9 @@ pub fn plan(
             tasks[sub.id as usize] = Some(n);
             for sink in &sub.sink_topics {
                 if let TopicName::Internal(name) = sink {
-                    repartition.insert(name.clone(), n);
+                    if !topology.reader_partitioned.contains(name) {
+                        repartition.insert(name.clone(), n);
+                    }
                 }
             }
             changed = true;
@@ -149,6 +160,29 @@ mod tests {
         assert!(super::plan(&topology, "app", &BTreeMap::new())
             .unwrap_err()
             .contains("orders does not exist"));
+    }
+
+    #[test]
+    fn foreign_key_join_topics_take_the_partition_count_of_the_side_that_reads_them() {
+        let b = StreamsBuilder::new();
+        let orders = b.table::<String, String>("orders", Materialized::default());
+        let customers = b.table::<String, String>("customers", Materialized::default());
+        orders
+            .join_foreign_key(&customers, |o| o.clone(), |o, c| format!("{o}{c}"))
+            .to_stream()
+            .to("out");
+        let topology = b.build();
+        let counts = BTreeMap::from([("orders".to_string(), 6), ("customers".to_string(), 3)]);
+        let plan = plan(&topology, "app", &counts).unwrap();
+        let partitions = |suffix: &str| {
+            plan.internal_topics
+                .iter()
+                .find(|t| t.name.ends_with(suffix))
+                .unwrap_or_else(|| panic!("no topic ending in {suffix}: {plan:?}"))
+                .partitions
+        };
+        assert_eq!(partitions("subscription-registration-repartition"), 3);
+        assert_eq!(partitions("subscription-response-repartition"), 6);
     }
 
     #[test]
