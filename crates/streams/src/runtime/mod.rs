@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     ready: Mutex<Vec<bool>>,
     error: Mutex<Option<String>>,
     pub skipped_records: AtomicU64,
+    /// Changelog records replayed into stores by restores.
+    pub restored_records: AtomicU64,
 }
 
 impl Shared {
@@ -174,6 +176,7 @@ impl KafkaStreams {
                 ready: Mutex::new(vec![false; threads]),
                 error: Mutex::new(None),
                 skipped_records: AtomicU64::new(0),
+                restored_records: AtomicU64::new(0),
             }),
             plan: None,
             threads: Vec::new(),
@@ -323,6 +326,12 @@ impl KafkaStreams {
     /// Records skipped by the log-and-continue deserialization handler.
     pub fn skipped_records(&self) -> u64 {
         self.shared.skipped_records.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records replayed into this instance's stores when tasks started (Kafka's restore listener
+    /// counts): none after a clean restart with persistent stores, whole changelogs otherwise.
+    pub fn restored_records(&self) -> u64 {
+        self.shared.restored_records.load(Ordering::Relaxed)
     }
 
     /// The partitions (task numbers) whose stores this instance holds now.

@@ -230,6 +230,9 @@ impl StreamThread {
         let mut task = Task::new(&shared.topology, id, &app, &stores, &shared.globals)
             .map_err(|e| e.to_string())?;
         let restored = self.restore(&task, &checkpoint).await?;
+        shared
+            .restored_records
+            .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
         task.init(now_ms());
         for (name, store) in task.own_stores() {
             shared.registry.add(name, id.partition, store.clone());
