@@ -133,6 +133,27 @@ impl Shared {
 }
 
 /// A running streams application.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), strom_streams::StreamsError> {
+/// use strom_streams::{KafkaStreams, Materialized, StreamsBuilder, StreamsConfig};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("orders")
+///     .group_by_key()
+///     .count(Materialized::named("orders-per-customer"));
+/// let mut config = StreamsConfig::new("order-counter", "127.0.0.1:9092");
+/// config.set("commit.interval.ms", "1000").expect("a known setting");
+/// let mut streams = KafkaStreams::new(builder.build(), config)?;
+/// streams.start().await?;
+/// // ... later, ask the running application:
+/// let counts = streams.key_value_store::<String, i64>("orders-per-customer")?;
+/// let _ = counts.get(&"customer-7".to_string());
+/// streams.close().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct KafkaStreams {
     shared: Arc<Shared>,
     plan: Option<Plan>,
