@@ -57,7 +57,7 @@ impl IndexFile {
             Err(e) => return Err(e).at(path),
         };
         let size = file.metadata().at(path)?.len() as usize;
-        if size % entry_size != 0 {
+        if !size.is_multiple_of(entry_size) {
             tracing::warn!(path = %path.display(), size, "index size is not a multiple of its entry size");
             return Ok(None);
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::processor::{Lifecycle, PunctuationType, TaskContext, TaskId};
 use crate::record::{OutputRecord, PartitionChoice, RawRecord, RecordMetadata};
 use crate::serdes::SerdeError;
-use crate::store::{KeyValueBytes, Store, StoreError, StoreSpec};
+use crate::store::{Store, StoreError, StoreSpec};
 use crate::topology::{Instantiation, RawNode, Topology};
 
 /// Why a task could not go on.
@@ -29,8 +29,7 @@ pub enum TaskError {
 }
 
 /// Creates a store's storage for a task.
-pub(crate) type StoreFactory<'a> =
-    dyn Fn(&StoreSpec, TaskId) -> Result<Box<dyn KeyValueBytes>, String> + 'a;
+pub(crate) type StoreFactory<'a> = dyn Fn(&StoreSpec, TaskId) -> Result<Arc<Store>, String> + 'a;
 
 pub struct Task {
     pub(crate) ctx: TaskContext,
@@ -67,7 +66,7 @@ impl Task {
         let mut changelogs = Vec::new();
         for name in &sub.stores {
             let spec = &topology.stores[name];
-            let bytes = stores(spec, id).map_err(|message| {
+            let store = stores(spec, id).map_err(|message| {
                 TaskError::Store(
                     StoreError {
                         store: name.clone(),
@@ -76,7 +75,6 @@ impl Task {
                     id,
                 )
             })?;
-            let store = Store::new(spec.clone(), bytes);
             if spec.logged {
                 changelogs.push((store.clone(), spec.changelog_topic(application_id)));
             }

@@ -15,7 +15,7 @@ use crate::config::{DeserializationHandler, StreamsConfig};
 use crate::processor::{PunctuationType, TaskId};
 use crate::record::{OutputRecord, RawRecord, Record};
 use crate::serdes::DefaultSerde;
-use crate::store::{InMemoryBytes, KeyValueBytes, KeyValueStore, SessionStore, Store, WindowStore};
+use crate::store::{InMemoryBytes, KeyValueStore, SessionStore, Store, WindowStore};
 use crate::task::{Task, TaskError};
 use crate::topology::Topology;
 
@@ -54,10 +54,9 @@ impl TopologyTestDriver {
 
     pub fn with_config(topology: Topology, config: &StreamsConfig, wall_clock: i64) -> Self {
         let app: Arc<str> = Arc::from(config.application_id.as_str());
-        let in_memory =
-            |_: &crate::store::StoreSpec, _: TaskId| -> Result<Box<dyn KeyValueBytes>, String> {
-                Ok(Box::new(InMemoryBytes::default()))
-            };
+        let in_memory = |spec: &crate::store::StoreSpec, _: TaskId| -> Result<Arc<Store>, String> {
+            Ok(Store::new(spec.clone(), Box::new(InMemoryBytes::default())))
+        };
         let mut globals = HashMap::new();
         let mut global_topics = HashMap::new();
         for g in topology.global_stores() {

@@ -488,3 +488,56 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_a_task_without_replaying_its_changelog() {
+    common::init_logs();
+    let broker = TestBroker::start().await;
+    broker.create_topic("words", 4).await;
+    let (s1, s2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut c1 = config(&broker, "standing", s1.path());
+    c1.num_standby_replicas = 1;
+    let mut c2 = config(&broker, "standing", s2.path());
+    c2.num_standby_replicas = 1;
+    let mut a = KafkaStreams::new(counting_topology(), c1).unwrap();
+    a.start().await.unwrap();
+    wait_for_state(&a, State::Running).await;
+    let mut b = KafkaStreams::new(counting_topology(), c2).unwrap();
+    b.start().await.unwrap();
+    broker.produce("words", words(800, 40, 0)).await;
+    let expected = expected_counts(800, 40);
+    broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    // Each instance keeps standbys of exactly the other's active tasks, caught up with their changelogs.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (active_a, active_b) = (a.local_partitions(), b.local_partitions());
+        let (standby_a, standby_b) = (a.standby_partitions(), b.standby_partitions());
+        if !active_b.is_empty()
+            && standby_a == active_b
+            && standby_b == active_a
+            && a.standbys_caught_up().await.unwrap()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "standbys: a active {active_a:?} standby {standby_a:?}; b active {active_b:?} standby {standby_b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restored_before = a.restored_records();
+    b.close().await;
+    broker.produce("words", words(200, 40, 800)).await;
+    let expected = expected_counts(1_000, 40);
+    broker
+        .read_until("word-counts", WAIT, |r| latest(r, long) == expected)
+        .await;
+    wait_for_state(&a, State::Running).await;
+    assert_eq!(a.local_partitions().len(), 4);
+    // B's tasks came from A's standbys: nothing of their changelogs was replayed (B wrote nothing after A's
+    // standbys caught up).
+    assert_eq!(a.restored_records(), restored_before);
+    a.close().await;
+}

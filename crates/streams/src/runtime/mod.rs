@@ -12,6 +12,7 @@
 
 mod global;
 pub mod plan;
+mod standby;
 mod state_dir;
 mod thread;
 
@@ -105,12 +106,34 @@ impl Registry {
     }
 }
 
+/// What an instance tells the group about itself, in its members' subscription user data (JSON): an id
+/// unique to the instance (its threads share it) and its `application.server`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MemberInfo {
+    pub instance: String,
+    pub server: Option<String>,
+}
+
+impl MemberInfo {
+    pub fn encode(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).expect("member info serializes"))
+    }
+
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        serde_json::from_slice(data).ok()
+    }
+}
+
 /// What the application and its threads share.
 pub(crate) struct Shared {
     pub topology: Topology,
     pub config: StreamsConfig,
     pub app: Arc<str>,
     pub registry: Registry,
+    /// This instance's id in the group (see `MemberInfo`).
+    pub instance_id: String,
+    /// Standby copies of other instances' tasks (see `standby`).
+    pub standbys: Mutex<BTreeMap<crate::processor::TaskId, standby::StandbyTask>>,
     /// The global stores, shared by every task of every thread.
     pub globals: std::collections::HashMap<String, Arc<Store>>,
     closing: AtomicBool,
@@ -170,11 +193,6 @@ impl KafkaStreams {
                     .into(),
             ));
         }
-        if config.num_standby_replicas > 0 {
-            return Err(StreamsError::Config(
-                "num.standby.replicas > 0: standby replicas are not built yet".into(),
-            ));
-        }
         if config.application_id.is_empty() {
             return Err(StreamsError::Config("application.id is empty".into()));
         }
@@ -188,6 +206,8 @@ impl KafkaStreams {
             .collect();
         Ok(Self {
             shared: Arc::new(Shared {
+                instance_id: instance_id(),
+                standbys: Mutex::new(BTreeMap::new()),
                 globals,
                 topology,
                 app: Arc::from(config.application_id.as_str()),
@@ -234,6 +254,15 @@ impl KafkaStreams {
                 Ok(Err(e)) => return Err(StreamsError::Client(e)),
                 Err(_) => return Err(StreamsError::Client("the global thread stopped".into())),
             }
+        }
+        if config.num_standby_replicas > 0 {
+            let shared = self.shared.clone();
+            let handle = spawn_runtime_thread(
+                format!("{}-StandbyThread", config.client_id),
+                self.shared.clone(),
+                move || standby::run(shared),
+            )?;
+            self.threads.push(handle);
         }
         for index in 0..config.num_stream_threads.max(1) {
             let shared = self.shared.clone();
@@ -355,6 +384,52 @@ impl KafkaStreams {
         self.shared.restored_records.load(Ordering::Relaxed)
     }
 
+    /// The partitions (task numbers) this instance keeps standby copies of.
+    pub fn standby_partitions(&self) -> BTreeSet<i32> {
+        self.shared
+            .standbys
+            .lock()
+            .keys()
+            .map(|t| t.partition)
+            .collect()
+    }
+
+    /// Whether every standby this instance keeps has caught up with its changelogs' ends as of now. Asks the
+    /// broker for the end offsets.
+    pub async fn standbys_caught_up(&self) -> Result<bool, StreamsError> {
+        let positions: Vec<(String, i32, i64)> = self
+            .shared
+            .standbys
+            .lock()
+            .iter()
+            .flat_map(|(task, s)| {
+                s.positions
+                    .iter()
+                    .map(move |(topic, at)| (topic.clone(), task.partition, *at))
+            })
+            .collect();
+        let admin = Admin::connect(&self.shared.config.bootstrap_servers)
+            .await
+            .map_err(|e| StreamsError::Client(e.to_string()))?;
+        let partitions: Vec<(String, i32)> =
+            positions.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let ends = admin
+            .list_offsets(&partitions, strom_client::admin::OffsetSpec::Latest)
+            .await
+            .map_err(|e| StreamsError::Client(e.to_string()))?;
+        for ((_, _, at), end) in positions.iter().zip(ends) {
+            let end = end
+                .result
+                .map_err(|e| StreamsError::Client(e.to_string()))?
+                .offset
+                .unwrap_or(0);
+            if *at < end {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The partitions (task numbers) whose stores this instance holds now.
     pub fn local_partitions(&self) -> BTreeSet<i32> {
         self.shared.registry.partitions()
@@ -427,8 +502,9 @@ impl KafkaStreams {
                     .iter()
                     .any(|t| sources.contains(&t.topic) && t.partitions.contains(&partition))
             })
-            .and_then(|m| m.user_data.as_ref())
-            .map(|d| String::from_utf8_lossy(d).into_owned());
+            .and_then(|m| m.user_data.as_deref())
+            .and_then(MemberInfo::decode)
+            .and_then(|info| info.server);
         Ok(KeyQueryMetadata {
             partition,
             active_host,
@@ -462,6 +538,14 @@ impl KafkaStreams {
             _types: std::marker::PhantomData,
         })
     }
+}
+
+/// An id for this instance: unique enough among the instances of one application (process id, start time).
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 /// Runs `work` on an OS thread of its own with a single-threaded tokio runtime; an error or a panic becomes the

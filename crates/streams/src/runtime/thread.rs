@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use strom_client::consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
 };
@@ -27,8 +26,34 @@ use super::Shared;
 use crate::config::DeserializationHandler;
 use crate::processor::{PunctuationType, TaskId};
 use crate::record::{OutputRecord, PartitionChoice, RawRecord};
-use crate::store::{InMemoryBytes, KeyValueBytes, PersistentBytes, StoreSpec};
+use crate::store::{InMemoryBytes, PersistentBytes, Store, StoreSpec};
 use crate::task::{Task, TaskError};
+use parking_lot::Mutex;
+
+/// Opens a store of a task: in memory (empty), or on disk under `dir`, wiped first unless `checkpoint` vouches
+/// for its contents.
+pub(crate) fn open_store(
+    dir: &std::path::Path,
+    spec: &StoreSpec,
+    checkpoint: &BTreeMap<String, i64>,
+    application_id: &str,
+) -> Result<Arc<Store>, String> {
+    if !spec.persistent {
+        return Ok(Store::new(spec.clone(), Box::new(InMemoryBytes::default())));
+    }
+    let store_dir = dir.join(&spec.name);
+    if spec.logged && !checkpoint.contains_key(&spec.changelog_topic(application_id)) {
+        // Unknown contents (a crash, or a first start): start empty and restore everything.
+        if store_dir.exists() {
+            std::fs::remove_dir_all(&store_dir)
+                .map_err(|e| format!("wipe {}: {e}", store_dir.display()))?;
+        }
+    }
+    Ok(Store::new(
+        spec.clone(),
+        Box::new(PersistentBytes::open(&store_dir)?),
+    ))
+}
 
 /// Why a stream thread stopped.
 pub(crate) type Fatal = String;
@@ -72,10 +97,13 @@ impl StreamThread {
         cc.session_timeout = config.session_timeout;
         cc.heartbeat_interval = config.heartbeat_interval;
         cc.fetch_max_wait = config.poll.min(cc.fetch_max_wait);
-        cc.subscription_user_data = config
-            .application_server
-            .as_ref()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()));
+        cc.subscription_user_data = Some(
+            super::MemberInfo {
+                instance: shared.instance_id.clone(),
+                server: config.application_server.clone(),
+            }
+            .encode(),
+        );
         let mut consumer = Consumer::new(cc)
             .await
             .map_err(|e| format!("{name}: consumer: {e}"))?;
@@ -211,25 +239,30 @@ impl StreamThread {
         let shared = self.shared.clone();
         let config = &shared.config;
         let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
-        let checkpoint = state_dir::take_checkpoint(&dir);
+        let mut checkpoint = state_dir::take_checkpoint(&dir);
         let app = shared.app.clone();
-        let stores = |spec: &StoreSpec, _: TaskId| -> Result<Box<dyn KeyValueBytes>, String> {
-            if !spec.persistent {
-                return Ok(Box::new(InMemoryBytes::default()));
+        // A standby of this task hands over its stores, caught up to its positions: only the rest is replayed.
+        let standby = shared.standbys.lock().remove(&id);
+        let from_standby = standby.is_some();
+        let reuse = Mutex::new(match standby {
+            Some(s) => {
+                checkpoint = s.positions;
+                s.stores
             }
-            let store_dir = dir.join(&spec.name);
-            if spec.logged && !checkpoint.contains_key(&spec.changelog_topic(&app)) {
-                // Unknown contents (a crash, or a first start): start empty and restore everything.
-                if store_dir.exists() {
-                    std::fs::remove_dir_all(&store_dir)
-                        .map_err(|e| format!("wipe {}: {e}", store_dir.display()))?;
-                }
+            None => HashMap::new(),
+        });
+        let stores = |spec: &StoreSpec, _: TaskId| -> Result<Arc<Store>, String> {
+            if let Some(store) = reuse.lock().remove(&spec.name) {
+                return Ok(store);
             }
-            Ok(Box::new(PersistentBytes::open(&store_dir)?))
+            open_store(&dir, spec, &checkpoint, &app)
         };
         let mut task = Task::new(&shared.topology, id, &app, &stores, &shared.globals)
             .map_err(|e| e.to_string())?;
         let restored = self.restore(&task, &checkpoint).await?;
+        if from_standby {
+            tracing::info!(task = %id, restored, "task taken over from its standby");
+        }
         shared
             .restored_records
             .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
@@ -270,9 +303,7 @@ impl StreamThread {
                 .map_err(fail)?;
             let end = self.restorer.position(&tp).unwrap_or(0);
             match checkpoint.get(&tp.topic) {
-                Some(&offset) if spec.persistent => {
-                    self.restorer.seek(&tp, offset).map_err(fail)?
-                }
+                Some(&offset) => self.restorer.seek(&tp, offset).map_err(fail)?,
                 _ => self
                     .restorer
                     .seek_to_beginning(std::slice::from_ref(&tp))
@@ -317,14 +348,16 @@ impl StreamThread {
             .own_stores()
             .map(|(_, s)| s)
             .any(|s| s.spec().persistent);
-        if !clean || !persistent || running.task.flush().is_err() {
+        let standby = self.shared.config.num_standby_replicas > 0
+            && running.task.own_stores().any(|(_, s)| s.spec().logged);
+        if !clean || !(persistent || standby) || running.task.flush().is_err() {
             return;
         }
         let config = &self.shared.config;
         let mut offsets = BTreeMap::new();
         for store in running.task.own_stores().map(|(_, s)| s) {
             let spec = store.spec();
-            if !(spec.persistent && spec.logged) {
+            if !spec.logged {
                 continue;
             }
             let tp =
@@ -343,9 +376,36 @@ impl StreamThread {
             }
         }
         let _ = self.restorer.assign(Vec::new()).await;
-        let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
-        if let Err(e) = state_dir::write_checkpoint(&dir, id.partition, &offsets) {
-            tracing::warn!(task = %id, error = %e, "cannot write the checkpoint; the next start restores in full");
+        if standby {
+            // Kept as a standby, caught up to the changelogs' ends; the standby thread drops it if this instance
+            // is not one of the task's standbys.
+            let stores = running
+                .task
+                .own_stores()
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect();
+            self.shared.standbys.lock().insert(
+                id,
+                super::standby::StandbyTask {
+                    stores,
+                    positions: offsets.clone(),
+                },
+            );
+        }
+        if persistent {
+            let persistent_offsets: BTreeMap<String, i64> = running
+                .task
+                .own_stores()
+                .filter(|(_, s)| s.spec().persistent)
+                .filter_map(|(_, s)| {
+                    let topic = s.spec().changelog_topic(&config.application_id);
+                    offsets.get(&topic).map(|o| (topic, *o))
+                })
+                .collect();
+            let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
+            if let Err(e) = state_dir::write_checkpoint(&dir, id.partition, &persistent_offsets) {
+                tracing::warn!(task = %id, error = %e, "cannot write the checkpoint; the next start restores in full");
+            }
         }
     }
 

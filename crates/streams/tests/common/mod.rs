@@ -130,3 +130,109 @@ pub fn latest<T>(
         .map(|r| (text(&r.key), decode(&r.value)))
         .collect()
 }
+
+impl TestBroker {
+    /// The high watermark of each partition of `topic`.
+    pub async fn end_offsets(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let admin = Admin::connect(&self.bootstrap).await.unwrap();
+        let info = admin
+            .cluster()
+            .wait_for_topic(topic, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let partitions: Vec<(String, i32)> = (0..info.partition_count() as i32)
+            .map(|p| (topic.to_string(), p))
+            .collect();
+        admin
+            .list_offsets(&partitions, strom_client::admin::OffsetSpec::Latest)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let offset = r
+                    .result
+                    .unwrap_or_else(|e| panic!("{topic}-{}: {e}", r.partition));
+                (r.partition, offset.offset.expect("a high watermark"))
+            })
+            .collect()
+    }
+
+    /// Every record of `topic` up to the high watermarks as they are when called, in offset order per partition.
+    pub async fn read_all(&self, topic: &str, timeout: Duration) -> Vec<ConsumerRecord> {
+        let ends = self.end_offsets(topic).await;
+        let total: i64 = ends.values().sum();
+        let mut config = ConsumerConfig::new(&self.bootstrap);
+        config.auto_offset_reset = OffsetReset::Earliest;
+        let mut consumer = Consumer::new(config).await.unwrap();
+        consumer
+            .assign(ends.keys().map(|p| TopicPartition::new(topic, *p)))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let done = |c: &Consumer| {
+            ends.iter().all(|(p, end)| {
+                *end == 0 || c.position(&TopicPartition::new(topic, *p)).unwrap_or(0) >= *end
+            })
+        };
+        while !done(&consumer) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{topic}: read {} of {total} records in {timeout:?}",
+                seen.len()
+            );
+            seen.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+        }
+        seen.retain(|r| r.offset < ends[&r.partition]);
+        seen
+    }
+
+    /// The offsets `group` committed, per partition of `topic` (absent: nothing committed).
+    pub async fn committed(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        let admin = Admin::connect(&self.bootstrap).await.unwrap();
+        admin
+            .list_group_offsets(group)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.topic == topic)
+            .filter_map(|o| Some((o.partition, o.committed?)))
+            .collect()
+    }
+
+    /// Waits until `group` committed the end of every partition of each of `topics`: everything they hold was
+    /// processed, and (at-least-once commits come after the outputs are acknowledged) every output written.
+    pub async fn wait_until_committed(&self, group: &str, topics: &[&str], timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut behind = Vec::new();
+            for topic in topics {
+                let committed = self.committed(group, topic).await;
+                for (p, end) in self.end_offsets(topic).await {
+                    let at = committed.get(&p).copied().unwrap_or(0);
+                    if at < end {
+                        behind.push(format!("{topic}-{p}: {at} of {end}"));
+                    }
+                }
+            }
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "group {group} has not committed everything after {timeout:?}: {behind:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Prints the library's logs when `STROM_TEST_LOG` is set (an env filter, e.g. `strom_streams=info`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("STROM_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
