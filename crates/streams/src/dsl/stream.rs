@@ -108,8 +108,18 @@ impl<K: Data, V: Data> KStream<K, V> {
         f: impl Fn(V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
         self.stateless("KSTREAM-MAPVALUES", false, move |ctx, r| {
-            let value = f(r.value.clone());
-            ctx.forward(r.with_value(value));
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = r;
+            ctx.forward(Record {
+                key,
+                value: f(value),
+                timestamp,
+                headers,
+            });
         })
     }
 
@@ -119,8 +129,19 @@ impl<K: Data, V: Data> KStream<K, V> {
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
         self.stateless("KSTREAM-MAPVALUES", false, move |ctx, r| {
-            let value = f(&r.key, r.value.clone());
-            ctx.forward(r.with_value(value));
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = r;
+            let value = f(&key, value);
+            ctx.forward(Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            });
         })
     }
 

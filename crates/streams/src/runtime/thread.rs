@@ -536,6 +536,12 @@ impl StreamThread {
     }
 
     /// Outputs acknowledged, stores flushed, then input offsets committed.
+    ///
+    /// The exactly-once seam: with transactions (issue 12) this becomes one transaction per commit interval on a
+    /// transactional producer per thread (`transactional.id` = `<application.id>-<thread>`): outputs and
+    /// changelogs are sent inside it, the input offsets go in with `send_offsets_to_transaction` instead of
+    /// `commit_offsets_sync`, and `commit_transaction` replaces waiting for the deliveries; a failed or fenced
+    /// transaction aborts and the tasks restore from their changelogs (read committed).
     async fn commit(&mut self) -> Result<(), Fatal> {
         if !self.dirty {
             return Ok(());
