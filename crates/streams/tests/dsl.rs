@@ -718,3 +718,32 @@ fn foreign_key_joins_follow_changes_of_either_table_and_of_the_foreign_key() {
     assert!(left.contains(&(s("o1"), Some(s("c2:5/?")))), "{left:?}");
     assert_eq!(left.last(), Some(&(s("o2"), None)));
 }
+
+#[test]
+fn windowed_reduce_keeps_one_value_per_window_in_its_window_store() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, i64>("temps")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+        .reduce(|a, b| a.max(b), Materialized::named("max-temp"))
+        .to_stream()
+        .to("max");
+    let mut d = TopologyTestDriver::new(b.build());
+    for (t, v) in [(1_000, 20), (2_000, 25), (3_000, 22), (12_000, 18)] {
+        d.pipe("temps", s("room"), v as i64, t);
+    }
+    assert_eq!(
+        d.read_key_values::<Windowed<String>, Option<i64>>("max"),
+        vec![
+            (windowed("room", 0, 10_000), Some(20)),
+            (windowed("room", 0, 10_000), Some(25)),
+            (windowed("room", 0, 10_000), Some(25)),
+            (windowed("room", 10_000, 20_000), Some(18)),
+        ]
+    );
+    let store = d.window_store::<String, i64>("max-temp");
+    assert_eq!(
+        store.fetch_range(&s("room"), 0, 10_000),
+        vec![(0, 25), (10_000, 18)]
+    );
+}

@@ -26,22 +26,25 @@ pub struct KGroupedStream<K, V> {
     stream: KStream<K, V>,
 }
 
-fn counting<K, V>() -> (Init<i64>, Aggregator<K, V, i64>) {
-    (Arc::new(|| 0), Arc::new(|_, _, n| n + 1))
+/// One step of an aggregation: the new aggregate from a value and the previous aggregate (`None`: the first).
+type Step<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
+
+fn counting<K, V>() -> Step<K, V, i64> {
+    Arc::new(|_, _, n| n.unwrap_or(0) + 1)
 }
 
-fn reducing<K, V: Clone + 'static>(
-    reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
-) -> (Init<Option<V>>, Aggregator<K, V, Option<V>>) {
-    (
-        Arc::new(|| None),
-        Arc::new(move |_, v, agg| {
-            Some(match agg {
-                None => v,
-                Some(a) => reducer(a, v),
-            })
-        }),
-    )
+fn reducing<K, V>(reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Step<K, V, V> {
+    Arc::new(move |_, v, agg| match agg {
+        None => v,
+        Some(a) => reducer(a, v),
+    })
+}
+
+fn aggregating<K, V, VA: 'static>(
+    initializer: impl Fn() -> VA + Send + Sync + 'static,
+    aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+) -> Step<K, V, VA> {
+    Arc::new(move |k, v, agg| aggregator(k, v, agg.unwrap_or_else(&initializer)))
 }
 
 impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStream<K, V> {
@@ -51,25 +54,16 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStrea
 
     /// The number of records per key.
     pub fn count(&self, materialized: Materialized) -> KTable<K, i64> {
-        let (init, agg) = counting();
-        self.aggregate_with("KSTREAM-COUNT", materialized, init, agg)
+        self.aggregate_with("KSTREAM-COUNT", materialized, counting())
     }
 
-    /// Combines each key's values with `reducer(aggregate, value)`.
+    /// Combines each key's values with `reducer(aggregate, value)`; a key's first value is its start.
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized,
     ) -> KTable<K, V> {
-        self.aggregate(
-            move || None::<V>,
-            {
-                let (_, agg) = reducing::<K, V>(reducer);
-                move |k, v, a| agg(k, v, a)
-            },
-            materialized,
-        )
-        .map_values(|v: &Option<V>| v.clone().expect("a reduced key has a value"))
+        self.aggregate_with("KSTREAM-REDUCE", materialized, reducing(reducer))
     }
 
     /// Folds each key's values into an aggregate: `aggregator(key, value, aggregate)`, starting from
@@ -83,8 +77,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStrea
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
             materialized,
-            Arc::new(initializer),
-            Arc::new(aggregator),
+            aggregating(initializer, aggregator),
         )
     }
 
@@ -92,8 +85,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStrea
         &self,
         prefix: &str,
         materialized: Materialized,
-        init: Init<VA>,
-        agg: Aggregator<K, V, VA>,
+        step: Step<K, V, VA>,
     ) -> KTable<K, VA> {
         let graph = self.stream.graph.clone();
         let store = graph.borrow_mut().store_for(
@@ -103,11 +95,10 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStrea
         );
         let input = self.stream.repartitioned_if_needed(&store);
         KTable::<K, VA>::stateful::<K, V, _>(graph, input.node, prefix, store, move |store| {
-            let (store, init, agg) = (store.clone(), init.clone(), agg.clone());
+            let (store, step) = (store.clone(), step.clone());
             move |ctx, r: Record<K, V>| {
                 let old = store.get(&r.key);
-                let start = old.clone().unwrap_or_else(|| init());
-                let new = agg(&r.key, r.value.clone(), start);
+                let new = step(&r.key, r.value.clone(), old.clone());
                 store.put(&r.key, &new);
                 ctx.forward(r.with_value(Change {
                     new: Some(new),
@@ -187,8 +178,7 @@ pub struct TimeWindowedKStream<K, V> {
 
 impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedKStream<K, V> {
     pub fn count(&self, materialized: Materialized) -> KTable<Windowed<K>, i64> {
-        let (init, agg) = counting();
-        self.aggregate_with("KSTREAM-COUNT", materialized, init, agg)
+        self.aggregate_with("KSTREAM-COUNT", materialized, counting())
     }
 
     pub fn reduce(
@@ -196,12 +186,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized,
     ) -> KTable<Windowed<K>, V> {
-        let (init, agg) = reducing::<K, V>(reducer);
-        let mut table = self
-            .aggregate_with("KSTREAM-REDUCE", materialized, init, agg)
-            .map_values(|v: &Option<V>| v.clone().expect("a reduced window has a value"));
-        table.window_grace_ms = Some(self.windows.grace_ms);
-        table
+        self.aggregate_with("KSTREAM-REDUCE", materialized, reducing(reducer))
     }
 
     pub fn aggregate<VA: Data + DefaultSerde>(
@@ -213,8 +198,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
             materialized,
-            Arc::new(initializer),
-            Arc::new(aggregator),
+            aggregating(initializer, aggregator),
         )
     }
 
@@ -222,8 +206,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
         &self,
         prefix: &str,
         materialized: Materialized,
-        init: Init<VA>,
-        agg: Aggregator<K, V, VA>,
+        step: Step<K, V, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let windows = self.windows;
         windowed_node(
@@ -238,8 +221,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
             move |store| WindowAggregate {
                 store,
                 windows,
-                init: init.clone(),
-                agg: agg.clone(),
+                step: step.clone(),
                 state: None,
                 observed: i64::MIN,
                 expired_up_to: i64::MIN,
@@ -251,8 +233,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
 struct WindowAggregate<K, V, VA> {
     store: String,
     windows: TimeWindows,
-    init: Init<VA>,
-    agg: Aggregator<K, V, VA>,
+    step: Step<K, V, VA>,
     state: Option<WindowStore<K, VA>>,
     observed: i64,
     expired_up_to: i64,
@@ -283,8 +264,7 @@ where
             }
             applied = true;
             let old = store.fetch(&record.key, window.start);
-            let start = old.clone().unwrap_or_else(|| (self.init)());
-            let new = (self.agg)(&record.key, record.value.clone(), start);
+            let new = (self.step)(&record.key, record.value.clone(), old.clone());
             store.put(&record.key, window.start, &new);
             ctx.forward(Record {
                 key: Windowed {
