@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 pub use assignor::{decode_subscription_user_data, range_assign, RANGE};
 pub use config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
-pub use records::{ConsumerRecord, TopicPartition};
+pub use records::{ConsumerRecord, OffsetAndMetadata, TopicPartition};
 pub use strom_protocol::kafka::records::TimestampType;
 
 use crate::cluster::{Cluster, ClusterConfig};
@@ -783,6 +783,27 @@ impl Consumer {
             partitions.to_vec()
         };
         self.group()?.committed(&partitions).await
+    }
+
+    /// Commits explicit offsets with metadata and waits for the answer.
+    pub async fn commit_offsets_with_metadata_sync(
+        &self,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<(), Error> {
+        self.group()?.commit_with_metadata(offsets).await
+    }
+
+    /// The group's committed offsets and their metadata for `partitions` (all assigned ones when empty).
+    pub async fn committed_with_metadata(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, Error> {
+        let partitions = if partitions.is_empty() {
+            self.assignment()
+        } else {
+            partitions.to_vec()
+        };
+        self.group()?.committed_with_metadata(&partitions).await
     }
 
     /// Stops fetching `partitions` until [`resume`](Self::resume); positions and assignment stay.

@@ -117,6 +117,17 @@ impl Task {
         self.sources.keys().map(String::as_str)
     }
 
+    /// The largest record timestamp processed (-1 before the first).
+    pub fn stream_time(&self) -> i64 {
+        self.ctx.stream_time
+    }
+
+    /// Starts the task at the stream time of its last commit (before `init`), so windows that closed before a
+    /// restart stay closed.
+    pub fn set_stream_time(&mut self, stream_time: i64) {
+        self.ctx.stream_time = self.ctx.stream_time.max(stream_time);
+    }
+
     pub fn dropped_records(&self) -> u64 {
         self.ctx.dropped_records
     }

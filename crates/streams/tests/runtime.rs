@@ -541,3 +541,57 @@ async fn a_standby_replica_takes_over_a_task_without_replaying_its_changelog() {
     assert_eq!(a.restored_records(), restored_before);
     a.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_task_keeps_its_stream_time_so_closed_windows_stay_closed() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("clicks", 1).await;
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream::<String, String>("clicks")
+            .group_by_key()
+            .windowed_by(strom_streams::TimeWindows::of_size_with_no_grace(
+                Duration::from_secs(10),
+            ))
+            .count(Materialized::named("per-10s"))
+            .to_stream()
+            .map(|w, n| (format!("{}@{}", w.key, w.window.start), n.unwrap_or(0)))
+            .to("click-counts");
+        b.build()
+    };
+    let click = |ts: i64| (Some(Bytes::from("u")), Some(Bytes::from("c")), ts);
+    let state = tempfile::tempdir().unwrap();
+    let mut streams =
+        KafkaStreams::new(topology(), config(&broker, "clock", state.path())).unwrap();
+    streams.start().await.unwrap();
+    broker
+        .produce("clicks", vec![click(1_000), click(2_000), click(100_000)])
+        .await;
+    broker
+        .read_until("click-counts", WAIT, |r| r.len() >= 3)
+        .await;
+    streams.close().await;
+
+    // After the restart a click for [0, 10 s) is late (stream time is 100 s): dropped, not counted into a
+    // window the first run had closed.
+    let mut streams =
+        KafkaStreams::new(topology(), config(&broker, "clock", state.path())).unwrap();
+    streams.start().await.unwrap();
+    broker
+        .produce("clicks", vec![click(3_000), click(101_000)])
+        .await;
+    let out = broker
+        .read_until("click-counts", WAIT, |r| {
+            r.iter()
+                .any(|r| common::text(&r.key) == "u@100000" && long(&r.value) == 2)
+        })
+        .await;
+    let early: Vec<i64> = out
+        .iter()
+        .filter(|r| common::text(&r.key) == "u@0")
+        .map(|r| long(&r.value))
+        .collect();
+    assert_eq!(early, vec![1, 2], "the late click was not counted");
+    assert_eq!(streams.dropped_records(), 1);
+    streams.close().await;
+}

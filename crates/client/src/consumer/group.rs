@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::assignor::{self, RANGE};
 use super::config::{millis, ConsumerConfig};
-use super::records::TopicPartition;
+use super::records::{OffsetAndMetadata, TopicPartition};
 use crate::cluster::Cluster;
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::Error;
@@ -403,6 +403,18 @@ impl GroupShared {
 
     /// Commits `offsets` (the next offset to read per partition) as this member's generation.
     pub async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<(), Error> {
+        let offsets = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
+            .collect();
+        self.commit_with_metadata(&offsets).await
+    }
+
+    /// Commits offsets with a metadata string each (kept by the broker and returned by OffsetFetch).
+    pub async fn commit_with_metadata(
+        &self,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<(), Error> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -411,11 +423,12 @@ impl GroupShared {
             generation,
         } = self.membership();
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, offset) in offsets {
+        for (tp, committed) in offsets {
             topics.entry(&tp.topic).or_default().push(
                 OffsetCommitRequestPartition::default()
                     .with_partition_index(tp.partition)
-                    .with_committed_offset(*offset),
+                    .with_committed_offset(committed.offset)
+                    .with_committed_metadata(Some(str_bytes(&committed.metadata))),
             );
         }
         let request = OffsetCommitRequest::default()
@@ -474,6 +487,19 @@ impl GroupShared {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+        Ok(self
+            .committed_with_metadata(partitions)
+            .await?
+            .into_iter()
+            .map(|(tp, c)| (tp, c.map(|c| c.offset)))
+            .collect())
+    }
+
+    /// The group's committed offsets for `partitions` with their metadata (`None`: nothing committed).
+    pub async fn committed_with_metadata(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, Error> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for tp in partitions {
             by_topic.entry(&tp.topic).or_default().push(tp.partition);
@@ -522,6 +548,7 @@ impl GroupShared {
                                     t.name.0.to_string(),
                                     p.partition_index,
                                     p.committed_offset,
+                                    p.metadata.map(|m| m.to_string()).unwrap_or_default(),
                                     p.error_code,
                                 ));
                             }
@@ -534,6 +561,7 @@ impl GroupShared {
                                     t.name.0.to_string(),
                                     p.partition_index,
                                     p.committed_offset,
+                                    p.metadata.map(|m| m.to_string()).unwrap_or_default(),
                                     p.error_code,
                                 ));
                             }
@@ -547,14 +575,17 @@ impl GroupShared {
                 }
             })
             .await?;
-        let mut out: BTreeMap<TopicPartition, Option<i64>> =
+        let mut out: BTreeMap<TopicPartition, Option<OffsetAndMetadata>> =
             partitions.iter().map(|tp| (tp.clone(), None)).collect();
-        for (topic, partition, offset, code) in found {
+        for (topic, partition, offset, metadata, code) in found {
             if let Some(e) = Error::kafka(code, format!("OffsetFetch {topic}-{partition}")) {
                 return Err(e);
             }
             if offset >= 0 {
-                out.insert(TopicPartition::new(topic, partition), Some(offset));
+                out.insert(
+                    TopicPartition::new(topic, partition),
+                    Some(OffsetAndMetadata { offset, metadata }),
+                );
             }
         }
         Ok(out)

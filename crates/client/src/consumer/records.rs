@@ -32,6 +32,23 @@ impl fmt::Display for TopicPartition {
     }
 }
 
+/// A committed position: the next offset to read, and the committer's metadata string (Kafka Streams keeps a
+/// task's stream time there).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetAndMetadata {
+    pub offset: i64,
+    pub metadata: String,
+}
+
+impl OffsetAndMetadata {
+    pub fn new(offset: i64) -> Self {
+        Self {
+            offset,
+            metadata: String::new(),
+        }
+    }
+}
+
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {

@@ -170,6 +170,11 @@ where
     table
 }
 
+/// Kafka's default segment interval of window and session stores: half the retention, at least a minute.
+fn segment_ms(retention_ms: i64) -> i64 {
+    (retention_ms / 2).max(60_000)
+}
+
 /// A grouped stream with fixed-size windows.
 pub struct TimeWindowedKStream<K, V> {
     stream: KStream<K, V>,
@@ -247,6 +252,8 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) {
         self.state = Some(ctx.window_store(&self.store, false));
+        // Restarted tasks resume at their committed stream time: closed windows stay closed.
+        self.observed = self.observed.max(ctx.stream_time());
     }
 
     fn process(
@@ -283,8 +290,11 @@ where
             ctx.record_dropped();
         }
         // Expire once per window size of stream time: a full pass of the store, amortized.
-        let horizon = self.observed - self.windows.retention_ms();
-        if horizon >= self.expired_up_to.saturating_add(self.windows.size_ms) {
+        // Windows leave the store a segment after their retention, as in Kafka's segmented window stores (so
+        // interactive queries still see windows that just closed); one full pass per segment of stream time.
+        let segment = segment_ms(self.windows.retention_ms());
+        let horizon = self.observed - self.windows.retention_ms() - segment;
+        if horizon >= self.expired_up_to.saturating_add(segment) {
             store.expire(horizon);
             self.expired_up_to = horizon;
         }
@@ -358,6 +368,8 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) {
         self.state = Some(ctx.session_store(&self.store));
+        // Restarted tasks resume at their committed stream time: closed windows stay closed.
+        self.observed = self.observed.max(ctx.stream_time());
     }
 
     fn process(
@@ -416,8 +428,10 @@ where
             timestamp: ts,
             headers: record.headers,
         });
-        let horizon = self.observed - gap - self.windows.grace_ms;
-        if horizon >= self.expired_up_to.saturating_add(gap.max(1)) {
+        let retention = gap + self.windows.grace_ms;
+        let segment = segment_ms(retention);
+        let horizon = self.observed - retention - segment;
+        if horizon >= self.expired_up_to.saturating_add(segment) {
             store.expire(horizon);
             self.expired_up_to = horizon;
         }
@@ -501,6 +515,7 @@ where
             ctx.window_store(&self.store, false),
             WindowStore::new(ctx.task.store(&self.records), true),
         ));
+        self.observed = self.observed.max(ctx.stream_time());
     }
 
     fn process(

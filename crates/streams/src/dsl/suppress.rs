@@ -81,6 +81,8 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>) {
         self.buffer = Some(ctx.task.store(&self.store));
+        // Restarted tasks resume at their committed stream time: closed windows stay closed.
+        self.observed = self.observed.max(ctx.stream_time());
     }
 
     fn process(

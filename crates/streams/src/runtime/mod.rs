@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     pub skipped_records: AtomicU64,
     /// Changelog records replayed into stores by restores.
     pub restored_records: AtomicU64,
+    /// Records processors dropped (late for their windows), over every task that ran here.
+    pub dropped_records: AtomicU64,
 }
 
 impl Shared {
@@ -218,6 +220,7 @@ impl KafkaStreams {
                 error: Mutex::new(None),
                 skipped_records: AtomicU64::new(0),
                 restored_records: AtomicU64::new(0),
+                dropped_records: AtomicU64::new(0),
             }),
             plan: None,
             threads: Vec::new(),
@@ -376,6 +379,11 @@ impl KafkaStreams {
     /// Records skipped by the log-and-continue deserialization handler.
     pub fn skipped_records(&self) -> u64 {
         self.shared.skipped_records.load(Ordering::Relaxed)
+    }
+
+    /// Records the processors dropped (late records past their windows' grace), Kafka's `dropped-records`.
+    pub fn dropped_records(&self) -> u64 {
+        self.shared.dropped_records.load(Ordering::Relaxed)
     }
 
     /// Changelog records replayed into this instance's stores when tasks started (Kafka's restore listener

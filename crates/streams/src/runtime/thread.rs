@@ -8,15 +8,20 @@
 //! `commit.interval.ms` and before the consumer rejoins the group.
 //!
 //! A commit (at-least-once) is: send everything buffered and wait until the broker acknowledged all of it
-//! (outputs and changelogs), flush the stores, then commit the next input offsets. A crash between two commits
-//! loses nothing: the input since the last commit is processed again, so its outputs may appear twice (the
-//! duplicates are bounded by what one commit interval processes).
+//! (outputs and changelogs), flush the stores, then commit the next input offsets, with the task's stream time
+//! and its changelogs' end offsets as the commit's metadata. A crash between two commits loses nothing: the
+//! input since the last commit is processed again, so its outputs may appear twice (the duplicates are bounded
+//! by what one commit interval processes: a large poll is committed in between, every thousand records, when a
+//! commit is due). The state does not count it twice: a restarted task replays its changelogs only up to the
+//! committed offsets (the updates after them came from the input being processed again), and resumes at the
+//! committed stream time, so windows that had closed stay closed. (Kafka Streams' at-least-once restores to
+//! the changelogs' ends, so its aggregates can count replayed records twice.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use strom_client::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
 use strom_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use tokio::time::Instant;
@@ -60,9 +65,24 @@ pub(crate) type Fatal = String;
 
 struct Running {
     task: Task,
-    /// The next offset to commit per input partition, once something was processed.
+    /// The next offset to commit per input partition: the committed one at start, then after each record.
     offsets: BTreeMap<TopicPartition, i64>,
+    /// The end offset of each of the task's changelog partitions as far as this thread knows it (after restore,
+    /// then from acknowledged writes): what a commit vouches the stores hold.
+    changelog_ends: BTreeMap<String, i64>,
 }
+
+/// What a task commits with its input offsets (the offset commit's metadata, JSON): its stream time, and the
+/// changelog offsets its stores held at the commit. A restore replays changelogs only up to those offsets: what
+/// follows them came from input that will be processed again, and replaying it too would count it twice.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CommitMetadata {
+    stream_time: i64,
+    changelogs: BTreeMap<String, i64>,
+}
+
+/// Records processed between two checks of whether a commit is due (a poll can return a large backlog).
+const COMMIT_CHECK_RECORDS: usize = 1_000;
 
 pub(crate) struct StreamThread {
     shared: Arc<Shared>,
@@ -76,6 +96,9 @@ pub(crate) struct StreamThread {
     in_flight: Vec<DeliveryFuture>,
     /// Something was processed since the last commit.
     dirty: bool,
+    next_commit: Instant,
+    /// Offsets of acknowledged changelog writes since the last commit: (changelog, partition) → next offset.
+    acknowledged: BTreeMap<TopicPartition, i64>,
 }
 
 fn now_ms() -> i64 {
@@ -136,6 +159,8 @@ impl StreamThread {
             assignment: BTreeSet::new(),
             in_flight: Vec::new(),
             dirty: false,
+            next_commit: Instant::now(),
+            acknowledged: BTreeMap::new(),
         })
     }
 
@@ -160,7 +185,7 @@ impl StreamThread {
 
     async fn run_loop(&mut self) -> Result<(), Fatal> {
         let interval = self.shared.config.commit_interval;
-        let mut next_commit = Instant::now() + interval;
+        self.next_commit = Instant::now() + interval;
         while !self.shared.closing() {
             if self.consumer.rebalance_pending() {
                 // Hand over what was processed before the partitions may move.
@@ -187,10 +212,15 @@ impl StreamThread {
                     .map_err(|e| e.to_string())?;
             }
             self.send_outputs().await?;
-            if Instant::now() >= next_commit {
-                self.commit().await?;
-                next_commit = Instant::now() + interval;
-            }
+            self.commit_if_due().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_if_due(&mut self) -> Result<(), Fatal> {
+        if Instant::now() >= self.next_commit {
+            self.commit().await?;
+            self.next_commit = Instant::now() + self.shared.config.commit_interval;
         }
         Ok(())
     }
@@ -241,8 +271,20 @@ impl StreamThread {
         let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
         let mut checkpoint = state_dir::take_checkpoint(&dir);
         let app = shared.app.clone();
+        let (committed, limits) = self.committed_state(id).await?;
         // A standby of this task hands over its stores, caught up to its positions: only the rest is replayed.
-        let standby = shared.standbys.lock().remove(&id);
+        // Not if it read past what the last commit vouches for: those updates will be made again.
+        let standby = shared.standbys.lock().remove(&id).filter(|s| {
+            s.positions
+                .iter()
+                .all(|(topic, at)| limits.get(topic).is_none_or(|limit| at <= limit))
+        });
+        if checkpoint
+            .iter()
+            .any(|(topic, at)| limits.get(topic).is_some_and(|limit| at > limit))
+        {
+            checkpoint.clear();
+        }
         let from_standby = standby.is_some();
         let reuse = Mutex::new(match standby {
             Some(s) => {
@@ -259,7 +301,10 @@ impl StreamThread {
         };
         let mut task = Task::new(&shared.topology, id, &app, &stores, &shared.globals)
             .map_err(|e| e.to_string())?;
-        let restored = self.restore(&task, &checkpoint).await?;
+        let (restored, changelog_ends) = self.restore(&task, &checkpoint, &limits).await?;
+        if let Some(stream_time) = committed.as_ref().map(|c| c.stream_time) {
+            task.set_stream_time(stream_time);
+        }
         if from_standby {
             tracing::info!(task = %id, restored, "task taken over from its standby");
         }
@@ -271,14 +316,81 @@ impl StreamThread {
             shared.registry.add(name, id.partition, store.clone());
         }
         tracing::info!(task = %id, restored, "task started");
+        let offsets = self.committed_offsets(id).await?;
         self.tasks.insert(
             id,
             Running {
                 task,
-                offsets: BTreeMap::new(),
+                offsets,
+                changelog_ends,
             },
         );
         Ok(())
+    }
+
+    /// The input partitions of task `id` in this thread's assignment.
+    fn inputs_of(&self, id: TaskId) -> Vec<TopicPartition> {
+        let app = &self.shared.config.application_id;
+        self.consumer
+            .assignment()
+            .into_iter()
+            .filter(|tp| {
+                tp.partition == id.partition
+                    && self
+                        .shared
+                        .topology
+                        .subtopology_of(app, &tp.topic)
+                        .is_some_and(|s| s.id == id.subtopology)
+            })
+            .collect()
+    }
+
+    /// What the task's last commit recorded, and how far each changelog may be replayed: to the committed
+    /// offsets; nothing when the task never committed (its input is processed again from the start); to the end
+    /// when the commit carries no metadata (an older committer).
+    async fn committed_state(
+        &self,
+        id: TaskId,
+    ) -> Result<(Option<CommitMetadata>, BTreeMap<String, i64>), Fatal> {
+        let committed = self
+            .consumer
+            .committed_with_metadata(&self.inputs_of(id))
+            .await
+            .map_err(|e| format!("committed offsets of task {id}: {e}"))?;
+        if committed.values().all(Option::is_none) {
+            let app = &self.shared.config.application_id;
+            let sub = &self.shared.topology.subtopologies()[id.subtopology as usize];
+            let none = sub
+                .stores
+                .iter()
+                .filter_map(|n| self.shared.topology.store(n))
+                .filter(|s| s.logged)
+                .map(|s| (s.changelog_topic(app), 0))
+                .collect();
+            return Ok((None, none));
+        }
+        let metadata = committed
+            .values()
+            .flatten()
+            .find_map(|c| serde_json::from_str::<CommitMetadata>(&c.metadata).ok());
+        let limits = metadata
+            .as_ref()
+            .map(|m| m.changelogs.clone())
+            .unwrap_or_default();
+        Ok((metadata, limits))
+    }
+
+    /// The committed input offsets of task `id` (the positions a commit repeats until records are processed).
+    async fn committed_offsets(&self, id: TaskId) -> Result<BTreeMap<TopicPartition, i64>, Fatal> {
+        let committed = self
+            .consumer
+            .committed(&self.inputs_of(id))
+            .await
+            .map_err(|e| format!("committed offsets of task {id}: {e}"))?;
+        Ok(committed
+            .into_iter()
+            .filter_map(|(tp, o)| o.map(|o| (tp, o)))
+            .collect())
     }
 
     /// Replays each logged store's changelog partition (from the checkpoint, if any) up to its end.
@@ -286,7 +398,9 @@ impl StreamThread {
         &mut self,
         task: &Task,
         checkpoint: &BTreeMap<String, i64>,
-    ) -> Result<u64, Fatal> {
+        limits: &BTreeMap<String, i64>,
+    ) -> Result<(u64, BTreeMap<String, i64>), Fatal> {
+        let mut ends = BTreeMap::new();
         let app = &self.shared.config.application_id;
         let mut restored = 0;
         for store in task.own_stores().map(|(_, s)| s) {
@@ -302,6 +416,8 @@ impl StreamThread {
                 .await
                 .map_err(fail)?;
             let end = self.restorer.position(&tp).unwrap_or(0);
+            let end = limits.get(&tp.topic).map_or(end, |limit| end.min(*limit));
+            ends.insert(tp.topic.clone(), end);
             match checkpoint.get(&tp.topic) {
                 Some(&offset) => self.restorer.seek(&tp, offset).map_err(fail)?,
                 _ => self
@@ -320,7 +436,7 @@ impl StreamThread {
                     .await
                     .map_err(fail)?
                 {
-                    if let Some(key) = r.key {
+                    if let (Some(key), true) = (r.key, r.offset < end) {
                         store.restore(key, r.value);
                         restored += 1;
                     }
@@ -331,7 +447,7 @@ impl StreamThread {
             .assign(Vec::new())
             .await
             .map_err(|e| format!("restore consumer: {e}"))?;
-        Ok(restored)
+        Ok((restored, ends))
     }
 
     /// Closes a task. Clean: its persistent stores get a checkpoint at the changelogs' ends.
@@ -409,11 +525,19 @@ impl StreamThread {
         }
     }
 
-    /// Processes a poll's records: per task, by timestamp across its partitions, in offset order within each.
+    /// Processes a poll's records, committing in between when a commit falls due (a poll may return a backlog).
     async fn process(&mut self, records: Vec<ConsumerRecord>) -> Result<(), Fatal> {
-        if records.is_empty() {
-            return Ok(());
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<ConsumerRecord> = records.by_ref().take(COMMIT_CHECK_RECORDS).collect();
+            self.process_chunk(chunk).await?;
+            self.commit_if_due().await?;
         }
+        Ok(())
+    }
+
+    /// Processes records: per task, by timestamp across its partitions, in offset order within each.
+    async fn process_chunk(&mut self, records: Vec<ConsumerRecord>) -> Result<(), Fatal> {
         let app = self.shared.config.application_id.clone();
         let mut by_task: BTreeMap<
             TaskId,
@@ -440,6 +564,7 @@ impl StreamThread {
             let Some(running) = self.tasks.get_mut(&id) else {
                 continue;
             };
+            let dropped_before = running.task.dropped_records();
             let queues = partitions.values_mut().flat_map(|t| t.values_mut());
             let mut queues: Vec<&mut VecDeque<ConsumerRecord>> = queues.collect();
             loop {
@@ -478,6 +603,10 @@ impl StreamThread {
                 running.offsets.insert(tp, next_offset);
                 self.dirty = true;
             }
+            self.shared.dropped_records.fetch_add(
+                running.task.dropped_records() - dropped_before,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         self.send_outputs().await
     }
@@ -528,9 +657,16 @@ impl StreamThread {
     async fn flush_outputs(&mut self) -> Result<(), Fatal> {
         self.producer.flush().await;
         for delivery in std::mem::take(&mut self.in_flight) {
-            delivery
+            let written = delivery
                 .await
                 .map_err(|e| format!("a record the application wrote was not acknowledged: {e}"))?;
+            if written.offset >= 0 && written.topic.ends_with("-changelog") {
+                let next = self
+                    .acknowledged
+                    .entry(TopicPartition::new(written.topic, written.partition))
+                    .or_default();
+                *next = (*next).max(written.offset + 1);
+            }
         }
         Ok(())
     }
@@ -548,16 +684,41 @@ impl StreamThread {
         }
         self.send_outputs().await?;
         self.flush_outputs().await?;
+        let acknowledged = std::mem::take(&mut self.acknowledged);
         let mut offsets = BTreeMap::new();
-        for running in self.tasks.values() {
+        for running in self.tasks.values_mut() {
             running.task.flush().map_err(|e| e.to_string())?;
-            offsets.extend(running.offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+            let partition = running.task.id().partition;
+            for (topic, end) in running.changelog_ends.iter_mut() {
+                if let Some(&at) = acknowledged.get(&TopicPartition::new(topic.clone(), partition))
+                {
+                    *end = (*end).max(at);
+                }
+            }
+            let metadata = serde_json::to_string(&CommitMetadata {
+                stream_time: running.task.stream_time(),
+                changelogs: running.changelog_ends.clone(),
+            })
+            .expect("commit metadata serializes");
+            offsets.extend(running.offsets.iter().map(|(tp, o)| {
+                (
+                    tp.clone(),
+                    OffsetAndMetadata {
+                        offset: *o,
+                        metadata: metadata.clone(),
+                    },
+                )
+            }));
         }
         if offsets.is_empty() {
             self.dirty = false;
             return Ok(());
         }
-        match self.consumer.commit_offsets_sync(&offsets).await {
+        match self
+            .consumer
+            .commit_offsets_with_metadata_sync(&offsets)
+            .await
+        {
             Ok(()) => self.dirty = false,
             // The group moved on (a rebalance): the partitions' next owner processes from the last commit.
             Err(e) => tracing::warn!(thread = self.index + 1, error = %e, "commit failed"),
