@@ -13,16 +13,11 @@
 //! customers and orders). Ctrl-C stops it.
 
 use std::error::Error;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strom_client::admin::{Admin, NewTopic};
-use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use strom_client::consumer::ConsumerRecord;
 use strom_client::{Producer, ProducerConfig, ProducerRecord};
-use strom_protocol::kafka::ResponseError;
-use strom_streams::{
-    Json, KafkaStreams, Materialized, State, StreamsBuilder, StreamsConfig, Topology,
-};
+use strom_streams::{Json, Materialized, StreamsBuilder, Topology};
 
 pub const ORDERS: &str = "orders";
 pub const CUSTOMERS: &str = "customers";
@@ -70,58 +65,12 @@ pub fn topology() -> Topology {
     builder.build()
 }
 
-struct Args {
-    bootstrap: String,
-    application_id: String,
-    state_dir: Option<String>,
-    demo: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        bootstrap: "127.0.0.1:9092".into(),
-        application_id: "enrichment".into(),
-        state_dir: None,
-        demo: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--bootstrap" => args.bootstrap = value()?,
-            "--application-id" => args.application_id = value()?,
-            "--state-dir" => args.state_dir = Some(value()?),
-            "--demo" => args.demo = true,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag:?}; flags: --bootstrap host:port --application-id id --state-dir path --demo"
-                ))
-            }
-        }
-    }
-    Ok(args)
-}
-
-/// Creates the topics with 6 partitions; a topic that exists already is fine.
-async fn create_topics(bootstrap: &str, names: &[&str]) -> Result<(), Box<dyn Error>> {
-    let admin = Admin::connect(bootstrap).await?;
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|n| NewTopic::new(*n).partitions(6))
-        .collect();
-    for created in admin.create_topics(&topics, false).await? {
-        if let Err(e) = created.result {
-            if e.kafka_code() != Some(ResponseError::TopicAlreadyExists) {
-                return Err(format!("creating {}: {e}", created.topic).into());
-            }
-        }
-    }
-    Ok(())
-}
+#[path = "common/mod.rs"]
+mod common;
 
 /// Two customers, then three orders, one of them by a customer nobody knows.
-async fn produce_demo(bootstrap: &str) -> Result<(), Box<dyn Error>> {
-    let producer = Producer::new(ProducerConfig::new(bootstrap)).await?;
+async fn produce_demo(bootstrap: String) -> Result<(), Box<dyn Error>> {
+    let producer = Producer::new(ProducerConfig::new(&bootstrap)).await?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let now = now.as_millis() as i64;
     let mut deliveries = Vec::new();
@@ -160,79 +109,33 @@ async fn produce_demo(bootstrap: &str) -> Result<(), Box<dyn Error>> {
 }
 
 /// Prints every enriched order written to `enriched-orders`, from the beginning of the topic.
-async fn print_orders(bootstrap: String) -> Result<(), strom_client::Error> {
-    let mut config = ConsumerConfig::new(&bootstrap);
-    config.auto_offset_reset = OffsetReset::Earliest;
-    let mut consumer = Consumer::new(config).await?;
-    let topic = consumer
-        .cluster()
-        .wait_for_topic(ENRICHED_ORDERS, Duration::from_secs(30))
-        .await?;
-    let partitions =
-        (0..topic.partition_count() as i32).map(|p| TopicPartition::new(ENRICHED_ORDERS, p));
-    consumer.assign(partitions).await?;
-    loop {
-        for record in consumer.poll(Duration::from_millis(500)).await? {
-            let value = record.value.unwrap_or_default();
-            match serde_json::from_slice::<EnrichedOrder>(&value) {
-                Ok(o) => {
-                    let who = o.customer.map_or_else(
-                        || "an unknown customer".to_string(),
-                        |c| format!("{} ({})", c.name, c.tier),
-                    );
-                    println!(
-                        "order {} of {} cents by {} {who}",
-                        o.order_id, o.amount_cents, o.customer_id
-                    );
-                }
-                Err(e) => eprintln!("an enriched order that is not JSON: {e}"),
-            }
+fn print_order(record: ConsumerRecord) {
+    let value = record.value.unwrap_or_default();
+    match serde_json::from_slice::<EnrichedOrder>(&value) {
+        Ok(o) => {
+            let who = o.customer.map_or_else(
+                || "an unknown customer".to_string(),
+                |c| format!("{} ({})", c.name, c.tier),
+            );
+            println!(
+                "order {} of {} cents by {} {who}",
+                o.order_id, o.amount_cents, o.customer_id
+            );
         }
-    }
-}
-
-/// Resolves when a stream thread stopped on an error, with that error.
-async fn failure(streams: &KafkaStreams) -> String {
-    loop {
-        if let State::Error(e) = streams.state() {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        Err(e) => eprintln!("an enriched order that is not JSON: {e}"),
     }
 }
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    if let Err(e) = run().await {
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> Result<(), Box<dyn Error>> {
-    let args = parse_args()?;
-    create_topics(&args.bootstrap, &[ORDERS, CUSTOMERS, ENRICHED_ORDERS]).await?;
-    if args.demo {
-        produce_demo(&args.bootstrap).await?;
-    }
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
-    if let Some(dir) = &args.state_dir {
-        config.state_dir = dir.into();
-    }
-    let mut streams = KafkaStreams::new(topology(), config)?;
-    streams.start().await?;
-    let printer = tokio::spawn(print_orders(args.bootstrap.clone()));
-    println!("orders joined with their customers; Ctrl-C stops");
-    let result: Result<(), Box<dyn Error>> = tokio::select! {
-        signal = tokio::signal::ctrl_c() => signal.map_err(Into::into),
-        error = failure(&streams) => Err(error.into()),
-    };
-    printer.abort();
-    streams.close().await;
-    result
+    common::run(
+        "enrichment",
+        &[ORDERS, CUSTOMERS, ENRICHED_ORDERS],
+        topology(),
+        produce_demo,
+        ENRICHED_ORDERS,
+        print_order,
+        "orders joined with their customers",
+    )
+    .await;
 }

@@ -14,13 +14,9 @@ use std::error::Error;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strom_client::admin::{Admin, NewTopic};
-use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use strom_client::consumer::ConsumerRecord;
 use strom_client::{Producer, ProducerConfig, ProducerRecord};
-use strom_protocol::kafka::ResponseError;
-use strom_streams::{
-    Json, KafkaStreams, Materialized, State, StreamsBuilder, StreamsConfig, TimeWindows, Topology,
-};
+use strom_streams::{Json, Materialized, StreamsBuilder, TimeWindows, Topology};
 
 pub const METRICS: &str = "metrics";
 pub const METRIC_STATS: &str = "metric-stats";
@@ -99,58 +95,12 @@ pub fn topology() -> Topology {
     builder.build()
 }
 
-struct Args {
-    bootstrap: String,
-    application_id: String,
-    state_dir: Option<String>,
-    demo: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        bootstrap: "127.0.0.1:9092".into(),
-        application_id: "metric-aggregation".into(),
-        state_dir: None,
-        demo: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--bootstrap" => args.bootstrap = value()?,
-            "--application-id" => args.application_id = value()?,
-            "--state-dir" => args.state_dir = Some(value()?),
-            "--demo" => args.demo = true,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag:?}; flags: --bootstrap host:port --application-id id --state-dir path --demo"
-                ))
-            }
-        }
-    }
-    Ok(args)
-}
-
-/// Creates the topics with 6 partitions; a topic that exists already is fine.
-async fn create_topics(bootstrap: &str, names: &[&str]) -> Result<(), Box<dyn Error>> {
-    let admin = Admin::connect(bootstrap).await?;
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|n| NewTopic::new(*n).partitions(6))
-        .collect();
-    for created in admin.create_topics(&topics, false).await? {
-        if let Err(e) = created.result {
-            if e.kafka_code() != Some(ResponseError::TopicAlreadyExists) {
-                return Err(format!("creating {}: {e}", created.topic).into());
-            }
-        }
-    }
-    Ok(())
-}
+#[path = "common/mod.rs"]
+mod common;
 
 /// Three hosts reporting their CPU load every 5 s for two minutes up to now.
-async fn produce_demo(bootstrap: &str) -> Result<(), Box<dyn Error>> {
-    let producer = Producer::new(ProducerConfig::new(bootstrap)).await?;
+async fn produce_demo(bootstrap: String) -> Result<(), Box<dyn Error>> {
+    let producer = Producer::new(ProducerConfig::new(&bootstrap)).await?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let start = now.as_millis() as i64 - 120_000;
     let mut deliveries = Vec::new();
@@ -172,75 +122,28 @@ async fn produce_demo(bootstrap: &str) -> Result<(), Box<dyn Error>> {
 }
 
 /// Prints every update written to `metric-stats`, from the beginning of the topic.
-async fn print_stats(bootstrap: String) -> Result<(), strom_client::Error> {
-    let mut config = ConsumerConfig::new(&bootstrap);
-    config.auto_offset_reset = OffsetReset::Earliest;
-    let mut consumer = Consumer::new(config).await?;
-    let topic = consumer
-        .cluster()
-        .wait_for_topic(METRIC_STATS, Duration::from_secs(30))
-        .await?;
-    let partitions =
-        (0..topic.partition_count() as i32).map(|p| TopicPartition::new(METRIC_STATS, p));
-    consumer.assign(partitions).await?;
-    loop {
-        for record in consumer.poll(Duration::from_millis(500)).await? {
-            let key =
-                String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
-            let value = record.value.unwrap_or_default();
-            match serde_json::from_slice::<Stats>(&value) {
-                Ok(s) => println!(
-                    "{key:>28}  min {:>6.1}  max {:>6.1}  avg {:>6.2}  ({} readings)",
-                    s.min, s.max, s.avg, s.count
-                ),
-                Err(e) => eprintln!("{key}: a value that is not JSON stats: {e}"),
-            }
-        }
-    }
-}
-
-/// Resolves when a stream thread stopped on an error, with that error.
-async fn failure(streams: &KafkaStreams) -> String {
-    loop {
-        if let State::Error(e) = streams.state() {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+fn print_stats(record: ConsumerRecord) {
+    let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+    let value = record.value.unwrap_or_default();
+    match serde_json::from_slice::<Stats>(&value) {
+        Ok(s) => println!(
+            "{key:>28}  min {:>6.1}  max {:>6.1}  avg {:>6.2}  ({} readings)",
+            s.min, s.max, s.avg, s.count
+        ),
+        Err(e) => eprintln!("{key}: a value that is not JSON stats: {e}"),
     }
 }
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    if let Err(e) = run().await {
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> Result<(), Box<dyn Error>> {
-    let args = parse_args()?;
-    create_topics(&args.bootstrap, &[METRICS, METRIC_STATS]).await?;
-    if args.demo {
-        produce_demo(&args.bootstrap).await?;
-    }
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
-    if let Some(dir) = &args.state_dir {
-        config.state_dir = dir.into();
-    }
-    let mut streams = KafkaStreams::new(topology(), config)?;
-    streams.start().await?;
-    let printer = tokio::spawn(print_stats(args.bootstrap.clone()));
-    println!("min/max/avg per host over 60 s windows every 10 s, as they change; Ctrl-C stops");
-    let result: Result<(), Box<dyn Error>> = tokio::select! {
-        signal = tokio::signal::ctrl_c() => signal.map_err(Into::into),
-        error = failure(&streams) => Err(error.into()),
-    };
-    printer.abort();
-    streams.close().await;
-    result
+    common::run(
+        "metric-aggregation",
+        &[METRICS, METRIC_STATS],
+        topology(),
+        produce_demo,
+        METRIC_STATS,
+        print_stats,
+        "min/max/avg per host over 60 s windows every 10 s, as they change",
+    )
+    .await;
 }

@@ -1,6 +1,8 @@
 //! The examples' topologies end to end against an in-process broker, with known input (out-of-order records
 //! within and past the grace period) and exact expected output; the metric aggregation killed with SIGKILL in
 //! the middle of its input, in a child process, then restarted; and its clean failover to another instance.
+// Each example brings the runner the examples share (examples/common), so this file loads it once per example.
+#![allow(clippy::duplicate_mod)]
 
 mod common;
 
