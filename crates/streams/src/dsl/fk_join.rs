@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::dsl::ops::FnProcessor;
+use crate::dsl::ops::{pass_through, FnProcessor};
 use crate::dsl::table::{update, Change, KTable};
 use crate::dsl::{Data, KStream, Materialized};
 use crate::processor::{Processor, ProcessorContext};
@@ -283,11 +283,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
                 },
             );
         });
-        let merge: BuildFn = Arc::new(|inst: &mut Instantiation<'_>, id| {
-            let pass = |ctx: &mut ProcessorContext<'_, K, Response<VO>>,
-                        r: Record<K, Response<VO>>| ctx.forward(r);
-            inst.processor::<_, K, Response<VO>, K, Response<VO>>(id, FnProcessor(Arc::new(pass)));
-        });
+        let merge: BuildFn = pass_through::<K, Response<VO>>();
         let responses = {
             let mut g = self.graph.borrow_mut();
             let (an, nn, mn) = (
@@ -344,12 +340,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
             };
             inst.processor::<_, K, Change<V>, K, Change<VR>>(id, FnProcessor(Arc::new(f)));
         });
-        let result_merge: BuildFn = Arc::new(|inst: &mut Instantiation<'_>, id| {
-            let pass = |ctx: &mut ProcessorContext<'_, K, Change<VR>>, r: Record<K, Change<VR>>| {
-                ctx.forward(r)
-            };
-            inst.processor::<_, K, Change<VR>, K, Change<VR>>(id, FnProcessor(Arc::new(pass)));
-        });
+        let result_merge: BuildFn = pass_through::<K, Change<VR>>();
         let mut g = self.graph.borrow_mut();
         let (rn, dn, mn) = (
             g.name("KTABLE-FK-JOIN-RESOLVE"),

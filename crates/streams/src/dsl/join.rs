@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::dsl::ops::FnProcessor;
+use crate::dsl::ops::pass_through;
 use crate::dsl::table::{update, Change, KTable, StoreProcessor};
 use crate::dsl::window::JoinWindows;
 use crate::dsl::{Data, GlobalKTable, KStream, Materialized};
@@ -238,10 +238,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
         let right_build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {
             inst.processor::<_, K, VO, K, VR>(id, RightSide(right_side.0.fresh()));
         });
-        let merge: BuildFn = Arc::new(|inst: &mut Instantiation<'_>, id| {
-            let pass = |ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, VR>| ctx.forward(r);
-            inst.processor::<_, K, VR, K, VR>(id, FnProcessor(Arc::new(pass)));
-        });
+        let merge: BuildFn = pass_through::<K, VR>();
         let mut g = self.graph.borrow_mut();
         let l = g.add(
             this_name,
@@ -631,12 +628,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
                 }
             })
         };
-        let merge: BuildFn = Arc::new(|inst: &mut Instantiation<'_>, id| {
-            let pass = |ctx: &mut ProcessorContext<'_, K, Change<VR>>, r: Record<K, Change<VR>>| {
-                ctx.forward(r)
-            };
-            inst.processor::<_, K, Change<VR>, K, Change<VR>>(id, FnProcessor(Arc::new(pass)));
-        });
+        let merge: BuildFn = pass_through::<K, Change<VR>>();
         let mut g = self.graph.borrow_mut();
         let (ln, rn, mn) = (
             g.name("KTABLE-JOINTHIS"),

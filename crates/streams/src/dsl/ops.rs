@@ -21,6 +21,14 @@ where
     }
 }
 
+/// A node that forwards what it gets: where two branches of a graph meet (merge, both sides of a join).
+pub(crate) fn pass_through<K: Data, V: Data>() -> crate::topology::BuildFn {
+    Arc::new(|inst: &mut crate::topology::Instantiation<'_>, id| {
+        let pass = |ctx: &mut ProcessorContext<'_, K, V>, r: Record<K, V>| ctx.forward(r);
+        inst.processor::<_, K, V, K, V>(id, FnProcessor(Arc::new(pass)));
+    })
+}
+
 /// The user's choice of partition for a sink: `(key, value, partition count) -> partition`.
 pub type StreamPartitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> u32 + Send + Sync>;
 

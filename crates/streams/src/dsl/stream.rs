@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::dsl::aggregate::KGroupedStream;
-use crate::dsl::ops::{BranchedKStream, FnProcessor, SinkNode, StreamPartitioner};
+use crate::dsl::ops::{pass_through, BranchedKStream, FnProcessor, SinkNode, StreamPartitioner};
 use crate::dsl::{source, Data, GraphRef, Marker};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::Record;
@@ -211,10 +211,7 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// The records of both streams.
     pub fn merge(&self, other: &KStream<K, V>) -> Self {
-        let build: BuildFn = Arc::new(|inst: &mut Instantiation<'_>, id| {
-            let pass = |ctx: &mut ProcessorContext<'_, K, V>, r: Record<K, V>| ctx.forward(r);
-            inst.processor::<_, K, V, K, V>(id, FnProcessor(Arc::new(pass)));
-        });
+        let build: BuildFn = pass_through::<K, V>();
         let id = {
             let mut g = self.graph.borrow_mut();
             let name = g.name("KSTREAM-MERGE");

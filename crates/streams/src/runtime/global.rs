@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use strom_client::consumer::TopicPartition;
 use tokio::sync::oneshot;
 
 use super::Shared;
@@ -29,15 +29,8 @@ async fn follow(
     bootstrapped: &mut Option<oneshot::Sender<Result<(), String>>>,
 ) -> Result<(), String> {
     let config = &shared.config;
-    let mut cc = ConsumerConfig::new(&config.bootstrap_servers);
-    cc.client_id = format!("{}-GlobalStreamThread", config.client_id);
-    cc.enable_auto_commit = false;
-    cc.auto_offset_reset = OffsetReset::Earliest;
-    cc.allow_auto_create_topics = false;
-    cc.fetch_max_wait = config.poll;
-    let mut consumer = Consumer::new(cc)
-        .await
-        .map_err(|e| format!("global consumer: {e}"))?;
+    let mut consumer =
+        super::changelog_reader(config, format!("{}-GlobalStreamThread", config.client_id)).await?;
     let mut stores: HashMap<String, Arc<Store>> = HashMap::new();
     let mut partitions = Vec::new();
     for global in shared.topology.global_stores() {

@@ -124,6 +124,22 @@ impl MemberInfo {
     }
 }
 
+/// A consumer outside the group that reads changelogs or global topics from their beginning.
+pub(crate) async fn changelog_reader(
+    config: &StreamsConfig,
+    client_id: String,
+) -> Result<strom_client::consumer::Consumer, String> {
+    let mut cc = strom_client::consumer::ConsumerConfig::new(&config.bootstrap_servers);
+    cc.client_id = client_id;
+    cc.enable_auto_commit = false;
+    cc.auto_offset_reset = strom_client::consumer::OffsetReset::Earliest;
+    cc.allow_auto_create_topics = false;
+    cc.fetch_max_wait = config.poll;
+    strom_client::consumer::Consumer::new(cc)
+        .await
+        .map_err(|e| format!("{}: {e}", config.client_id))
+}
+
 /// What the application and its threads share.
 pub(crate) struct Shared {
     pub topology: Topology,
@@ -480,6 +496,22 @@ impl KafkaStreams {
         Ok(murmur2_partition(&bytes, partitions as u32) as i32)
     }
 
+    /// The local store of the partition that holds `key`, or `NotLocal`.
+    fn local_store_of<K: DefaultSerde>(
+        &self,
+        store: &str,
+        key: &K,
+    ) -> Result<Arc<Store>, StreamsError> {
+        let partition = self.partition_for_key(store, key)?;
+        self.shared
+            .registry
+            .get(store, partition)
+            .ok_or_else(|| StreamsError::NotLocal {
+                store: store.to_string(),
+                partition,
+            })
+    }
+
     /// Which partition holds `key` and which instance runs it now (from the group's members and their
     /// `application.server`).
     pub async fn query_metadata_for_key<K: DefaultSerde>(
@@ -616,16 +648,7 @@ impl<K: DefaultSerde, V: DefaultSerde> QueryableKeyValueStore<'_, K, V> {
         if let Some(global) = self.streams.shared.globals.get(&self.name) {
             return Ok(KeyValueStore::<K, V>::new(global.clone()).get(key));
         }
-        let partition = self.streams.partition_for_key(&self.name, key)?;
-        let store = self
-            .streams
-            .shared
-            .registry
-            .get(&self.name, partition)
-            .ok_or_else(|| StreamsError::NotLocal {
-                store: self.name.clone(),
-                partition,
-            })?;
+        let store = self.streams.local_store_of(&self.name, key)?;
         Ok(KeyValueStore::<K, V>::new(store).get(key))
     }
 
@@ -663,16 +686,7 @@ pub struct QueryableWindowStore<'a, K, V> {
 impl<K: DefaultSerde + Clone, V: DefaultSerde> QueryableWindowStore<'_, K, V> {
     /// The key's windows that start within `[from, to]`, in time order.
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StreamsError> {
-        let partition = self.streams.partition_for_key(&self.name, key)?;
-        let store = self
-            .streams
-            .shared
-            .registry
-            .get(&self.name, partition)
-            .ok_or_else(|| StreamsError::NotLocal {
-                store: self.name.clone(),
-                partition,
-            })?;
+        let store = self.streams.local_store_of(&self.name, key)?;
         Ok(WindowStore::<K, V>::new(store, false).fetch_range(key, from, to))
     }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use strom_client::admin::Admin;
-use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use strom_client::consumer::{Consumer, TopicPartition};
 
 use super::{state_dir, thread::open_store, MemberInfo, Shared};
 use crate::processor::TaskId;
@@ -53,15 +53,8 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), String> {
     let admin = Admin::connect(&config.bootstrap_servers)
         .await
         .map_err(|e| format!("standby thread: {e}"))?;
-    let mut cc = ConsumerConfig::new(&config.bootstrap_servers);
-    cc.client_id = format!("{}-StandbyThread", config.client_id);
-    cc.enable_auto_commit = false;
-    cc.auto_offset_reset = OffsetReset::Earliest;
-    cc.allow_auto_create_topics = false;
-    cc.fetch_max_wait = config.poll;
-    let mut consumer = Consumer::new(cc)
-        .await
-        .map_err(|e| format!("standby consumer: {e}"))?;
+    let mut consumer =
+        super::changelog_reader(config, format!("{}-StandbyThread", config.client_id)).await?;
     let app = config.application_id.clone();
     let stateful: BTreeMap<u32, Vec<String>> = shared
         .topology

@@ -133,12 +133,7 @@ impl StreamThread {
         consumer
             .subscribe(&shared.topology.source_topics(&config.application_id))
             .map_err(|e| format!("{name}: subscribe: {e}"))?;
-        let mut rc = ConsumerConfig::new(&config.bootstrap_servers);
-        rc.client_id = format!("{name}-restore-consumer");
-        rc.enable_auto_commit = false;
-        rc.auto_offset_reset = OffsetReset::Earliest;
-        rc.fetch_max_wait = std::time::Duration::from_millis(100);
-        let restorer = Consumer::new(rc)
+        let restorer = super::changelog_reader(config, format!("{name}-restore-consumer"))
             .await
             .map_err(|e| format!("{name}: restore consumer: {e}"))?;
         let mut pc = ProducerConfig::new(&config.bootstrap_servers);

@@ -28,13 +28,8 @@ impl KeyValueBytes for InMemoryBytes {
     }
 
     fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, String> {
-        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
-            (from, to)
-        {
-            // BTreeMap::range panics on an inverted range; an empty answer is the store's contract.
-            if a > b {
-                return Ok(Vec::new());
-            }
+        if super::inverted(from, to) {
+            return Ok(Vec::new());
         }
         Ok(self
             .map

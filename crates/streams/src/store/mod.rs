@@ -45,6 +45,14 @@ pub trait KeyValueBytes: Send + Sync {
     fn flush(&mut self) -> Result<(), String>;
 }
 
+/// Whether a range's lower bound is above its upper bound (an empty range; `BTreeMap::range` would panic).
+pub(crate) fn inverted(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    matches!(
+        (from, to),
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b
+    )
+}
+
 /// What kind of data a store holds, which decides its changelog's cleanup policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {

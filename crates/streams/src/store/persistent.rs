@@ -65,12 +65,8 @@ impl KeyValueBytes for PersistentBytes {
     }
 
     fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, String> {
-        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
-            (from, to)
-        {
-            if a > b {
-                return Ok(Vec::new());
-            }
+        if super::inverted(from, to) {
+            return Ok(Vec::new());
         }
         self.data
             .range::<&[u8], _>((from, to))
