@@ -81,6 +81,9 @@ struct CommitMetadata {
     changelogs: BTreeMap<String, i64>,
 }
 
+/// How long a thread waits before it polls again after a retriable failure.
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Records processed between two checks of whether a commit is due (a poll can return a large backlog).
 const COMMIT_CHECK_RECORDS: usize = 1_000;
 
@@ -186,11 +189,16 @@ impl StreamThread {
                 // Hand over what was processed before the partitions may move.
                 self.commit().await?;
             }
-            let records = self
-                .consumer
-                .poll(self.shared.config.poll)
-                .await
-                .map_err(|e| format!("poll: {e}"))?;
+            let records = match self.consumer.poll(self.shared.config.poll).await {
+                Ok(records) => records,
+                // A broker restarting or a leader moving: the consumer finds its way again.
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(thread = self.index + 1, error = %e, "poll failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+                Err(e) => return Err(format!("poll: {e}")),
+            };
             let assignment: BTreeSet<TopicPartition> =
                 self.consumer.assignment().into_iter().collect();
             if assignment != self.assignment {
@@ -425,12 +433,16 @@ impl StreamThread {
                 if self.shared.closing() {
                     return Err(format!("closed while restoring {}", spec.name));
                 }
-                for r in self
-                    .restorer
-                    .poll(std::time::Duration::from_millis(200))
-                    .await
-                    .map_err(fail)?
-                {
+                let records = match self.restorer.poll(std::time::Duration::from_millis(200)).await {
+                    Ok(records) => records,
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(error = %e, "restore poll failed; retrying");
+                        tokio::time::sleep(RETRY_BACKOFF).await;
+                        continue;
+                    }
+                    Err(e) => return Err(fail(e)),
+                };
+                for r in records {
                     if let (Some(key), true) = (r.key, r.offset < end) {
                         store.restore(key, r.value);
                         restored += 1;
