@@ -74,8 +74,6 @@ pub(crate) struct TaskContext {
     pub output: Vec<OutputRecord>,
     pub stores: HashMap<String, Arc<Store>>,
     pub schedules: Vec<Schedule>,
-    /// The node being initialized, for `schedule`.
-    pub current_node: usize,
     /// Records dropped by processors (late for their window, null keys where keys are required).
     pub dropped_records: u64,
 }
@@ -100,6 +98,8 @@ pub(crate) type NodeRef<K, V> = Rc<RefCell<dyn Node<K, V>>>;
 
 /// The untyped side of every node: start, punctuate, stop.
 pub(crate) trait Lifecycle {
+    /// The node's id in the topology (punctuations are addressed by it).
+    fn id(&self) -> usize;
     fn init(&mut self, ctx: &mut TaskContext);
     fn punctuate(&mut self, ctx: &mut TaskContext, kind: PunctuationType, timestamp: i64);
     fn close(&mut self);
@@ -134,16 +134,21 @@ impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<'_, K, V> {
         self.downstream.forward(self.task, record);
     }
 
-    /// Calls the processor's `punctuate` every `interval` of the chosen clock. Call it from `init`.
+    /// Calls the processor's `punctuate` every `interval` of the chosen clock (usually from `init`; from
+    /// `process` it starts then).
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) {
         let interval_ms = i64::try_from(interval.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
+        let next = match kind {
+            PunctuationType::StreamTime => None,
+            PunctuationType::WallClockTime => Some(self.task.wall_clock_time + interval_ms),
+        };
         self.task.schedules.push(Schedule {
             node: self.node,
             kind,
             interval_ms,
-            next: None,
+            next,
         });
     }
 
@@ -232,8 +237,11 @@ where
     KOut: Clone + 'static,
     VOut: Clone + 'static,
 {
+    fn id(&self) -> usize {
+        self.id
+    }
+
     fn init(&mut self, task: &mut TaskContext) {
-        task.current_node = self.id;
         let mut ctx = ProcessorContext {
             task,
             downstream: &self.downstream,

@@ -96,11 +96,13 @@ impl Task {
                 output: Vec::new(),
                 stores: task_stores,
                 schedules: Vec::new(),
-                current_node: 0,
                 dropped_records: 0,
             },
             sources: inst.sources,
-            by_node: HashMap::new(),
+            by_node: lifecycles
+                .iter()
+                .map(|l| (l.borrow().id(), l.clone()))
+                .collect(),
             lifecycles,
             changelogs,
             globals: globals.keys().cloned().collect(),
@@ -140,16 +142,7 @@ impl Task {
         self.initialized = true;
         self.ctx.wall_clock_time = wall_clock_time;
         for node in &self.lifecycles {
-            let before = self.ctx.schedules.len();
             node.borrow_mut().init(&mut self.ctx);
-            if self.ctx.schedules.len() > before {
-                self.by_node.insert(self.ctx.current_node, node.clone());
-            }
-            for schedule in &mut self.ctx.schedules[before..] {
-                if schedule.kind == PunctuationType::WallClockTime {
-                    schedule.next = Some(wall_clock_time + schedule.interval_ms);
-                }
-            }
         }
     }
 
@@ -203,7 +196,7 @@ impl Task {
                 continue;
             }
             // Stream time: the first punctuation comes with the first record (Kafka's STREAM_TIME). Wall clock:
-            // one interval after the task started (set in `init`).
+            // one interval after it was scheduled (set by `schedule`).
             let next = *schedule.next.get_or_insert(now);
             if now < next {
                 continue;

@@ -299,6 +299,15 @@ fn session_windows_merge_when_a_record_bridges_two_sessions() {
     );
     let sessions = d.session_store::<String, i64>("sessions").all();
     assert_eq!(sessions, vec![(windowed("u", 0, 8_000), 3)]);
+    // A record inside a session retracts it and sends it anew, so a downstream subtractor sees the old count go.
+    d.pipe("clicks", s("u"), s("c"), 6_000);
+    assert_eq!(
+        d.read_key_values::<Windowed<String>, Option<i64>>("sessions"),
+        vec![
+            (windowed("u", 0, 8_000), None),
+            (windowed("u", 0, 8_000), Some(4))
+        ]
+    );
     d.pipe("clicks", s("u"), s("c"), 20_000);
     d.pipe("clicks", s("u"), s("c"), 1_000); // its session [0, 8 s] closed at 8 s + grace 10 s < 20 s: dropped
     assert_eq!(d.dropped_records(), 1);
@@ -745,5 +754,37 @@ fn windowed_reduce_keeps_one_value_per_window_in_its_window_store() {
     assert_eq!(
         store.fetch_range(&s("room"), 0, 10_000),
         vec![(0, 25), (10_000, 18)]
+    );
+}
+
+#[test]
+#[should_panic(expected = "read by another source already")]
+fn a_topic_can_have_one_source_only() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("events").to("a");
+    b.stream::<String, String>("events").to("b");
+}
+
+#[test]
+fn a_filtered_windowed_result_stays_windowed_and_can_be_suppressed() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("views")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+        .count(Materialized::default())
+        .filter(|_, n| *n >= 2)
+        .suppress_until_window_closes()
+        .to_stream()
+        .to("busy");
+    let topology = b.build();
+    // Only the count's window store and the suppression buffer: the filter keeps no store of its own.
+    assert_eq!(topology.stores().count(), 2, "{topology:?}");
+    let mut d = TopologyTestDriver::new(topology);
+    for (page, t) in [("/a", 1_000), ("/a", 2_000), ("/b", 3_000), ("/a", 10_000)] {
+        d.pipe("views", s(page), s("v"), t);
+    }
+    assert_eq!(
+        d.read_key_values::<Windowed<String>, Option<i64>>("busy"),
+        vec![(windowed("/a", 0, 10_000), Some(2))]
     );
 }

@@ -331,7 +331,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SessionWindow
             "KSTREAM-SESSION-AGGREGATE",
             materialized,
             StoreKind::Session {
-                retention_ms: windows.gap_ms + windows.grace_ms,
+                retention_ms: windows.gap_ms.saturating_add(windows.grace_ms),
             },
             windows.grace_ms,
             Vec::new(),
@@ -394,9 +394,12 @@ where
             ctx.record_dropped();
             return;
         }
-        for (session, agg) in overlapping {
-            store.remove(&session);
-            if session.window != window {
+        // As Kafka: unless the record is a session of its own instant, every session it touches is retracted
+        // (downstream subtractors see each old value leave) and the merged one is new.
+        let mut old = None;
+        if window != (Window { start: ts, end: ts }) {
+            for (session, agg) in overlapping {
+                store.remove(&session);
                 ctx.forward(Record {
                     key: session,
                     value: Change {
@@ -407,16 +410,13 @@ where
                     headers: record.headers.clone(),
                 });
             }
+        } else {
+            old = overlapping.into_iter().next().map(|(_, agg)| agg);
         }
         let key = Windowed {
             key: record.key.clone(),
             window,
         };
-        let old = store
-            .find_sessions(&record.key, window.end, window.start)
-            .into_iter()
-            .find(|(s, _)| s.window == window)
-            .map(|(_, v)| v);
         let new = (self.agg)(&record.key, record.value, value);
         store.put(&key, &new);
         ctx.forward(Record {
@@ -428,7 +428,7 @@ where
             timestamp: ts,
             headers: record.headers,
         });
-        let retention = gap + self.windows.grace_ms;
+        let retention = gap.saturating_add(self.windows.grace_ms);
         let segment = segment_ms(retention);
         let horizon = self.observed - retention - segment;
         if horizon >= self.expired_up_to.saturating_add(segment) {
@@ -466,7 +466,11 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SlidingWindow
             &Materialized::default(),
             "KSTREAM-SLIDING-RECORDS-STORE",
             StoreKind::Window {
-                retention_ms: 2 * windows.time_difference_ms + windows.grace_ms + 1,
+                retention_ms: windows
+                    .time_difference_ms
+                    .saturating_mul(2)
+                    .saturating_add(windows.grace_ms)
+                    .saturating_add(1),
             },
         );
         let retention = windows.time_difference_ms + windows.grace_ms;
@@ -487,6 +491,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SlidingWindow
                 agg: agg.clone(),
                 state: None,
                 observed: i64::MIN,
+                expired_up_to: i64::MIN,
                 _v: PhantomData,
             },
         )
@@ -501,6 +506,7 @@ struct SlidingAggregate<K, V, VA> {
     agg: Aggregator<K, V, VA>,
     state: Option<(WindowStore<K, VA>, WindowStore<K, V>)>,
     observed: i64,
+    expired_up_to: i64,
     _v: PhantomData<fn() -> V>,
 }
 
@@ -532,7 +538,11 @@ where
             ctx.record_dropped();
             return;
         }
-        raw.put(&record.key, t, &record.value);
+        match ctx.record_metadata() {
+            // Numbered by input offset: a replayed record replaces its entry instead of counting twice.
+            Some(meta) => raw.put_seq(&record.key, t, meta.offset as u32, &record.value),
+            None => raw.put(&record.key, t, &record.value),
+        }
         let nearby = raw.fetch_range(&record.key, t - d - 1, t + d + 1);
         // Window starts whose window [s, s + d] holds t, or that start right after t: the windows this record
         // creates or changes.
@@ -583,6 +593,19 @@ where
                 timestamp: t,
                 headers: record.headers.clone(),
             });
+        }
+        // Records leave once no open window can hold them, results once their window closed (a segment later,
+        // as the other window stores).
+        let records_retention = d
+            .saturating_mul(2)
+            .saturating_add(self.windows.grace_ms)
+            .saturating_add(1);
+        let segment = segment_ms(records_retention);
+        let horizon = self.observed - records_retention - segment;
+        if horizon >= self.expired_up_to.saturating_add(segment) {
+            raw.expire(horizon);
+            results.expire(self.observed - d - self.windows.grace_ms - segment);
+            self.expired_up_to = horizon;
         }
     }
 }

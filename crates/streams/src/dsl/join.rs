@@ -187,7 +187,11 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
         windows: JoinWindows,
         outer: (bool, bool),
     ) -> KStream<K, VR> {
-        let retention = windows.before_ms + windows.after_ms + windows.grace_ms + 1;
+        let retention = windows
+            .before_ms
+            .saturating_add(windows.after_ms)
+            .saturating_add(windows.grace_ms)
+            .saturating_add(1);
         let kind = StoreKind::Window {
             retention_ms: retention,
         };
@@ -389,8 +393,16 @@ where
                 });
             }
         }
-        self.seq = self.seq.wrapping_add(1);
-        let composite = window_key(key_bytes, timestamp, self.seq);
+        // The input record's offset tells duplicates apart: processing it again after a crash rewrites the same
+        // entry instead of adding a second one (a counter, for records a punctuation forwarded).
+        let seq = match ctx.record_metadata() {
+            Some(meta) => meta.offset as u32,
+            None => {
+                self.seq = self.seq.wrapping_add(1);
+                self.seq
+            }
+        };
+        let composite = window_key(key_bytes, timestamp, seq);
         own.put(composite.clone(), value_bytes.clone());
         if !matched && self.emit_unmatched {
             if let Some(outer) = outer {

@@ -276,6 +276,14 @@ pub(crate) fn source<K: Data + DefaultSerde, V: Data + DefaultSerde>(
     topics: Vec<TopicName>,
 ) -> usize {
     let mut g = graph.borrow_mut();
+    for node in &g.nodes {
+        if let NodeKind::Source { topics: taken } = &node.kind {
+            if let Some(t) = topics.iter().find(|t| taken.contains(t)) {
+                // As Kafka: one source per topic (a second one would never get the topic's records).
+                panic!("topic {t:?} is read by another source already: reuse its stream or table");
+            }
+        }
+    }
     let name = g.name("KSTREAM-SOURCE");
     let build_topics = topics.clone();
     let build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {

@@ -173,6 +173,23 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KTable<K, V> {
         materialized: Materialized,
         f: impl Fn(&K, &V) -> Option<V2> + Send + Sync + 'static,
     ) -> KTable<K, V2> {
+        if self.window_grace_ms.is_some() && materialized.name.is_none() {
+            // A windowed result: computed from each change (old and new), not kept in a store, which would hold
+            // every window forever. It stays windowed (suppress works after it).
+            let f = move |ctx: &mut ProcessorContext<'_, K, Change<V2>>,
+                          r: Record<K, Change<V>>| {
+                let new = r.value.new.as_ref().and_then(|v| f(&r.key, v));
+                let old = r.value.old.as_ref().and_then(|v| f(&r.key, v));
+                if new.is_some() || old.is_some() {
+                    ctx.forward(r.with_value(Change { new, old }));
+                }
+            };
+            let stream = KStream::<K, Change<V>>::at(self.graph.clone(), self.node, false)
+                .stateless::<K, Change<V2>>(prefix, false, f);
+            let mut table = KTable::at(self.graph.clone(), stream.node, None);
+            table.window_grace_ms = self.window_grace_ms;
+            return table;
+        }
         let store = self.graph.borrow_mut().store_for(
             &materialized,
             &format!("{prefix}-STATE-STORE"),

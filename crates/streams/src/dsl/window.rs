@@ -103,7 +103,8 @@ impl TimeWindows {
         let last_start = timestamp - timestamp.rem_euclid(self.advance_ms);
         let mut start = last_start;
         let mut out = Vec::new();
-        while start > timestamp - self.size_ms {
+        // Windows start at 0 or later, as Kafka's (a timestamp near 0 is in fewer hopping windows).
+        while start > timestamp - self.size_ms && start >= 0 {
             out.push(Window {
                 start,
                 end: start + self.size_ms,
@@ -116,7 +117,7 @@ impl TimeWindows {
 
     /// How long a window store keeps windows: size plus grace (Kafka's default retention).
     pub fn retention_ms(&self) -> i64 {
-        self.size_ms + self.grace_ms
+        self.size_ms.saturating_add(self.grace_ms)
     }
 }
 
@@ -215,11 +216,12 @@ mod tests {
                 end: 15_000
             }
         );
+        // Near 0 only the windows that start at 0 or later.
         assert_eq!(
-            tumbling.windows_for(-1),
+            hopping.windows_for(2_000),
             vec![Window {
-                start: -10_000,
-                end: 0
+                start: 0,
+                end: 10_000
             }]
         );
     }

@@ -74,11 +74,17 @@ async fn follow(
                 let _ = tx.send(Ok(()));
             }
         }
-        for r in consumer
-            .poll(config.poll)
-            .await
-            .map_err(|e| format!("global consumer: {e}"))?
-        {
+        let records = match consumer.poll(config.poll).await {
+            Ok(records) => records,
+            // A broker restarting or a leader moving: the global stores catch up once it is back.
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(error = %e, "global poll failed; retrying");
+                tokio::time::sleep(super::thread::RETRY_BACKOFF).await;
+                continue;
+            }
+            Err(e) => return Err(format!("global consumer: {e}")),
+        };
+        for r in records {
             if let (Some(store), Some(key)) = (stores.get(&r.topic), r.key) {
                 store.restore(key, r.value);
             }

@@ -77,15 +77,25 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), String> {
             next_check = tokio::time::Instant::now() + config.poll * 10;
             match wanted(&shared, &admin, &stateful).await {
                 Ok((wanted, active_here)) => {
-                    reconcile(&shared, &mut consumer, &wanted, &active_here, &stateful).await?
+                    // Standbys only save restore time: a failure here costs a later restore, never state.
+                    if let Err(e) =
+                        reconcile(&shared, &mut consumer, &wanted, &active_here, &stateful).await
+                    {
+                        tracing::warn!(error = %e, "standby tasks not updated");
+                    }
                 }
                 Err(e) => tracing::debug!(error = %e, "standby assignment unknown for now"),
             }
         }
-        let records = consumer
-            .poll(config.poll)
-            .await
-            .map_err(|e| format!("standby consumer: {e}"))?;
+        let records = match consumer.poll(config.poll).await {
+            Ok(records) => records,
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(error = %e, "standby poll failed; retrying");
+                tokio::time::sleep(super::thread::RETRY_BACKOFF).await;
+                continue;
+            }
+            Err(e) => return Err(format!("standby consumer: {e}")),
+        };
         if records.is_empty() {
             continue;
         }

@@ -82,7 +82,10 @@ struct CommitMetadata {
 }
 
 /// How long a thread waits before it polls again after a retriable failure.
-const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+pub(crate) const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Consecutive failed commits after which a thread stops with an error.
+const MAX_FAILED_COMMITS: u32 = 10;
 
 /// Records processed between two checks of whether a commit is due (a poll can return a large backlog).
 const COMMIT_CHECK_RECORDS: usize = 1_000;
@@ -100,6 +103,8 @@ pub(crate) struct StreamThread {
     /// Something was processed since the last commit.
     dirty: bool,
     next_commit: Instant,
+    /// Commits that failed since the last one that succeeded.
+    failed_commits: u32,
     /// Offsets of acknowledged changelog writes since the last commit: (changelog, partition) → next offset.
     acknowledged: BTreeMap<TopicPartition, i64>,
 }
@@ -158,6 +163,7 @@ impl StreamThread {
             in_flight: Vec::new(),
             dirty: false,
             next_commit: Instant::now(),
+            failed_commits: 0,
             acknowledged: BTreeMap::new(),
         })
     }
@@ -349,8 +355,8 @@ impl StreamThread {
     }
 
     /// What the task's last commit recorded, and how far each changelog may be replayed: to the committed
-    /// offsets; nothing when the task never committed (its input is processed again from the start); to the end
-    /// when the commit carries no metadata (an older committer).
+    /// offsets; to the end when the task has no commit (never committed, or the group's offsets expired: the
+    /// changelog is then the only copy of the state) or the commit carries no metadata (another committer).
     async fn committed_state(
         &self,
         id: TaskId,
@@ -360,18 +366,6 @@ impl StreamThread {
             .committed_with_metadata(&self.inputs_of(id))
             .await
             .map_err(|e| format!("committed offsets of task {id}: {e}"))?;
-        if committed.values().all(Option::is_none) {
-            let app = &self.shared.config.application_id;
-            let sub = &self.shared.topology.subtopologies()[id.subtopology as usize];
-            let none = sub
-                .stores
-                .iter()
-                .filter_map(|n| self.shared.topology.store(n))
-                .filter(|s| s.logged)
-                .map(|s| (s.changelog_topic(app), 0))
-                .collect();
-            return Ok((None, none));
-        }
         let metadata = committed
             .values()
             .flatten()
@@ -433,7 +427,11 @@ impl StreamThread {
                 if self.shared.closing() {
                     return Err(format!("closed while restoring {}", spec.name));
                 }
-                let records = match self.restorer.poll(std::time::Duration::from_millis(200)).await {
+                let records = match self
+                    .restorer
+                    .poll(std::time::Duration::from_millis(200))
+                    .await
+                {
                     Ok(records) => records,
                     Err(e) if e.is_retriable() => {
                         tracing::warn!(error = %e, "restore poll failed; retrying");
@@ -726,9 +724,21 @@ impl StreamThread {
             .commit_offsets_with_metadata_sync(&offsets)
             .await
         {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                self.failed_commits = 0;
+            }
             // The group moved on (a rebalance): the partitions' next owner processes from the last commit.
-            Err(e) => tracing::warn!(thread = self.index + 1, error = %e, "commit failed"),
+            // Failing again and again is something else, and going on without commits would replay ever more.
+            Err(e) => {
+                self.failed_commits += 1;
+                if self.failed_commits >= MAX_FAILED_COMMITS {
+                    return Err(format!(
+                        "{MAX_FAILED_COMMITS} commits in a row failed, the last: {e}"
+                    ));
+                }
+                tracing::warn!(thread = self.index + 1, error = %e, "commit failed");
+            }
         }
         Ok(())
     }

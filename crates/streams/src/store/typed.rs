@@ -152,6 +152,12 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         } else {
             0
         };
+        self.put_seq(key, start, seq, value);
+    }
+
+    /// Puts an entry under an explicit sequence number (with `retain_duplicates`): the same number replaces the
+    /// entry, so a processor that numbers entries by input offset stays idempotent when input is replayed.
+    pub fn put_seq(&self, key: &K, start: i64, seq: u32, value: &V) {
         self.store.put(
             window_key(&bytes_of(&self.keys, key), start, seq),
             bytes_of(&self.values, value),
