@@ -67,6 +67,8 @@ pub struct Consumer {
     kip848: Option<Arc<Kip848>>,
     heartbeat: Option<JoinHandle<()>>,
     next_auto_commit: Instant,
+    /// `poll` returned early for the pending rejoin (`return_before_rejoin`): the next one rejoins.
+    rejoin_announced: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -112,6 +114,7 @@ impl Consumer {
             group,
             kip848,
             heartbeat: None,
+            rejoin_announced: false,
         })
     }
 
@@ -222,7 +225,15 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
+            if self.config.return_before_rejoin && !self.rejoin_announced && self.rebalance_pending() {
+                self.rejoin_announced = true;
+                return Ok(Vec::new());
+            }
+            let rejoining = self.rebalance_pending();
             self.ensure_membership().await?;
+            if rejoining {
+                self.rejoin_announced = false;
+            }
             self.maybe_auto_commit();
             self.resolve_positions().await?;
             let now = Instant::now();

@@ -540,3 +540,52 @@ async fn an_out_of_range_position_resets_per_auto_offset_reset() {
     assert!(err.to_string().contains("auto.offset.reset=none"), "{err}");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn return_before_rejoin_gives_the_owner_one_poll_to_commit_before_partitions_move() {
+    let broker = Broker2::start().await;
+    broker.create_topic("moving", 4).await;
+    let config = |_: usize| {
+        let mut c =
+            broker.consumer_config(&[("group.id", "movers"), ("enable.auto.commit", "false")]);
+        c.return_before_rejoin = true;
+        c
+    };
+    let mut first = Consumer::new(config(0)).await.unwrap();
+    first.subscribe(&["moving"]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.assignment().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first member never got the partitions"
+        );
+        first.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut second = Consumer::new(config(1)).await.unwrap();
+    second.subscribe(&["moving"]).unwrap();
+    let joiner = tokio::spawn(async move {
+        while second.assignment().is_empty() {
+            second.poll(Duration::from_millis(100)).await.unwrap();
+        }
+        second
+    });
+    // The first member's poll comes back with the rebalance pending and its partitions still its own: the
+    // moment to commit. The poll after that rejoins and gives up two partitions.
+    let mut announced = false;
+    while first.assignment().len() == 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first member never rejoined"
+        );
+        first.poll(Duration::from_millis(100)).await.unwrap();
+        if first.rebalance_pending() {
+            assert_eq!(first.assignment().len(), 4, "returned before rejoining");
+            announced = true;
+        }
+    }
+    assert!(announced, "poll rejoined without returning first");
+    assert_eq!(first.assignment().len(), 2);
+    let second = joiner.await.unwrap();
+    assert_eq!(second.assignment().len(), 2);
+    broker.stop().await;
+}

@@ -274,8 +274,13 @@ fn window_starts(ts: i64) -> Vec<i64> {
     (0..SIZE_MS / ADVANCE_MS)
         .rev()
         .map(|k| last - k * ADVANCE_MS)
+        // Windows start at 0 or later, as Kafka's.
+        .filter(|start| *start >= 0)
         .collect()
 }
+
+/// Event time of the large tests' first reading: an hour in, so every reading counts in all six windows.
+const EPOCH_MS: i64 = 3_600_000;
 
 /// The windows each reading counts in, in processing order: a window closes once the largest timestamp seen
 /// (by one clock for all hosts, or one per host) reaches its end plus grace.
@@ -327,7 +332,9 @@ async fn metric_aggregation_keeps_min_max_avg_per_host_in_hopping_windows() {
         ("web-2", 8_000, 40.0), // closes at 40 s: in [-10 s, 50 s), [0, 60 s) only
         ("web-2", 300_000, 50.0),
         ("web-2", 100_000, 60.0), // closes at 270 s: every window of it closed, dropped
-    ];
+    ]
+    // Times above are relative to an hour in, so windows "before 0" exist (Kafka's start at the epoch).
+    .map(|(host, t, v)| (host, EPOCH_MS + t, v));
     let applied = metric_model(&readings, false);
     assert_eq!(
         applied,
@@ -595,7 +602,11 @@ async fn metric_aggregation_recovers_from_sigkill_in_the_middle_of_its_input() {
     for i in 0..READINGS {
         for h in 0..HOSTS {
             let value = ((i * 7 + h * 13) % 101) as f64;
-            readings.push((format!("host-{h:03}"), (i * 1_000 + h) as i64, value));
+            readings.push((
+                format!("host-{h:03}"),
+                EPOCH_MS + (i * 1_000 + h) as i64,
+                value,
+            ));
         }
     }
     let no_crash_updates = 6 * N;
@@ -763,7 +774,11 @@ async fn metric_aggregation_fails_over_cleanly_to_the_other_instance_with_the_sa
     for i in 0..READINGS {
         for h in 0..HOSTS {
             let value = ((i * 11 + h * 5) % 97) as f64;
-            readings.push((format!("host-{h:02}"), (i * 1_000 + h) as i64, value));
+            readings.push((
+                format!("host-{h:02}"),
+                EPOCH_MS + (i * 1_000 + h) as i64,
+                value,
+            ));
         }
     }
     let updates: Vec<(String, f64)> = readings

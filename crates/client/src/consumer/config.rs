@@ -84,6 +84,10 @@ pub struct ConsumerConfig {
     /// User data sent with the classic protocol's subscription (no Kafka config key: set by applications such
     /// as the streams runtime, which shares `application.server` with the group this way).
     pub subscription_user_data: Option<bytes::Bytes>,
+    /// `poll` returns (with what it has, possibly nothing) before it rejoins the group, once per rebalance, so an
+    /// owner that commits by hand commits what it processed first (no Kafka config key: the streams runtime
+    /// sets it, as Kafka Streams commits in its rebalance listener).
+    pub return_before_rejoin: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -109,6 +113,7 @@ impl Default for ConsumerConfig {
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
             subscription_user_data: None,
+            return_before_rejoin: false,
         }
     }
 }

@@ -148,6 +148,9 @@ pub(crate) struct Shared {
     pub registry: Registry,
     /// This instance's id in the group (see `MemberInfo`).
     pub instance_id: String,
+    /// Which stream thread of this instance owns each task now: a task's stores and directory have one owner,
+    /// so a thread that gets a task another thread is still closing waits for it.
+    pub owners: Mutex<BTreeMap<crate::processor::TaskId, usize>>,
     /// Standby copies of other instances' tasks (see `standby`).
     pub standbys: Mutex<BTreeMap<crate::processor::TaskId, standby::StandbyTask>>,
     /// The global stores, shared by every task of every thread.
@@ -226,6 +229,7 @@ impl KafkaStreams {
             shared: Arc::new(Shared {
                 instance_id: instance_id(),
                 standbys: Mutex::new(BTreeMap::new()),
+                owners: Mutex::new(BTreeMap::new()),
                 globals,
                 topology,
                 app: Arc::from(config.application_id.as_str()),

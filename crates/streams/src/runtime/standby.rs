@@ -202,6 +202,7 @@ async fn reconcile(
     let mut partitions = Vec::new();
     let mut seeks = Vec::new();
     {
+        let owned: BTreeSet<TaskId> = shared.owners.lock().keys().copied().collect();
         let mut standbys = shared.standbys.lock();
         standbys.retain(|task, _| wanted.contains(task) || active_here.contains(task));
         let kept: Vec<TaskId> = standbys.keys().copied().collect();
@@ -210,20 +211,38 @@ async fn reconcile(
             .chain(kept.iter().filter(|t| !wanted.contains(t)))
         {
             let names = &stateful[&task.subtopology];
-            let standby = standbys.entry(*task).or_insert_with(|| StandbyTask {
-                stores: HashMap::new(),
-                positions: BTreeMap::new(),
-            });
-            let dir = state_dir::task_dir(&config.state_dir, app, *task);
+            if !standbys.contains_key(task) {
+                // A task a stream thread of this instance owns keeps its directory to itself.
+                if owned.contains(task) {
+                    continue;
+                }
+                // A persistent store closed cleanly here is reused from its checkpoint; any other is wiped.
+                let dir = state_dir::task_dir(&config.state_dir, app, *task);
+                let checkpoint = state_dir::take_checkpoint(&dir);
+                let mut standby = StandbyTask {
+                    stores: HashMap::new(),
+                    positions: BTreeMap::new(),
+                };
+                for name in names {
+                    let spec = shared
+                        .topology
+                        .store(name)
+                        .expect("a store of the topology");
+                    let store = open_store(&dir, spec, &checkpoint, app)?;
+                    let topic = spec.changelog_topic(app);
+                    if let (true, Some(&at)) = (spec.persistent, checkpoint.get(&topic)) {
+                        standby.positions.insert(topic, at);
+                    }
+                    standby.stores.insert(name.clone(), store);
+                }
+                standbys.insert(*task, standby);
+            }
+            let standby = standbys.get_mut(task).expect("just ensured");
             for name in names {
                 let spec = shared
                     .topology
                     .store(name)
                     .expect("a store of the topology");
-                if !standby.stores.contains_key(name) {
-                    let store = open_store(&dir, spec, &BTreeMap::new(), app)?;
-                    standby.stores.insert(name.clone(), store);
-                }
                 let tp = TopicPartition::new(spec.changelog_topic(app), task.partition);
                 let at = *standby.positions.entry(tp.topic.clone()).or_insert(0);
                 seeks.push((tp.clone(), at));

@@ -87,6 +87,9 @@ pub(crate) const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_
 /// Consecutive failed commits after which a thread stops with an error.
 const MAX_FAILED_COMMITS: u32 = 10;
 
+/// How long a thread waits for another thread of its instance to finish closing a task it takes over.
+const TAKEOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Records processed between two checks of whether a commit is due (a poll can return a large backlog).
 const COMMIT_CHECK_RECORDS: usize = 1_000;
 
@@ -128,6 +131,8 @@ impl StreamThread {
         cc.session_timeout = config.session_timeout;
         cc.heartbeat_interval = config.heartbeat_interval;
         cc.fetch_max_wait = config.poll.min(cc.fetch_max_wait);
+        // Poll returns before each rejoin, so the loop commits before partitions can move.
+        cc.return_before_rejoin = true;
         cc.subscription_user_data = Some(
             super::MemberInfo {
                 instance: shared.instance_id.clone(),
@@ -211,7 +216,9 @@ impl StreamThread {
                 self.shared.set_thread_ready(self.index, false);
                 self.reassign(assignment).await?;
             }
-            self.shared.set_thread_ready(self.index, true);
+            // Rebalancing while the group is (the poll returned before rejoining), running once tasks are open.
+            self.shared
+                .set_thread_ready(self.index, !self.consumer.rebalance_pending());
             self.process(records).await?;
             let now = now_ms();
             for running in self.tasks.values_mut() {
@@ -257,8 +264,11 @@ impl StreamThread {
             // Outputs of tasks that leave must not be lost with them.
             self.flush_outputs().await?;
         }
+        // A task that leaves with work since the last commit (the commit before the rejoin failed) is closed
+        // unclean: no checkpoint, no standby; its next owner restores from the commit.
+        let clean = !self.dirty;
         for id in gone {
-            self.close_task(id, true).await;
+            self.close_task(id, clean).await;
         }
         for id in wanted {
             if !self.tasks.contains_key(&id) {
@@ -275,6 +285,37 @@ impl StreamThread {
     }
 
     async fn open_task(&mut self, id: TaskId) -> Result<(), Fatal> {
+        self.take_ownership(id).await?;
+        let result = self.open_owned_task(id).await;
+        if result.is_err() {
+            self.shared.owners.lock().remove(&id);
+        }
+        result
+    }
+
+    /// Waits until no other thread of this instance owns task `id` (one moving here is still being closed),
+    /// then owns it.
+    async fn take_ownership(&self, id: TaskId) -> Result<(), Fatal> {
+        let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+        loop {
+            {
+                let mut owners = self.shared.owners.lock();
+                match owners.get(&id) {
+                    Some(&other) if other != self.index => {}
+                    _ => {
+                        owners.insert(id, self.index);
+                        return Ok(());
+                    }
+                }
+            }
+            if self.shared.closing() || Instant::now() >= deadline {
+                return Err(format!("task {id}: still owned by another stream thread"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn open_owned_task(&mut self, id: TaskId) -> Result<(), Fatal> {
         let shared = self.shared.clone();
         let config = &shared.config;
         let dir = state_dir::task_dir(&config.state_dir, &config.application_id, id);
@@ -455,8 +496,14 @@ impl StreamThread {
         Ok((restored, ends))
     }
 
-    /// Closes a task. Clean: its persistent stores get a checkpoint at the changelogs' ends.
+    /// Closes a task and gives up its ownership. Clean: its persistent stores get a checkpoint at the
+    /// changelogs' ends, and with standbys on, its stores stay as a standby.
     async fn close_task(&mut self, id: TaskId, clean: bool) {
+        self.close_owned_task(id, clean).await;
+        self.shared.owners.lock().remove(&id);
+    }
+
+    async fn close_owned_task(&mut self, id: TaskId, clean: bool) {
         let Some(mut running) = self.tasks.remove(&id) else {
             return;
         };
