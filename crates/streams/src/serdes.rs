@@ -22,6 +22,19 @@ pub struct SerdeError(pub String);
 pub trait Serde<T>: Send + Sync + 'static {
     fn serialize(&self, value: &T) -> Option<Bytes>;
     fn deserialize(&self, data: Option<&[u8]>) -> Result<T, SerdeError>;
+
+    /// The bytes a sink partitions a key of this type by, when not its serialized form (a windowed key is
+    /// partitioned by its inner key, as Kafka's `WindowedStreamPartitioner`, so one key's windows share a
+    /// partition).
+    fn partition_key(&self, _value: &T) -> Option<Bytes> {
+        None
+    }
+
+    /// Whether `value` serializes to null (cheaper than serializing it): aggregations drop records whose key
+    /// is null, as Kafka's.
+    fn is_null(&self, _value: &T) -> bool {
+        false
+    }
 }
 
 /// A shared serde.
@@ -142,6 +155,10 @@ impl Serde<()> for UnitSerde {
         None
     }
 
+    fn is_null(&self, _: &()) -> bool {
+        true
+    }
+
     fn deserialize(&self, _: Option<&[u8]>) -> Result<(), SerdeError> {
         Ok(())
     }
@@ -159,6 +176,10 @@ pub struct Nullable<T>(SerdeRef<T>);
 impl<T: 'static> Serde<Option<T>> for Nullable<T> {
     fn serialize(&self, value: &Option<T>) -> Option<Bytes> {
         value.as_ref().and_then(|v| self.0.serialize(v))
+    }
+
+    fn is_null(&self, value: &Option<T>) -> bool {
+        value.as_ref().is_none_or(|v| self.0.is_null(v))
     }
 
     fn deserialize(&self, data: Option<&[u8]>) -> Result<Option<T>, SerdeError> {

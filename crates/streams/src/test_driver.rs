@@ -17,7 +17,7 @@ use crate::record::{OutputRecord, RawRecord, Record};
 use crate::serdes::DefaultSerde;
 use crate::store::{InMemoryBytes, KeyValueStore, SessionStore, Store, WindowStore};
 use crate::task::{Task, TaskError};
-use crate::topology::Topology;
+use crate::topology::{GlobalStore, Topology};
 
 /// A record on its way back into the topology: topic, key, value, timestamp, headers.
 type Pending = (
@@ -34,7 +34,7 @@ pub struct TopologyTestDriver {
     readers: HashMap<String, usize>,
     /// Global stores by name, and which topic fills each.
     globals: HashMap<String, Arc<Store>>,
-    global_topics: HashMap<String, Arc<Store>>,
+    global_topics: HashMap<String, (Arc<Store>, GlobalStore)>,
     written: HashMap<String, VecDeque<OutputRecord>>,
     offsets: HashMap<String, i64>,
     wall_clock: i64,
@@ -62,7 +62,7 @@ impl TopologyTestDriver {
         for g in topology.global_stores() {
             let store = Store::new(g.spec.clone(), Box::new(InMemoryBytes::default()));
             globals.insert(g.spec.name.clone(), store.clone());
-            global_topics.insert(g.topic.clone(), store);
+            global_topics.insert(g.topic.clone(), (store, g.clone()));
         }
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
@@ -117,8 +117,24 @@ impl TopologyTestDriver {
     ) -> Result<(), TaskError> {
         let mut queue = VecDeque::from([(topic.to_string(), key, value, timestamp, Vec::new())]);
         while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
-            if let Some(store) = self.global_topics.get(&topic) {
+            if let Some((store, global)) = self.global_topics.get(&topic) {
                 // A global table's topic fills its store directly (it is the store's changelog).
+                if let Err(error) = (global.check)(key.as_deref(), value.as_deref()) {
+                    if self.handler == DeserializationHandler::LogAndContinue {
+                        self.skipped += 1;
+                        continue;
+                    }
+                    return Err(TaskError::Deserialization {
+                        task: TaskId {
+                            subtopology: u32::MAX,
+                            partition: 0,
+                        },
+                        topic,
+                        partition: 0,
+                        offset: -1,
+                        error,
+                    });
+                }
                 if let Some(key) = key {
                     store.restore(key, value);
                 }

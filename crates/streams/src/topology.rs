@@ -79,11 +79,27 @@ pub struct Topology {
     pub(crate) globals: BTreeMap<String, GlobalStore>,
 }
 
+/// Checks that a record's key and value (bytes, null when absent) deserialize.
+pub(crate) type RecordCheck =
+    Arc<dyn Fn(Option<&[u8]>, Option<&[u8]>) -> Result<(), SerdeError> + Send + Sync>;
+
 /// A store that every instance fills from all partitions of a topic, its own changelog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct GlobalStore {
     pub topic: String,
     pub spec: StoreSpec,
+    /// Whether a record's key and value deserialize (records that do not are handled by the deserialization
+    /// exception handler, as the records of any source).
+    pub(crate) check: RecordCheck,
+}
+
+impl std::fmt::Debug for GlobalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalStore")
+            .field("topic", &self.topic)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Topology {

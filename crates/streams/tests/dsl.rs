@@ -788,3 +788,63 @@ fn a_filtered_windowed_result_stays_windowed_and_can_be_suppressed() {
         vec![(windowed("/a", 0, 10_000), Some(2))]
     );
 }
+
+#[test]
+fn a_global_table_record_that_does_not_deserialize_goes_to_the_handler() {
+    let build = || {
+        let b = StreamsBuilder::new();
+        let rates = b.global_table::<String, i64>("rates", Materialized::named("rates"));
+        b.stream::<String, i64>("amounts")
+            .join_global(&rates, |_, _| s("eur"), |amount, rate| amount * rate)
+            .to("converted");
+        b.build()
+    };
+    let mut config = StreamsConfig::new("app", "unused");
+    config.deserialization_handler = DeserializationHandler::LogAndContinue;
+    let mut d = TopologyTestDriver::with_config(build(), &config, 0);
+    d.pipe_raw(
+        "rates",
+        Some(Bytes::from("eur")),
+        Some(Bytes::from("bad")),
+        1,
+    )
+    .unwrap();
+    d.pipe("rates", s("eur"), 3i64, 2);
+    d.pipe("amounts", s("a"), 5i64, 3);
+    assert_eq!(d.skipped_records(), 1);
+    assert_eq!(
+        d.read_key_values::<String, i64>("converted"),
+        vec![(s("a"), 15)]
+    );
+
+    let mut d = TopologyTestDriver::new(build());
+    let err = d
+        .pipe_raw(
+            "rates",
+            Some(Bytes::from("eur")),
+            Some(Bytes::from("bad")),
+            1,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("rates"), "{err}");
+    assert_eq!(
+        d.key_value_store::<String, i64>("rates").get(&s("eur")),
+        None
+    );
+}
+
+#[test]
+fn aggregations_drop_records_whose_key_is_null() {
+    let b = StreamsBuilder::new();
+    b.stream::<Option<String>, String>("in")
+        .group_by_key()
+        .count(Materialized::named("counts"));
+    let mut d = TopologyTestDriver::new(b.build());
+    d.pipe("in", Some(s("k")), s("v"), 1);
+    d.pipe_raw("in", None, Some(Bytes::from("v")), 2).unwrap();
+    assert_eq!(
+        d.key_value_store::<Option<String>, i64>("counts").all(),
+        vec![(Some(s("k")), 1)]
+    );
+    assert_eq!(d.dropped_records(), 1);
+}

@@ -97,6 +97,9 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KGroupedStrea
         KTable::<K, VA>::stateful::<K, V, _>(graph, input.node, prefix, store, move |store| {
             let (store, step) = (store.clone(), step.clone());
             move |ctx, r: Record<K, V>| {
+                if store.is_null_key(&r.key) {
+                    return ctx.record_dropped();
+                }
                 let old = store.get(&r.key);
                 let new = step(&r.key, r.value.clone(), old.clone());
                 store.put(&r.key, &new);
@@ -262,6 +265,9 @@ where
         record: Record<K, V>,
     ) {
         let store = self.state.as_ref().expect("initialized");
+        if store.is_null_key(&record.key) {
+            return ctx.record_dropped();
+        }
         self.observed = self.observed.max(record.timestamp);
         let close = self.observed - self.windows.grace_ms;
         let mut applied = false;
@@ -378,6 +384,9 @@ where
         record: Record<K, V>,
     ) {
         let store = self.state.as_ref().expect("initialized");
+        if store.is_null_key(&record.key) {
+            return ctx.record_dropped();
+        }
         let ts = record.timestamp;
         self.observed = self.observed.max(ts);
         let close = self.observed - self.windows.grace_ms;
@@ -530,6 +539,9 @@ where
         record: Record<K, V>,
     ) {
         let (results, raw) = self.state.as_ref().expect("initialized");
+        if raw.is_null_key(&record.key) {
+            return ctx.record_dropped();
+        }
         let d = self.windows.time_difference_ms;
         let t = record.timestamp;
         self.observed = self.observed.max(t);

@@ -233,7 +233,10 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
             stores: None,
             seq: 0,
             expired_at: i64::MIN,
-            _key: std::marker::PhantomData,
+            keys: K::serde(),
+            lefts: V::serde(),
+            rights: VO::serde(),
+            _types: std::marker::PhantomData,
         };
         let (left_side, right_side) = (side(true), RightSide(side(false)));
         let left_build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {
@@ -290,7 +293,11 @@ struct JoinSide<K, V, VO, VR> {
     seq: u32,
     /// Stream time of the last retention pass over the window stores.
     expired_at: i64,
-    _key: std::marker::PhantomData<fn() -> K>,
+    /// The serdes, made once (each `DefaultSerde::serde()` allocates).
+    keys: SerdeRef<K>,
+    lefts: SerdeRef<V>,
+    rights: SerdeRef<VO>,
+    _types: std::marker::PhantomData<fn() -> VR>,
 }
 
 impl<K, V, VO, VR> JoinSide<K, V, VO, VR> {
@@ -310,7 +317,10 @@ impl<K, V, VO, VR> JoinSide<K, V, VO, VR> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos()),
             expired_at: i64::MIN,
-            _key: std::marker::PhantomData,
+            keys: self.keys.clone(),
+            lefts: self.lefts.clone(),
+            rights: self.rights.clone(),
+            _types: std::marker::PhantomData,
         }
     }
 }
@@ -371,11 +381,11 @@ where
             matched = true;
             let out = match &this_value {
                 Either::Left(v) => {
-                    let vo: VO = decode(&VO::serde(), &bytes, other.name());
+                    let vo: VO = decode(&self.rights, &bytes, other.name());
                     (self.joiner)(Some(v), Some(&vo))
                 }
                 Either::Right(vo) => {
-                    let v: V = decode(&V::serde(), &bytes, other.name());
+                    let v: V = decode(&self.lefts, &bytes, other.name());
                     (self.joiner)(Some(&v), Some(vo))
                 }
             };
@@ -446,12 +456,12 @@ where
                 let Some((k, t, _)) = split_window_key(&composite) else {
                     continue;
                 };
-                let key: K = decode(&K::serde(), &k, outer.name());
+                let key: K = decode(&self.keys, &k, outer.name());
                 let out = if is_left {
-                    let v: V = decode(&V::serde(), &bytes, outer.name());
+                    let v: V = decode(&self.lefts, &bytes, outer.name());
                     (self.joiner)(Some(&v), None)
                 } else {
-                    let vo: VO = decode(&VO::serde(), &bytes, outer.name());
+                    let vo: VO = decode(&self.rights, &bytes, outer.name());
                     (self.joiner)(None, Some(&vo))
                 };
                 if let Some(out) = out {
@@ -495,7 +505,7 @@ fn join_record<K, V, VO, VR, T>(
     VO: Data + DefaultSerde,
     VR: Data,
 {
-    let key_bytes = K::serde().serialize(&record.key).unwrap_or_default();
+    let key_bytes = side.keys.serialize(&record.key).unwrap_or_default();
     let value_bytes = value_bytes.unwrap_or_default();
     side.join(
         ctx,
@@ -525,7 +535,7 @@ where
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, record: Record<K, V>) {
-        let bytes = V::serde().serialize(&record.value);
+        let bytes = self.lefts.serialize(&record.value);
         join_record(self, ctx, &record, Either::Left(&record.value), bytes);
     }
 }
@@ -546,7 +556,7 @@ where
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, record: Record<K, VO>) {
-        let bytes = VO::serde().serialize(&record.value);
+        let bytes = self.0.rights.serialize(&record.value);
         join_record(
             &mut self.0,
             ctx,

@@ -28,7 +28,7 @@ pub use ops::{BranchedKStream, StreamPartitioner};
 pub use stream::KStream;
 pub use table::{Change, KTable};
 
-use crate::serdes::DefaultSerde;
+use crate::serdes::{DefaultSerde, SerdeError};
 use crate::store::{StoreKind, StoreSpec};
 use crate::topology::{
     BuildFn, GlobalStore, Instantiation, NodeKind, NodeSpec, TopicName, Topology,
@@ -244,6 +244,18 @@ impl StreamsBuilder {
                     logged: false,
                     persistent: false,
                 },
+                check: Arc::new(|key, value| {
+                    K::serde()
+                        .deserialize(key)
+                        .map_err(|e| SerdeError(format!("key: {e}")))?;
+                    // A null value deletes the key.
+                    if value.is_some() {
+                        V::serde()
+                            .deserialize(value)
+                            .map_err(|e| SerdeError(format!("value: {e}")))?;
+                    }
+                    Ok(())
+                }),
             },
         );
         GlobalKTable {

@@ -43,7 +43,12 @@ pub(crate) struct SinkNode<K, V> {
 impl<K: Data + Send, V: Data + Send> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, ctx: &mut TaskContext, record: Record<K, V>) {
         let partition = match &self.partitioner {
-            None => PartitionChoice::Default,
+            None => match self.keys.partition_key(&record.key) {
+                Some(bytes) => PartitionChoice::Custom(Box::new(move |count| {
+                    strom_client::partitioner::murmur2_partition(&bytes, count)
+                })),
+                None => PartitionChoice::Default,
+            },
             Some(p) => {
                 let (p, key, value) = (p.clone(), record.key.clone(), record.value.clone());
                 PartitionChoice::Custom(Box::new(move |count| p(&key, &value, count)))

@@ -10,7 +10,9 @@ use strom_client::consumer::TopicPartition;
 use tokio::sync::oneshot;
 
 use super::Shared;
+use crate::config::DeserializationHandler;
 use crate::store::Store;
+use crate::topology::GlobalStore;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -31,7 +33,7 @@ async fn follow(
     let config = &shared.config;
     let mut consumer =
         super::changelog_reader(config, format!("{}-GlobalStreamThread", config.client_id)).await?;
-    let mut stores: HashMap<String, Arc<Store>> = HashMap::new();
+    let mut stores: HashMap<String, (Arc<Store>, &GlobalStore)> = HashMap::new();
     let mut partitions = Vec::new();
     for global in shared.topology.global_stores() {
         let info = consumer
@@ -44,7 +46,7 @@ async fn follow(
         }
         stores.insert(
             global.topic.clone(),
-            shared.globals[&global.spec.name].clone(),
+            (shared.globals[&global.spec.name].clone(), global),
         );
     }
     consumer
@@ -85,7 +87,26 @@ async fn follow(
             Err(e) => return Err(format!("global consumer: {e}")),
         };
         for r in records {
-            if let (Some(store), Some(key)) = (stores.get(&r.topic), r.key) {
+            let Some((store, global)) = stores.get(&r.topic) else {
+                continue;
+            };
+            if let Err(e) = (global.check)(r.key.as_deref(), r.value.as_deref()) {
+                let e = format!(
+                    "global table record {}-{}@{} does not deserialize: {e}",
+                    r.topic, r.partition, r.offset
+                );
+                match config.deserialization_handler {
+                    DeserializationHandler::LogAndContinue => {
+                        tracing::warn!(error = %e, "skipping a record that does not deserialize");
+                        shared
+                            .skipped_records
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    DeserializationHandler::LogAndFail => return Err(e),
+                }
+            }
+            if let Some(key) = r.key {
                 store.restore(key, r.value);
             }
         }

@@ -57,6 +57,11 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.store.name()
     }
 
+    /// Whether `key` serializes to null (such keys have no place in a store).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.keys.is_null(key)
+    }
+
     pub fn get(&self, key: &K) -> Option<V> {
         let bytes = self.store.get(&bytes_of(&self.keys, key))?;
         Some(read(&self.store, &self.values, &bytes))
@@ -144,6 +149,11 @@ impl<K: DefaultSerde, V: DefaultSerde> WindowStore<K, V> {
 impl<K: 'static, V: 'static> WindowStore<K, V> {
     pub fn name(&self) -> &str {
         self.store.name()
+    }
+
+    /// Whether `key` serializes to null (such keys have no place in a store).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.keys.is_null(key)
     }
 
     pub fn put(&self, key: &K, start: i64, value: &V) {
@@ -249,6 +259,11 @@ impl<K: DefaultSerde, V: DefaultSerde> SessionStore<K, V> {
 impl<K: Clone + 'static, V: 'static> SessionStore<K, V> {
     pub fn name(&self) -> &str {
         self.store.name()
+    }
+
+    /// Whether `key` serializes to null (such keys have no place in a store).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.keys.is_null(key)
     }
 
     pub fn put(&self, session: &Windowed<K>, value: &V) {
