@@ -143,6 +143,60 @@ fn bench_prints_summaries_targets_and_a_report() {
     );
 }
 
+/// Issue 11: a strom-streams application in the bench process, set against the produce-100b/p6 rate of the same
+/// run, with its start-up (the group join) timed apart.
+#[test]
+fn bench_measures_streams_topologies_against_the_same_run_produce_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = bench(
+        &["--scenario", "streams", "--scenario", "produce-100b"],
+        &report,
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "strom bench failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for case in ["streams/stateless", "streams/windowed-count"] {
+        let line = line_of(&stdout, case);
+        assert!(
+            line.starts_with(&format!("{case}: 2000 records, ")),
+            "{line}"
+        );
+        for part in [
+            "records/sec",
+            "startup ",
+            "% of produce-100b/p6",
+            "client cpu ",
+        ] {
+            assert!(line.contains(part), "{line} lacks {part}");
+        }
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| (l.starts_with("  met") || l.starts_with("  MISSED"))
+                && l.contains("streams/stateless:")),
+        "no target line for streams/stateless in:\n{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report written"))
+            .expect("report is JSON");
+    for case in ["streams/stateless", "streams/windowed-count"] {
+        let figures = &report["scenarios"][case];
+        assert_eq!(figures["records"], 2000, "{case}: {figures}");
+        assert!(figures["startup_ms"].as_f64().unwrap() > 0.0, "{figures}");
+        assert!(
+            figures["fraction_of"]["produce-100b/p6"].as_f64().unwrap() > 0.0,
+            "{figures}"
+        );
+    }
+}
+
 #[test]
 fn compare_flags_a_case_worse_than_the_saved_report() {
     let dir = tempfile::tempdir().unwrap();

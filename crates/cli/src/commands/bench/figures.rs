@@ -24,6 +24,10 @@ pub struct Figures {
     /// failover: from the leader's kill to the acknowledgement of the first record sent after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_ms: Option<f64>,
+    /// streams: from `start()` until the application's tasks were assigned (internal topics, the group join);
+    /// not counted in the rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<f64>,
 }
 
 #[derive(Serialize, Debug, Clone, Copy)]
@@ -62,6 +66,9 @@ impl Figures {
         }
         if let Some(pause) = self.pause_ms {
             line += &format!(", pause {pause:.0} ms");
+        }
+        if let Some(startup) = self.startup_ms {
+            line += &format!(", startup {startup:.0} ms (not counted)");
         }
         for (baseline, ratio) in ratios {
             line += &format!(", {:.0} % of {baseline}", ratio * 100.0);

@@ -14,6 +14,7 @@ mod produce;
 mod replicated;
 mod report;
 mod sink;
+mod streams;
 mod targets;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ pub struct BenchArgs {
     /// e2e-latency: how long each run sends for.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub e2e_seconds: u32,
+    /// streams: the application's `num.stream.threads` (Kafka Streams' default, 1, unless given).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub streams_threads: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,6 +83,9 @@ pub enum Scenario {
     /// 1,000 partitions, 1 KiB records, acks=1.
     #[value(name = "many-partitions")]
     ManyPartitions,
+    /// A strom-streams application in the bench process over 100 B records on 6 partitions: a stateless
+    /// filter + map_values topology, and a windowed count (tumbling 10 s windows).
+    Streams,
     /// produce-durable against a 3-node cluster started by the bench (replication factor 3,
     /// min.insync.replicas=2): every record on all three replicas before it is acknowledged.
     #[value(name = "produce-replicated")]
@@ -109,6 +116,8 @@ enum Kind {
     },
     Consume(consume::Mode),
     E2eLatency,
+    /// A strom-streams topology over records written before the run.
+    Streams(streams::Topology),
     /// On the bench's 3-node cluster.
     Replicated {
         load: produce::Load,
@@ -174,6 +183,16 @@ impl Scenario {
                 Load::ONE_K,
                 MANY_PARTITIONS,
             )],
+            Scenario::Streams => vec![
+                Case {
+                    name: "streams/stateless",
+                    kind: Kind::Streams(streams::Topology::Stateless),
+                },
+                Case {
+                    name: "streams/windowed-count",
+                    kind: Kind::Streams(streams::Topology::WindowedCount),
+                },
+            ],
             Scenario::ProduceReplicated => vec![Case {
                 name: "produce-replicated/p6",
                 kind: Kind::Replicated {
@@ -189,7 +208,7 @@ impl Scenario {
 }
 
 /// What a case's figures are set against in its summary line: the same-run ceiling for its record size, or for
-/// consume and many-partitions the 6-partition produce figure.
+/// consume, many-partitions and streams the 6-partition produce figure of their record size.
 fn baselines(case: &Case) -> &'static [&'static str] {
     match case.kind {
         Kind::Produce {
@@ -201,6 +220,7 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Sink { load } if load.record_bytes == 100 => &["ceiling-100b"],
         Kind::Sink { .. } => &["ceiling-1k"],
         Kind::Consume(_) => &["produce-1k/p6"],
+        Kind::Streams(_) => &["produce-100b/p6"],
         Kind::Replicated { .. } => &["produce-durable/p6"],
         Kind::Ceiling { .. } | Kind::E2eLatency | Kind::Failover => &[],
     }
@@ -293,6 +313,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     written = Some(source);
                 }
             }
+            if let Kind::Streams(_) = case.kind {
+                // The input, written before the broker settles: the run measures its processing only.
+                streams::produce_input(&bootstrap, &topic, PARTITIONS, args.records)?;
+            }
             if let Broker::Child(process) = &broker {
                 if !process.settle() {
                     eprintln!("note: the broker was still busy when {} started", case.name);
@@ -362,6 +386,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         from_disk,
                     )?
                 }
+                Kind::Streams(topology) => {
+                    let figures = streams::run(
+                        &bootstrap,
+                        &topic,
+                        PARTITIONS,
+                        args.records,
+                        topology,
+                        args.streams_threads as usize,
+                    )?;
+                    finished_topic = Some(topic);
+                    figures
+                }
                 Kind::E2eLatency => {
                     let records = args.e2e_rate as usize * args.e2e_seconds as usize;
                     let figures = e2e::run(&bootstrap, &topic, PARTITIONS, args.e2e_rate, records)?;
@@ -416,7 +452,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let checked = targets::check(&results);
     if !checked.is_empty() {
-        println!("targets (issues #5 and #10, 2-core machine):");
+        println!("targets (issues #5, #10 and #11, 2-core machine):");
         for t in &checked {
             println!("  {}", t.line());
         }

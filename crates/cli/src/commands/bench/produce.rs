@@ -120,15 +120,7 @@ pub fn send_all(
     load: Load,
     records: usize,
 ) -> Result<Figures> {
-    let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
-        .set("acks", load.acks)
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "none")
-        .create_with_context(Deliveries::default())
-        .context("creating the producer")?;
+    let producer = producer(bootstrap, load)?;
     let payload = vec![b'x'; load.record_bytes];
     // Enough distinct keys that the Java-compatible key hash spreads records over every partition.
     let keys: Vec<String> = (0..(4 * partitions as usize).max(1024))
@@ -165,6 +157,24 @@ pub fn send_all(
     let mut figures = Figures::new(records, (records * load.record_bytes) as u64, elapsed);
     figures.latency_ms = Latency::from_micros(&mut latencies);
     Ok(figures)
+}
+
+/// The produce scenarios' librdkafka producer for `load`.
+pub fn producer(bootstrap: &str, load: Load) -> Result<ThreadedProducer<Deliveries>> {
+    client_config(bootstrap)
+        .set("acks", load.acks)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "none")
+        .create_with_context(Deliveries::default())
+        .context("creating the producer")
+}
+
+/// How many records the broker has acknowledged so far.
+pub fn acknowledged(producer: &ThreadedProducer<Deliveries>) -> usize {
+    producer.context().latencies_us.lock().unwrap().len()
 }
 
 /// Sends one record, waiting for room while librdkafka's queue is full.

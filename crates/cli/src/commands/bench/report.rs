@@ -4,6 +4,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::broker_process::read_kib;
+use super::streams;
 use super::targets::Checked;
 use super::{BenchArgs, CaseResult, MANY_PARTITIONS, PARTITIONS};
 
@@ -54,6 +55,12 @@ pub fn build(
             "many_partitions": MANY_PARTITIONS,
             "e2e_rate": args.e2e_rate,
             "e2e_seconds": args.e2e_seconds,
+            "streams": {
+                "keys": streams::KEYS,
+                "stream_threads": args.streams_threads,
+                "commit_interval_ms": streams::COMMIT_INTERVAL.as_millis() as u64,
+                "window_ms": streams::WINDOW.as_millis() as u64,
+            },
             "client": format!("librdkafka {}", rdkafka::util::get_rdkafka_version().1),
             "brokers": bootstrap,
             "broker_settings": args.broker_settings,
