@@ -225,7 +225,10 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.config.return_before_rejoin && !self.rejoin_announced && self.rebalance_pending() {
+            if self.config.return_before_rejoin
+                && !self.rejoin_announced
+                && self.rebalance_pending()
+            {
                 self.rejoin_announced = true;
                 return Ok(Vec::new());
             }

@@ -35,6 +35,12 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn is_null(&self, _value: &T) -> bool {
         false
     }
+
+    /// Deserializes bytes the caller owns (a source's record): serdes that keep the bytes take them as they
+    /// are instead of copying.
+    fn deserialize_owned(&self, data: Option<Bytes>) -> Result<T, SerdeError> {
+        self.deserialize(data.as_deref())
+    }
 }
 
 /// A shared serde.
@@ -86,6 +92,15 @@ impl Serde<Bytes> for BytesSerde {
 
     fn deserialize(&self, data: Option<&[u8]>) -> Result<Bytes, SerdeError> {
         Ok(Bytes::copy_from_slice(present(data, "Bytes")?))
+    }
+
+    fn deserialize_owned(&self, data: Option<Bytes>) -> Result<Bytes, SerdeError> {
+        data.ok_or_else(|| {
+            SerdeError(
+                "null where a Bytes was expected (use Option<Bytes> or () for nullable data)"
+                    .into(),
+            )
+        })
     }
 }
 
@@ -184,6 +199,10 @@ impl<T: 'static> Serde<Option<T>> for Nullable<T> {
 
     fn deserialize(&self, data: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
         data.map(|d| self.0.deserialize(Some(d))).transpose()
+    }
+
+    fn deserialize_owned(&self, data: Option<Bytes>) -> Result<Option<T>, SerdeError> {
+        data.map(|d| self.0.deserialize_owned(Some(d))).transpose()
     }
 }
 

@@ -156,18 +156,27 @@ impl Task {
                 self.ctx.task_id, raw.topic
             );
         };
-        let meta = RecordMetadata {
-            topic: raw.topic.clone(),
-            partition: raw.partition,
-            offset: raw.offset,
-        };
-        let timestamp = raw.timestamp;
+        let RawRecord {
+            topic,
+            partition,
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        } = raw;
         // Stream time moves before processing, so windows see the record's own time (Kafka's PartitionGroup).
         let previous = self.ctx.stream_time;
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
-        self.ctx.record = Some(meta.clone());
-        let result = source.borrow_mut().process_raw(&mut self.ctx, raw);
-        self.ctx.record = None;
+        self.ctx.record = Some(RecordMetadata {
+            topic,
+            partition,
+            offset,
+        });
+        let result = source
+            .borrow_mut()
+            .process_raw(&mut self.ctx, key, value, timestamp, headers);
+        let meta = self.ctx.record.take().expect("set above");
         if let Err(error) = result {
             self.ctx.stream_time = previous;
             return Err(TaskError::Deserialization {

@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::processor::{
     Downstream, Lifecycle, Node, NodeRef, Processor, ProcessorNode, TaskContext,
 };
-use crate::record::RawRecord;
 use crate::serdes::{SerdeError, SerdeRef};
 use crate::store::StoreSpec;
 
@@ -268,7 +269,14 @@ fn split(nodes: &[NodeSpec]) -> Vec<Subtopology> {
 
 /// A source node's untyped entry: raw bytes in, typed records out.
 pub(crate) trait RawNode {
-    fn process_raw(&mut self, ctx: &mut TaskContext, raw: RawRecord) -> Result<(), SerdeError>;
+    fn process_raw(
+        &mut self,
+        ctx: &mut TaskContext,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: crate::record::Headers,
+    ) -> Result<(), SerdeError>;
 }
 
 pub(crate) struct SourceNode<K, V> {
@@ -278,20 +286,27 @@ pub(crate) struct SourceNode<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> RawNode for SourceNode<K, V> {
-    fn process_raw(&mut self, ctx: &mut TaskContext, raw: RawRecord) -> Result<(), SerdeError> {
+    fn process_raw(
+        &mut self,
+        ctx: &mut TaskContext,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: crate::record::Headers,
+    ) -> Result<(), SerdeError> {
         let key = self
             .keys
-            .deserialize(raw.key.as_deref())
+            .deserialize_owned(key)
             .map_err(|e| SerdeError(format!("key: {e}")))?;
         let value = self
             .values
-            .deserialize(raw.value.as_deref())
+            .deserialize_owned(value)
             .map_err(|e| SerdeError(format!("value: {e}")))?;
         let record = crate::record::Record {
             key,
             value,
-            timestamp: raw.timestamp,
-            headers: raw.headers,
+            timestamp,
+            headers,
         };
         self.downstream.forward(ctx, record);
         Ok(())

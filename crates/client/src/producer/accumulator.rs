@@ -532,18 +532,20 @@ impl Accumulator {
     pub fn expire(&mut self, now: Instant) {
         let timeout = self.settings.delivery_timeout;
         let mut reset = false;
+        // A queue holds its batches oldest first (retries go back to the front), so the expired ones are a
+        // prefix: this runs on every wake-up of the sender and must not touch the rest (a long queue made it
+        // most of the producer's time when the broker lagged).
         for state in self.partitions.values_mut() {
-            let mut keep = VecDeque::with_capacity(state.queue.len());
-            for b in state.queue.drain(..) {
-                if b.created + timeout <= now {
-                    reset |= b.base_sequence != -1;
-                    let what = format!("delivery to {}-{}", b.tp.topic, b.tp.partition);
-                    b.fail(Error::Timeout { what, timeout });
-                } else {
-                    keep.push_back(b);
-                }
+            while state
+                .queue
+                .front()
+                .is_some_and(|b| b.created + timeout <= now)
+            {
+                let b = state.queue.pop_front().expect("non-empty");
+                reset |= b.base_sequence != -1;
+                let what = format!("delivery to {}-{}", b.tp.topic, b.tp.partition);
+                b.fail(Error::Timeout { what, timeout });
             }
-            state.queue = keep;
         }
         if reset && self.settings.idempotent {
             self.reset_needed = true;

@@ -591,11 +591,19 @@ impl StreamThread {
     /// Processes records: per task, by timestamp across its partitions, in offset order within each.
     async fn process_chunk(&mut self, records: Vec<ConsumerRecord>) -> Result<(), Fatal> {
         let app = self.shared.config.application_id.clone();
-        let mut by_task: BTreeMap<
-            TaskId,
-            HashMap<i32, BTreeMap<String, VecDeque<ConsumerRecord>>>,
-        > = BTreeMap::new();
+        // The consumer hands out each partition's records together and in order: one queue per run of a
+        // partition, its task looked up once.
+        let mut by_task: BTreeMap<TaskId, Vec<(TopicPartition, VecDeque<ConsumerRecord>)>> =
+            BTreeMap::new();
+        let mut last: Option<(TaskId, usize)> = None;
         for r in records {
+            if let Some((id, at)) = last {
+                let (tp, queue) = &mut by_task.get_mut(&id).expect("grouped")[at];
+                if tp.partition == r.partition && tp.topic == r.topic {
+                    queue.push_back(r);
+                    continue;
+                }
+            }
             let Some(sub) = self.shared.topology.subtopology_of(&app, &r.topic) else {
                 continue;
             };
@@ -603,33 +611,37 @@ impl StreamThread {
                 subtopology: sub.id,
                 partition: r.partition,
             };
-            by_task
-                .entry(id)
-                .or_default()
-                .entry(r.partition)
-                .or_default()
-                .entry(r.topic.clone())
-                .or_default()
-                .push_back(r);
+            let tp = TopicPartition::new(r.topic.clone(), r.partition);
+            let queues = by_task.entry(id).or_default();
+            let at = match queues.iter().position(|(t, _)| *t == tp) {
+                Some(at) => at,
+                None => {
+                    queues.push((tp, VecDeque::new()));
+                    queues.len() - 1
+                }
+            };
+            queues[at].1.push_back(r);
+            last = Some((id, at));
         }
-        for (id, mut partitions) in by_task {
+        let lenient =
+            self.shared.config.deserialization_handler == DeserializationHandler::LogAndContinue;
+        for (id, mut queues) in by_task {
             let Some(running) = self.tasks.get_mut(&id) else {
                 continue;
             };
             let dropped_before = running.task.dropped_records();
-            let queues = partitions.values_mut().flat_map(|t| t.values_mut());
-            let mut queues: Vec<&mut VecDeque<ConsumerRecord>> = queues.collect();
+            let mut next_offsets: Vec<Option<i64>> = vec![None; queues.len()];
             loop {
                 let next = queues
                     .iter_mut()
-                    .filter(|q| !q.is_empty())
-                    .min_by_key(|q| q.front().map(|r| r.timestamp));
-                let Some(queue) = next else {
+                    .enumerate()
+                    .filter(|(_, (_, q))| !q.is_empty())
+                    .min_by_key(|(_, (_, q))| q.front().map(|r| r.timestamp));
+                let Some((at, (_, queue))) = next else {
                     break;
                 };
                 let r = queue.pop_front().expect("non-empty");
-                let tp = TopicPartition::new(r.topic.clone(), r.partition);
-                let next_offset = r.offset + 1;
+                next_offsets[at] = Some(r.offset + 1);
                 let raw = RawRecord {
                     topic: r.topic,
                     partition: r.partition,
@@ -641,10 +653,7 @@ impl StreamThread {
                 };
                 match running.task.process(raw) {
                     Ok(()) => {}
-                    Err(e @ TaskError::Deserialization { .. })
-                        if self.shared.config.deserialization_handler
-                            == DeserializationHandler::LogAndContinue =>
-                    {
+                    Err(e @ TaskError::Deserialization { .. }) if lenient => {
                         tracing::warn!(error = %e, "skipping a record that does not deserialize");
                         self.shared
                             .skipped_records
@@ -652,8 +661,12 @@ impl StreamThread {
                     }
                     Err(e) => return Err(e.to_string()),
                 }
-                running.offsets.insert(tp, next_offset);
-                self.dirty = true;
+            }
+            for ((tp, _), next) in queues.into_iter().zip(next_offsets) {
+                if let Some(next) = next {
+                    running.offsets.insert(tp, next);
+                    self.dirty = true;
+                }
             }
             self.shared.dropped_records.fetch_add(
                 running.task.dropped_records() - dropped_before,
