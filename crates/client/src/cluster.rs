@@ -163,6 +163,18 @@ impl Cluster {
         self.metadata().topics.get(topic).cloned()
     }
 
+    /// The topic's partition count as of the last refresh, without copying its metadata (the producer asks for
+    /// every record).
+    pub fn partition_count(&self, topic: &str) -> Option<usize> {
+        self.metadata
+            .read()
+            .unwrap()
+            .topics
+            .get(topic)
+            .map(TopicInfo::partition_count)
+            .filter(|n| *n > 0)
+    }
+
     /// Fetches metadata for `topic` if it is not cached yet (creating it when auto creation is allowed).
     pub async fn topic_or_fetch(&self, topic: &str) -> Result<TopicInfo, Error> {
         if let Some(t) = self.topic(topic) {

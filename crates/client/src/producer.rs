@@ -135,12 +135,20 @@ impl Producer {
             });
         }
         let max_block = inner.config.max_block;
-        let deadline = tokio::time::Instant::now() + max_block;
-        let topic = inner
-            .cluster
-            .wait_for_topic(&record.topic, max_block)
-            .await?;
-        let count = topic.partition_count();
+        // max.block.ms bounds the metadata wait and the buffer.memory wait together; the clock is read only
+        // when there is a wait (not per record).
+        let mut blocked_since = None;
+        let count = match inner.cluster.partition_count(&record.topic) {
+            Some(count) => count,
+            None => {
+                blocked_since = Some(tokio::time::Instant::now());
+                inner
+                    .cluster
+                    .wait_for_topic(&record.topic, max_block)
+                    .await?
+                    .partition_count()
+            }
+        };
         let partition = match record.partition {
             Some(p) => p,
             None => {
@@ -160,20 +168,25 @@ impl Producer {
                 count,
             });
         }
-        let permit = match tokio::time::timeout_at(
-            deadline,
-            inner.memory.clone().acquire_many_owned(size as u32),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(Error::ProducerClosed),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    what: format!("waiting for {size} bytes of buffer.memory"),
-                    timeout: max_block,
-                })
-            }
+        // Room in buffer.memory at once (the common case, no timer), else wait up to max.block.ms for it.
+        let permit = match inner.memory.clone().try_acquire_many_owned(size as u32) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => match tokio::time::timeout(
+                max_block.saturating_sub(blocked_since.map_or(Duration::ZERO, |t| t.elapsed())),
+                inner.memory.clone().acquire_many_owned(size as u32),
+            )
+            .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(Error::ProducerClosed),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: format!("waiting for {size} bytes of buffer.memory"),
+                        timeout: max_block,
+                    })
+                }
+            },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (tx, rx) = oneshot::channel();

@@ -67,7 +67,11 @@ pub(crate) struct UndeliveredGuard(Option<Arc<watch::Sender<usize>>>);
 
 impl UndeliveredGuard {
     pub fn new(counter: Arc<watch::Sender<usize>>) -> Self {
-        counter.send_modify(|n| *n += 1);
+        // Waiters wait for zero: only the change to zero wakes them (a wake per record was a visible cost).
+        counter.send_if_modified(|n| {
+            *n += 1;
+            false
+        });
         Self(Some(counter))
     }
 
@@ -80,7 +84,10 @@ impl UndeliveredGuard {
 impl Drop for UndeliveredGuard {
     fn drop(&mut self) {
         if let Some(c) = &self.0 {
-            c.send_modify(|n| *n -= 1);
+            c.send_if_modified(|n| {
+                *n -= 1;
+                *n == 0
+            });
         }
     }
 }

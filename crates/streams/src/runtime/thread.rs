@@ -697,13 +697,16 @@ impl StreamThread {
                 PartitionChoice::Default => None,
                 PartitionChoice::Fixed(p) => Some(p),
                 PartitionChoice::Custom(choose) => {
-                    let topic = self
-                        .producer
-                        .cluster()
-                        .wait_for_topic(&record.topic, std::time::Duration::from_secs(60))
-                        .await
-                        .map_err(|e| format!("sink topic {}: {e}", record.topic))?;
-                    Some(choose(topic.partition_count() as u32) as i32)
+                    let cluster = self.producer.cluster();
+                    let count = match cluster.partition_count(&record.topic) {
+                        Some(count) => count,
+                        None => cluster
+                            .wait_for_topic(&record.topic, std::time::Duration::from_secs(60))
+                            .await
+                            .map_err(|e| format!("sink topic {}: {e}", record.topic))?
+                            .partition_count(),
+                    };
+                    Some(choose(count as u32) as i32)
                 }
             };
             let topic = record.topic.clone();
