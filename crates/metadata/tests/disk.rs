@@ -23,7 +23,7 @@ fn entry(index: u64, term: u64) -> Entry {
         ..Default::default()
     };
     e.set_data(format!("entry {index} of term {term}").into_bytes().into());
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         e.set_context(vec![index as u8; 3].into());
     }
     e
