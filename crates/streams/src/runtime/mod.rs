@@ -606,7 +606,12 @@ where
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            // The thread's own future (tasks are not `Send`) runs here in `block_on`; the client's background
+            // work (the producer's sender, connection readers, heartbeats) runs on one worker thread beside it,
+            // so encoding and sending overlap with processing.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(format!("{name}-io"))
                 .enable_all()
                 .build()
                 .expect("a tokio runtime for the stream thread");
