@@ -35,6 +35,17 @@ impl<K, V> Record<K, V> {
         }
     }
 
+    /// `f` of the key and value, with the same timestamp and headers (moved, not cloned).
+    pub fn map<K2, V2>(self, f: impl FnOnce(K, V) -> (K2, V2)) -> Record<K2, V2> {
+        let (key, value) = f(self.key, self.value);
+        Record {
+            key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+
     pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
         Record {
             key: self.key,

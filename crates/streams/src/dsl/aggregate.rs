@@ -173,9 +173,33 @@ where
     table
 }
 
-/// Kafka's default segment interval of window and session stores: half the retention, at least a minute.
-fn segment_ms(retention_ms: i64) -> i64 {
-    (retention_ms / 2).max(60_000)
+/// When a window or session store's expiry pass is due. Entries leave a segment after their retention, as in
+/// Kafka's segmented stores (Kafka's default segment: half the retention, at least a minute), so interactive
+/// queries still see windows that just closed; a pass reads the whole store, so one per segment of stream time.
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    retention_ms: i64,
+    segment_ms: i64,
+    done_up_to: i64,
+}
+
+impl Expiry {
+    fn new(retention_ms: i64) -> Self {
+        Self {
+            retention_ms,
+            segment_ms: (retention_ms / 2).max(60_000),
+            done_up_to: i64::MIN,
+        }
+    }
+
+    /// The time to expire entries below, when a pass is due at stream time `observed`.
+    fn due(&mut self, observed: i64) -> Option<i64> {
+        let horizon = observed - self.retention_ms - self.segment_ms;
+        (horizon >= self.done_up_to.saturating_add(self.segment_ms)).then(|| {
+            self.done_up_to = horizon;
+            horizon
+        })
+    }
 }
 
 /// A grouped stream with fixed-size windows.
@@ -232,7 +256,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> TimeWindowedK
                 step: step.clone(),
                 state: None,
                 observed: i64::MIN,
-                expired_up_to: i64::MIN,
+                expiry: Expiry::new(windows.retention_ms()),
             },
         )
     }
@@ -244,7 +268,7 @@ struct WindowAggregate<K, V, VA> {
     step: Step<K, V, VA>,
     state: Option<WindowStore<K, VA>>,
     observed: i64,
-    expired_up_to: i64,
+    expiry: Expiry,
 }
 
 impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>> for WindowAggregate<K, V, VA>
@@ -295,14 +319,8 @@ where
         if !applied {
             ctx.record_dropped();
         }
-        // Expire once per window size of stream time: a full pass of the store, amortized.
-        // Windows leave the store a segment after their retention, as in Kafka's segmented window stores (so
-        // interactive queries still see windows that just closed); one full pass per segment of stream time.
-        let segment = segment_ms(self.windows.retention_ms());
-        let horizon = self.observed - self.windows.retention_ms() - segment;
-        if horizon >= self.expired_up_to.saturating_add(segment) {
+        if let Some(horizon) = self.expiry.due(self.observed) {
             store.expire(horizon);
-            self.expired_up_to = horizon;
         }
     }
 }
@@ -349,7 +367,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SessionWindow
                 merge: merge.clone(),
                 state: None,
                 observed: i64::MIN,
-                expired_up_to: i64::MIN,
+                expiry: Expiry::new(windows.gap_ms.saturating_add(windows.grace_ms)),
             },
         )
     }
@@ -363,7 +381,7 @@ struct SessionAggregate<K, V, VA> {
     merge: Merger<K, VA>,
     state: Option<SessionStore<K, VA>>,
     observed: i64,
-    expired_up_to: i64,
+    expiry: Expiry,
 }
 
 impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>> for SessionAggregate<K, V, VA>
@@ -437,12 +455,8 @@ where
             timestamp: ts,
             headers: record.headers,
         });
-        let retention = gap.saturating_add(self.windows.grace_ms);
-        let segment = segment_ms(retention);
-        let horizon = self.observed - retention - segment;
-        if horizon >= self.expired_up_to.saturating_add(segment) {
+        if let Some(horizon) = self.expiry.due(self.observed) {
             store.expire(horizon);
-            self.expired_up_to = horizon;
         }
     }
 }
@@ -470,16 +484,18 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SlidingWindow
         let (init, agg): (Init<VA>, Aggregator<K, V, VA>) =
             (Arc::new(initializer), Arc::new(aggregator));
         let graph = self.stream.graph.clone();
-        // The raw records of each key, from which every affected window is folded again.
+        // The raw records of each key, from which every affected window is folded again: kept while an open
+        // window can still hold them.
+        let records_retention = windows
+            .time_difference_ms
+            .saturating_mul(2)
+            .saturating_add(windows.grace_ms)
+            .saturating_add(1);
         let records = graph.borrow_mut().store_for(
             &Materialized::default(),
             "KSTREAM-SLIDING-RECORDS-STORE",
             StoreKind::Window {
-                retention_ms: windows
-                    .time_difference_ms
-                    .saturating_mul(2)
-                    .saturating_add(windows.grace_ms)
-                    .saturating_add(1),
+                retention_ms: records_retention,
             },
         );
         let retention = windows.time_difference_ms + windows.grace_ms;
@@ -500,7 +516,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> SlidingWindow
                 agg: agg.clone(),
                 state: None,
                 observed: i64::MIN,
-                expired_up_to: i64::MIN,
+                expiry: Expiry::new(records_retention),
                 _v: PhantomData,
             },
         )
@@ -515,7 +531,7 @@ struct SlidingAggregate<K, V, VA> {
     agg: Aggregator<K, V, VA>,
     state: Option<(WindowStore<K, VA>, WindowStore<K, V>)>,
     observed: i64,
-    expired_up_to: i64,
+    expiry: Expiry,
     _v: PhantomData<fn() -> V>,
 }
 
@@ -608,16 +624,9 @@ where
         }
         // Records leave once no open window can hold them, results once their window closed (a segment later,
         // as the other window stores).
-        let records_retention = d
-            .saturating_mul(2)
-            .saturating_add(self.windows.grace_ms)
-            .saturating_add(1);
-        let segment = segment_ms(records_retention);
-        let horizon = self.observed - records_retention - segment;
-        if horizon >= self.expired_up_to.saturating_add(segment) {
+        if let Some(horizon) = self.expiry.due(self.observed) {
             raw.expire(horizon);
-            results.expire(self.observed - d - self.windows.grace_ms - segment);
-            self.expired_up_to = horizon;
+            results.expire(self.observed - d - self.windows.grace_ms - self.expiry.segment_ms);
         }
     }
 }

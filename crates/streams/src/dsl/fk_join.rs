@@ -24,7 +24,7 @@ use crate::processor::{Processor, ProcessorContext};
 use crate::record::Record;
 use crate::serdes::{put_part, take_part, DefaultSerde, Serde, SerdeError, SerdeRef};
 use crate::store::{KeyValueStore, Store, StoreKind};
-use crate::topology::{BuildFn, Instantiation, NodeKind};
+use crate::topology::{BuildFn, Instantiation};
 
 /// FNV-1a, 64 bits: a stable hash of the left value's bytes (stable across builds, unlike `DefaultHasher`).
 fn fingerprint(bytes: &[u8]) -> u64 {
@@ -283,29 +283,20 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
                 },
             );
         });
-        let merge: BuildFn = pass_through::<K, Response<VO>>();
         let responses = {
             let mut g = self.graph.borrow_mut();
-            let (an, nn, mn) = (
+            let names = [
                 g.name("KTABLE-FK-JOIN-ANSWER"),
                 g.name("KTABLE-FK-JOIN-NOTIFY"),
                 g.name("KTABLE-FK-JOIN-MERGE"),
+            ];
+            let right_stores = vec![subscriptions.clone(), right_store.clone()];
+            let m = g.add_sides_and_merge(
+                names,
+                (registered.node, right_stores.clone(), answer_build),
+                (other.node, right_stores, notify_build),
+                (Vec::new(), pass_through::<K, Response<VO>>()),
             );
-            let a = g.add(
-                an,
-                NodeKind::Processor,
-                vec![registered.node],
-                vec![subscriptions.clone(), right_store.clone()],
-                answer_build,
-            );
-            let n = g.add(
-                nn,
-                NodeKind::Processor,
-                vec![other.node],
-                vec![subscriptions.clone(), right_store.clone()],
-                notify_build,
-            );
-            let m = g.add(mn, NodeKind::Processor, vec![a, n], Vec::new(), merge);
             let response_topic = format!("{name}-subscription-response");
             // Partitioned like the left table: the left side reads it in the same tasks as the table.
             g.add_reader_partitioned(response_topic);
@@ -340,33 +331,21 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
             };
             inst.processor::<_, K, Change<V>, K, Change<VR>>(id, FnProcessor(Arc::new(f)));
         });
-        let result_merge: BuildFn = pass_through::<K, Change<VR>>();
         let mut g = self.graph.borrow_mut();
-        let (rn, dn, mn) = (
+        let names = [
             g.name("KTABLE-FK-JOIN-RESOLVE"),
             g.name("KTABLE-FK-JOIN-DELETE"),
             g.name("KTABLE-FK-JOIN-RESULT"),
-        );
-        let r = g.add(
-            rn,
-            NodeKind::Processor,
-            vec![answered.node],
-            vec![left_store, results.clone()],
-            resolve_build,
-        );
-        let d = g.add(
-            dn,
-            NodeKind::Processor,
-            vec![self.node],
-            vec![results.clone()],
-            deletes_build,
-        );
-        let m = g.add(
-            mn,
-            NodeKind::Processor,
-            vec![r, d],
-            vec![results.clone()],
-            result_merge,
+        ];
+        let m = g.add_sides_and_merge(
+            names,
+            (
+                answered.node,
+                vec![left_store, results.clone()],
+                resolve_build,
+            ),
+            (self.node, vec![results.clone()], deletes_build),
+            (vec![results.clone()], pass_through::<K, Change<VR>>()),
         );
         drop(g);
         KTable::at(self.graph.clone(), m, Some(results))

@@ -245,29 +245,13 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
         let right_build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {
             inst.processor::<_, K, VO, K, VR>(id, RightSide(right_side.0.fresh()));
         });
-        let merge: BuildFn = pass_through::<K, VR>();
         let mut g = self.graph.borrow_mut();
-        let l = g.add(
-            this_name,
-            NodeKind::Processor,
-            vec![left.node],
-            stores.clone(),
-            left_build,
-        );
-        let r = g.add(
-            other_name,
-            NodeKind::Processor,
-            vec![right.node],
-            stores,
-            right_build,
-        );
-        let merge_name = g.name("KSTREAM-MERGE");
-        let m = g.add(
-            merge_name,
-            NodeKind::Processor,
-            vec![l, r],
-            Vec::new(),
-            merge,
+        let names = [this_name, other_name, g.name("KSTREAM-MERGE")];
+        let m = g.add_sides_and_merge(
+            names,
+            (left.node, stores.clone(), left_build),
+            (right.node, stores, right_build),
+            (Vec::new(), pass_through::<K, VR>()),
         );
         drop(g);
         KStream::at(self.graph.clone(), m, false)
@@ -391,7 +375,7 @@ where
             };
             // The partner found a partner: it is no longer waiting to be emitted alone.
             if let Some(outer) = outer {
-                let partner_closes = t + self.partner_window_end_offset();
+                let partner_closes = t + self.window_end_offset(!self.is_left);
                 outer.delete(&outer_key(partner_closes, !self.is_left, &composite));
             }
             if let Some(out) = out {
@@ -416,7 +400,7 @@ where
         own.put(composite.clone(), value_bytes.clone());
         if !matched && self.emit_unmatched {
             if let Some(outer) = outer {
-                let closes = timestamp + self.own_window_end_offset();
+                let closes = timestamp + self.window_end_offset(self.is_left);
                 outer.put(
                     outer_key(closes, self.is_left, &composite),
                     value_bytes.clone(),
@@ -425,21 +409,12 @@ where
         }
     }
 
-    /// How long after its own time a record of this side can still find a partner, plus grace.
-    fn own_window_end_offset(&self) -> i64 {
-        let ahead = if self.is_left {
+    /// How long after its own time a record of the left (or right) side can still find a partner, plus grace.
+    fn window_end_offset(&self, left: bool) -> i64 {
+        let ahead = if left {
             self.windows.after_ms
         } else {
             self.windows.before_ms
-        };
-        ahead + self.windows.grace_ms
-    }
-
-    fn partner_window_end_offset(&self) -> i64 {
-        let ahead = if self.is_left {
-            self.windows.before_ms
-        } else {
-            self.windows.after_ms
         };
         ahead + self.windows.grace_ms
     }
@@ -650,33 +625,17 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KTable<K, V> 
                 }
             })
         };
-        let merge: BuildFn = pass_through::<K, Change<VR>>();
         let mut g = self.graph.borrow_mut();
-        let (ln, rn, mn) = (
+        let names = [
             g.name("KTABLE-JOINTHIS"),
             g.name("KTABLE-JOINOTHER"),
             g.name("KTABLE-MERGE"),
-        );
-        let l = g.add(
-            ln,
-            NodeKind::Processor,
-            vec![self.node],
-            stores.clone(),
-            side(true),
-        );
-        let r = g.add(
-            rn,
-            NodeKind::Processor,
-            vec![other.node],
-            stores,
-            side(false),
-        );
-        let m = g.add(
-            mn,
-            NodeKind::Processor,
-            vec![l, r],
-            vec![result.clone()],
-            merge,
+        ];
+        let m = g.add_sides_and_merge(
+            names,
+            (self.node, stores.clone(), side(true)),
+            (other.node, stores, side(false)),
+            (vec![result.clone()], pass_through::<K, Change<VR>>()),
         );
         drop(g);
         KTable::at(self.graph.clone(), m, Some(result))

@@ -106,6 +106,33 @@ impl Graph {
         self.nodes.len() - 1
     }
 
+    /// Adds the shape of a join: a processor per side (`parent`, stores, build) and the node where both meet,
+    /// named `names` in that order; returns the meeting node.
+    pub fn add_sides_and_merge(
+        &mut self,
+        names: [String; 3],
+        left: (usize, Vec<String>, BuildFn),
+        right: (usize, Vec<String>, BuildFn),
+        merge: (Vec<String>, BuildFn),
+    ) -> usize {
+        let [left_name, right_name, merge_name] = names;
+        let l = self.add(left_name, NodeKind::Processor, vec![left.0], left.1, left.2);
+        let r = self.add(
+            right_name,
+            NodeKind::Processor,
+            vec![right.0],
+            right.1,
+            right.2,
+        );
+        self.add(
+            merge_name,
+            NodeKind::Processor,
+            vec![l, r],
+            merge.0,
+            merge.1,
+        )
+    }
+
     /// Declares a store; a second store with the same name is a topology error.
     pub fn add_store(&mut self, spec: StoreSpec) {
         if self.stores.contains_key(&spec.name) {

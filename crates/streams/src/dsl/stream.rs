@@ -85,21 +85,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
     ) -> KStream<K2, V2> {
-        self.stateless("KSTREAM-MAP", true, move |ctx, r| {
-            let Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            } = r;
-            let (key, value) = f(key, value);
-            ctx.forward(Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            });
-        })
+        self.stateless("KSTREAM-MAP", true, move |ctx, r| ctx.forward(r.map(&f)))
     }
 
     /// A new value for each record; the key stays, so no repartitioning.
@@ -108,18 +94,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         f: impl Fn(V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
         self.stateless("KSTREAM-MAPVALUES", false, move |ctx, r| {
-            let Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            } = r;
-            ctx.forward(Record {
-                key,
-                value: f(value),
-                timestamp,
-                headers,
-            });
+            ctx.forward(r.map(|k, v| (k, f(v))));
         })
     }
 
@@ -129,19 +104,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
         self.stateless("KSTREAM-MAPVALUES", false, move |ctx, r| {
-            let Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            } = r;
-            let value = f(&key, value);
-            ctx.forward(Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            });
+            ctx.forward(r.map(|k, v| {
+                let v = f(&k, v);
+                (k, v)
+            }));
         })
     }
 
