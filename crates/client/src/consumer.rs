@@ -4,7 +4,9 @@
 //!
 //! Like Kafka's Java consumer it is driven by its owner: `poll` takes `&mut self`, does any pending rebalance,
 //! resolves unknown positions (committed offset, else `auto.offset.reset`), then sends one long-poll Fetch per
-//! partition leader. Only heartbeats run in the background (see [`group`] and [`kip848`]).
+//! partition leader. In the background run heartbeats (see [`group`] and [`kip848`]) and the fetch that `poll`
+//! sends ahead when it returns records, decoded there, so that the broker's read, the network and the decoding
+//! of the next records overlap the owner's processing of these ([`Prefetch`]).
 
 mod assignor;
 mod config;
@@ -69,6 +71,75 @@ pub struct Consumer {
     next_auto_commit: Instant,
     /// `poll` returned early for the pending rejoin (`return_before_rejoin`): the next one rejoins.
     rejoin_announced: bool,
+    /// The fetch `poll` sent ahead when it returned records.
+    prefetch: Option<Prefetch>,
+}
+
+/// A Fetch in flight, from a background task that also decodes the answers. `poll` sends one ahead when it
+/// returns records, for the partitions it reads at their new positions: the broker reads and the records are
+/// decoded while the owner processes the last ones (as the Java consumer's fetcher and librdkafka's prefetch
+/// do). The next `poll` takes it if it would ask for exactly the same; after a seek, a pause or a rebalance it
+/// is dropped, which aborts it, and its records are never handed out.
+struct Prefetch {
+    fetchable: Vec<(TopicPartition, i64)>,
+    handle: JoinHandle<FetchOutcome>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// What a fetch brought back: per leader, its partitions decoded, or why the request failed.
+struct FetchOutcome {
+    leaders: Vec<Result<Vec<FetchedPartition>, Error>>,
+    /// Some partition had no known leader, so it was not asked for.
+    leaderless: bool,
+}
+
+struct FetchedPartition {
+    tp: TopicPartition,
+    /// Where the fetch started.
+    position: i64,
+    error_code: i16,
+    high_watermark: i64,
+    decoded: Result<records::Decoded, String>,
+}
+
+/// Decodes one leader's Fetch response, for the partitions it was asked for.
+fn decode_fetch(
+    partitions: Vec<(TopicPartition, i64)>,
+    response: Result<strom_protocol::kafka::messages::FetchResponse, Error>,
+) -> Result<Vec<FetchedPartition>, Error> {
+    let response = response?;
+    if let Some(e) = Error::kafka(response.error_code, "Fetch") {
+        return Err(e);
+    }
+    let requested: BTreeMap<TopicPartition, i64> = partitions.into_iter().collect();
+    let mut out = Vec::new();
+    for topic in response.responses {
+        for p in topic.partitions {
+            let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
+            let Some(&position) = requested.get(&tp) else {
+                continue;
+            };
+            let decoded = match p.records.filter(|r| !r.is_empty()) {
+                Some(data) if p.error_code == 0 => {
+                    records::decode_partition(&tp.topic, tp.partition, data, position)
+                }
+                _ => Ok(records::Decoded::default()),
+            };
+            out.push(FetchedPartition {
+                tp,
+                position,
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                decoded,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl std::fmt::Debug for Consumer {
@@ -115,6 +186,7 @@ impl Consumer {
             kip848,
             heartbeat: None,
             rejoin_announced: false,
+            prefetch: None,
         })
     }
 
@@ -240,13 +312,9 @@ impl Consumer {
             self.maybe_auto_commit();
             self.resolve_positions().await?;
             let now = Instant::now();
-            let fetchable: Vec<(TopicPartition, i64)> = self
-                .assignment
-                .iter()
-                .filter(|(_, s)| !s.paused)
-                .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
-                .collect();
+            let fetchable = self.fetchable();
             if fetchable.is_empty() {
+                self.prefetch = None;
                 // Nothing to read until a rebalance assigns something, or the caller resumes or assigns.
                 if now >= deadline {
                     return Ok(Vec::new());
@@ -271,12 +339,48 @@ impl Consumer {
                 }
                 continue;
             }
-            let wait = self
-                .config
-                .fetch_max_wait
-                .min(deadline.saturating_duration_since(now));
-            let records = self.fetch(fetchable, wait).await?;
-            if !records.is_empty() || Instant::now() >= deadline {
+            // The fetch sent ahead serves only if it asked for exactly this; otherwise dropping it aborts it.
+            let mut fetch = match self.prefetch.take() {
+                Some(prefetch) if prefetch.fetchable == fetchable => prefetch,
+                _ => {
+                    let wait = self
+                        .config
+                        .fetch_max_wait
+                        .min(deadline.saturating_duration_since(now));
+                    self.send_fetch(fetchable, wait)
+                }
+            };
+            let outcome = match tokio::time::timeout_at(deadline, &mut fetch.handle).await {
+                Ok(joined) => joined.map_err(|e| Error::Decode {
+                    addr: "the fetch task".into(),
+                    api: strom_protocol::kafka::messages::ApiKey::Fetch,
+                    reason: e.to_string(),
+                })?,
+                Err(_) => {
+                    // Still in flight: the next poll takes it.
+                    self.prefetch = Some(fetch);
+                    return Ok(Vec::new());
+                }
+            };
+            let (records, refresh) = self.apply_fetch(outcome)?;
+            if refresh {
+                if let Err(e) = self.cluster.refresh().await {
+                    tracing::debug!(error = %e, "metadata refresh failed");
+                }
+                if records.is_empty() {
+                    // Leadership is moving; nothing to wait on but time before the next attempt.
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+            }
+            if !records.is_empty() {
+                // The next records are read and decoded while the owner processes these.
+                let next = self.fetchable();
+                if !next.is_empty() {
+                    self.prefetch = Some(self.send_fetch(next, self.config.fetch_max_wait));
+                }
+                return Ok(records);
+            }
+            if Instant::now() >= deadline {
                 return Ok(records);
             }
         }
@@ -419,41 +523,74 @@ impl Consumer {
         Ok(())
     }
 
-    /// One Fetch per leader, in parallel; returns the records in partition order.
-    async fn fetch(
-        &mut self,
-        fetchable: Vec<(TopicPartition, i64)>,
-        wait: Duration,
-    ) -> Result<Vec<ConsumerRecord>, Error> {
+    /// The partitions a fetch asks for now, with their positions: assigned, not paused, position known.
+    fn fetchable(&self) -> Vec<(TopicPartition, i64)> {
+        self.assignment
+            .iter()
+            .filter(|(_, s)| !s.paused)
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
+            .collect()
+    }
+
+    /// Sends one Fetch per partition leader, in parallel, from a background task that also decodes the
+    /// answers. A partition whose leader is unknown is left out and asks for a metadata refresh.
+    fn send_fetch(&self, fetchable: Vec<(TopicPartition, i64)>, wait: Duration) -> Prefetch {
         let metadata = self.cluster.metadata();
         let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
-        let mut refresh = false;
-        for (tp, position) in fetchable {
+        let mut leaderless = false;
+        for (tp, position) in &fetchable {
             match metadata
                 .topics
                 .get(&tp.topic)
                 .and_then(|t| t.leader(tp.partition))
             {
-                Some(leader) => by_leader.entry(leader).or_default().push((tp, position)),
-                None => refresh = true,
+                Some(leader) => by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((tp.clone(), *position)),
+                None => leaderless = true,
             }
         }
-        let requests = by_leader.into_iter().map(|(leader, partitions)| {
-            let request = self.fetch_request(&partitions, wait);
-            let cluster = self.cluster.clone();
-            async move {
-                let response = async {
-                    let connection = cluster.broker_connection(leader).await?;
-                    connection.request(&request).await
+        let requests: Vec<_> = by_leader
+            .into_iter()
+            .map(|(leader, partitions)| {
+                let request = self.fetch_request(&partitions, wait);
+                let cluster = self.cluster.clone();
+                async move {
+                    let response = async {
+                        let connection = cluster.broker_connection(leader).await?;
+                        connection.request(&request).await
+                    }
+                    .await;
+                    decode_fetch(partitions, response)
                 }
-                .await;
-                (partitions, response)
+            })
+            .collect();
+        let handle = tokio::spawn(async move {
+            FetchOutcome {
+                leaders: join_all(requests).await,
+                leaderless,
             }
         });
-        let mut records = Vec::new();
-        for (partitions, response) in join_all(requests).await {
-            let response = match response {
-                Ok(r) => r,
+        Prefetch { fetchable, handle }
+    }
+
+    /// Applies a fetch's answers: positions advance past the records returned. Returns the records in
+    /// partition order and whether metadata needs a refresh.
+    fn apply_fetch(&mut self, outcome: FetchOutcome) -> Result<(Vec<ConsumerRecord>, bool), Error> {
+        let mut refresh = outcome.leaderless;
+        let total = outcome
+            .leaders
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|p| p.decoded.as_ref().ok())
+            .map(|d| d.records.len())
+            .sum();
+        let mut records = Vec::with_capacity(total);
+        for leader in outcome.leaders {
+            let partitions = match leader {
+                Ok(partitions) => partitions,
                 Err(e) if e.is_retriable() => {
                     tracing::debug!(error = %e, "fetch failed; retrying after a metadata refresh");
                     refresh = true;
@@ -461,30 +598,11 @@ impl Consumer {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(e) = Error::kafka(response.error_code, "Fetch") {
-                return Err(e);
-            }
-            let requested: BTreeMap<TopicPartition, i64> = partitions.into_iter().collect();
-            for topic in response.responses {
-                for p in topic.partitions {
-                    let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
-                    let Some(&position) = requested.get(&tp) else {
-                        continue;
-                    };
-                    refresh |= self.fetched(&tp, position, p, &mut records)?;
-                }
+            for p in partitions {
+                refresh |= self.fetched(p, &mut records)?;
             }
         }
-        if refresh {
-            if let Err(e) = self.cluster.refresh().await {
-                tracing::debug!(error = %e, "metadata refresh failed");
-            }
-            if records.is_empty() {
-                // Leadership is moving; nothing to wait on but time before the next attempt.
-                tokio::time::sleep(self.config.retry_backoff).await;
-            }
-        }
-        Ok(records)
+        Ok((records, refresh))
     }
 
     fn fetch_request(&self, partitions: &[(TopicPartition, i64)], wait: Duration) -> FetchRequest {
@@ -517,26 +635,30 @@ impl Consumer {
     /// Applies one partition of a fetch response; returns whether metadata needs a refresh.
     fn fetched(
         &mut self,
-        tp: &TopicPartition,
-        position: i64,
-        p: strom_protocol::kafka::messages::fetch_response::PartitionData,
+        p: FetchedPartition,
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<bool, Error> {
         let reset = self.config.auto_offset_reset;
-        let Some(state) = self.assignment.get_mut(tp) else {
+        let FetchedPartition {
+            tp,
+            position,
+            error_code,
+            high_watermark,
+            decoded,
+        } = p;
+        let Some(state) = self.assignment.get_mut(&tp) else {
             return Ok(false);
         };
-        // The owner may have sought elsewhere since the request left (not possible with &mut self today, but
-        // cheap to respect).
-        if state.position != Some(position) {
+        // The owner may have sought elsewhere, or paused the partition, since the request left.
+        if state.position != Some(position) || state.paused {
             return Ok(false);
         }
-        match ResponseError::try_from_code(p.error_code) {
+        match ResponseError::try_from_code(error_code) {
             None => {}
             Some(ResponseError::OffsetOutOfRange) => {
                 if reset == OffsetReset::None {
                     return Err(Error::kafka(
-                        p.error_code,
+                        error_code,
                         format!("fetch of {tp} at offset {position} (auto.offset.reset=none)"),
                     )
                     .expect("error code"));
@@ -546,23 +668,18 @@ impl Consumer {
                 state.reset_only = true;
                 return Ok(false);
             }
-            Some(_) if is_metadata_error(p.error_code) => return Ok(true),
+            Some(_) if is_metadata_error(error_code) => return Ok(true),
             Some(e) if e.is_retriable() => return Ok(false),
             Some(_) => {
-                return Err(Error::kafka(p.error_code, format!("fetch of {tp}")).expect("code"))
+                return Err(Error::kafka(error_code, format!("fetch of {tp}")).expect("code"))
             }
         }
-        state.high_watermark = Some(p.high_watermark);
-        let Some(data) = p.records.filter(|r| !r.is_empty()) else {
-            return Ok(false);
-        };
-        let decoded = records::decode_partition(&tp.topic, tp.partition, data, position).map_err(
-            |reason| Error::Decode {
-                addr: format!("leader of {tp}"),
-                api: strom_protocol::kafka::messages::ApiKey::Fetch,
-                reason,
-            },
-        )?;
+        state.high_watermark = Some(high_watermark);
+        let decoded = decoded.map_err(|reason| Error::Decode {
+            addr: format!("leader of {tp}"),
+            api: strom_protocol::kafka::messages::ApiKey::Fetch,
+            reason,
+        })?;
         if let Some(next) = decoded.next_offset {
             state.position = Some(next.max(position));
         }

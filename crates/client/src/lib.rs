@@ -28,7 +28,7 @@ pub use connection::{Connection, ConnectionConfig};
 pub use error::Error;
 pub use partitioner::Partitioner;
 pub use producer::{
-    Acks, DeliveryFuture, PartitionerChoice, Producer, ProducerConfig, ProducerRecord,
-    RecordMetadata,
+    Acks, DeliveryFuture, DeliveryReport, IntoTopic, PartitionerChoice, Producer, ProducerConfig,
+    ProducerRecord, RecordMetadata,
 };
 pub use strom_protocol::kafka::records::Compression;

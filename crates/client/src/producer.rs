@@ -33,7 +33,8 @@ use accumulator::{
 };
 
 pub use config::{Acks, PartitionerChoice, ProducerConfig};
-pub use record::{DeliveryFuture, ProducerRecord, RecordMetadata};
+pub use record::{DeliveryFuture, DeliveryReport, IntoTopic, ProducerRecord, RecordMetadata};
+use record::{Reply, ReportSlot};
 
 /// An async Kafka producer. Share it behind an `Arc`; dropping it closes it in the background (use
 /// [`Producer::close`] to wait for delivery).
@@ -114,6 +115,28 @@ impl Producer {
     /// in `buffer.memory`; errors here mean the record was not accepted. The returned future resolves with
     /// the record's partition, offset and timestamp once the broker acknowledged it, or with why not.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.accept(record, || Reply::Future(tx)).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Accepts a record for delivery as [`send`](Self::send) does, its result counted in `report` instead of
+    /// a future of its own: the cheaper way to send many records when only "all acknowledged, or the first
+    /// failure" matters. A record not accepted (an error here) is not counted.
+    pub async fn send_with_report(
+        &self,
+        record: ProducerRecord,
+        report: &Arc<DeliveryReport>,
+    ) -> Result<(), Error> {
+        self.accept(record, || Reply::Report(ReportSlot::new(report.clone())))
+            .await
+    }
+
+    async fn accept(
+        &self,
+        record: ProducerRecord,
+        reply: impl FnOnce() -> Reply,
+    ) -> Result<(), Error> {
         let inner = &self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(Error::ProducerClosed);
@@ -163,7 +186,7 @@ impl Producer {
         };
         if usize::try_from(partition).map_or(true, |p| p >= count) {
             return Err(Error::UnknownPartition {
-                topic: record.topic,
+                topic: record.topic.to_string(),
                 partition,
                 count,
             });
@@ -189,9 +212,8 @@ impl Producer {
             },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (tx, rx) = oneshot::channel();
         let tp = TopicPartition {
-            topic: Arc::from(record.topic.as_str()),
+            topic: record.topic.clone(),
             partition,
         };
         let pending = PendingRecord {
@@ -200,7 +222,7 @@ impl Producer {
             headers: record.headers,
             timestamp,
             size,
-            reply: tx,
+            reply: reply(),
             _permit: Some(permit),
             _undelivered: UndeliveredGuard::new(inner.undelivered.clone()),
         };
@@ -219,7 +241,7 @@ impl Producer {
         if appended.wake {
             inner.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(())
     }
 
     /// Sends every buffered record now and waits until all records accepted so far have a result (records

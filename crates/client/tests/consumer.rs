@@ -589,3 +589,60 @@ async fn return_before_rejoin_gives_the_owner_one_poll_to_commit_before_partitio
     assert_eq!(second.assignment().len(), 2);
     broker.stop().await;
 }
+
+/// `poll` sends the next fetch ahead when it returns records; a seek or a pause in between must win over it:
+/// the records it brought back from the old position are never handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_seek_or_pause_after_a_poll_discards_the_fetch_sent_ahead() {
+    let broker = Broker2::start().await;
+    broker.create_topic("ahead", 1).await;
+    // One batch per record, and a fetch of one batch at a time, so each poll returns a few records and the
+    // fetch sent ahead has more to bring.
+    let producer = Producer::new(ProducerConfig::new(&broker.bootstrap))
+        .await
+        .unwrap();
+    for i in 0..30 {
+        let record = ProducerRecord::new("ahead").value(format!("{i}"));
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    producer.close().await;
+    let tp = TopicPartition::new("ahead", 0);
+    let mut consumer = Consumer::new(broker.consumer_config(&[
+        ("max.partition.fetch.bytes", "1"),
+        ("auto.offset.reset", "earliest"),
+    ]))
+    .await
+    .unwrap();
+    consumer.assign([tp.clone()]).await.unwrap();
+
+    let first = read(&mut consumer, 1).await;
+    assert_eq!(first[0].offset, 0);
+    let next = first.last().unwrap().offset + 1;
+    assert_eq!(consumer.position(&tp), Some(next));
+    // The fetch sent ahead asked for `next`; after the seek to 0 the records start at 0 again.
+    consumer.seek(&tp, 0).unwrap();
+    let again = read(&mut consumer, 1).await;
+    assert_eq!(
+        again[0].offset, 0,
+        "the seek wins over the fetch sent ahead"
+    );
+    for pair in again.windows(2) {
+        assert_eq!(pair[1].offset, pair[0].offset + 1);
+    }
+
+    // Paused right after a poll that sent a fetch ahead: nothing more arrives until resumed.
+    let position = consumer.position(&tp).unwrap();
+    consumer.pause(std::slice::from_ref(&tp)).unwrap();
+    assert!(consumer
+        .poll(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(consumer.position(&tp), Some(position));
+    consumer.resume(std::slice::from_ref(&tp)).unwrap();
+    let rest = read(&mut consumer, 30 - position as usize).await;
+    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (position..30).collect::<Vec<_>>());
+    consumer.close().await.unwrap();
+    broker.stop().await;
+}

@@ -68,7 +68,7 @@ impl<K, V> Record<K, V> {
 /// Where the record being processed came from (Kafka's `RecordMetadata` of the `ProcessorContext`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -76,7 +76,7 @@ pub struct RecordMetadata {
 /// A record as it is on a topic: bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,
@@ -107,7 +107,7 @@ impl std::fmt::Debug for PartitionChoice {
 /// A record a task writes: to a sink topic, a repartition topic or a changelog.
 #[derive(Debug)]
 pub struct OutputRecord {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub partition: PartitionChoice,
     pub timestamp: i64,
     pub key: Option<Bytes>,

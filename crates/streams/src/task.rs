@@ -37,7 +37,7 @@ pub struct Task {
     lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
     /// Node id → its lifecycle, for punctuations.
     by_node: HashMap<usize, Rc<RefCell<dyn Lifecycle>>>,
-    changelogs: Vec<(Arc<Store>, String)>,
+    changelogs: Vec<(Arc<Store>, Arc<str>)>,
     /// Names of the global stores among `ctx.stores`.
     globals: std::collections::HashSet<String>,
     initialized: bool,
@@ -76,7 +76,7 @@ impl Task {
                 )
             })?;
             if spec.logged {
-                changelogs.push((store.clone(), spec.changelog_topic(application_id)));
+                changelogs.push((store.clone(), spec.changelog_topic(application_id).into()));
             }
             task_stores.insert(name.clone(), store);
         }
@@ -150,7 +150,7 @@ impl Task {
     /// error for the deserialization exception handler to decide on.
     pub fn process(&mut self, raw: RawRecord) -> Result<(), TaskError> {
         debug_assert!(self.initialized, "process before init");
-        let Some(source) = self.sources.get(&raw.topic).cloned() else {
+        let Some(source) = self.sources.get(&*raw.topic).cloned() else {
             panic!(
                 "task {} got a record of {}, which it does not read",
                 self.ctx.task_id, raw.topic
@@ -181,7 +181,7 @@ impl Task {
             self.ctx.stream_time = previous;
             return Err(TaskError::Deserialization {
                 task: self.ctx.task_id,
-                topic: meta.topic,
+                topic: meta.topic.to_string(),
                 partition: meta.partition,
                 offset: meta.offset,
                 error,

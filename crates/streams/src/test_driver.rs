@@ -145,7 +145,7 @@ impl TopologyTestDriver {
             };
             let offset = self.offsets.entry(topic.clone()).or_default();
             let raw = RawRecord {
-                topic: topic.clone(),
+                topic: topic.as_str().into(),
                 partition: 0,
                 offset: *offset,
                 timestamp,
@@ -174,11 +174,11 @@ impl TopologyTestDriver {
     fn collect(&mut self, queue: &mut VecDeque<Pending>) {
         for task in &mut self.tasks {
             for out in task.take_output() {
-                if self.readers.contains_key(&out.topic)
-                    || self.global_topics.contains_key(&out.topic)
+                if self.readers.contains_key(&*out.topic)
+                    || self.global_topics.contains_key(&*out.topic)
                 {
                     queue.push_back((
-                        out.topic.clone(),
+                        out.topic.to_string(),
                         out.key.clone(),
                         out.value.clone(),
                         out.timestamp,
@@ -186,7 +186,7 @@ impl TopologyTestDriver {
                     ));
                 }
                 self.written
-                    .entry(out.topic.clone())
+                    .entry(out.topic.to_string())
                     .or_default()
                     .push_back(out);
             }

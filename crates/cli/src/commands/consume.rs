@@ -129,7 +129,7 @@ fn render(r: &ConsumerRecord, args: &ConsumeArgs, format: Format) -> String {
         let j = |v: serde_json::Value| v.to_string();
         return format!(
             "{{\"topic\":{},\"partition\":{},\"offset\":{},\"timestamp\":{},\"key\":{},\"value\":{},\"headers\":{}}}",
-            j(r.topic.clone().into()),
+            j((*r.topic).into()),
             r.partition,
             r.offset,
             r.timestamp,
@@ -149,7 +149,7 @@ fn render(r: &ConsumerRecord, args: &ConsumeArgs, format: Format) -> String {
         return fill(
             t,
             &[
-                ("topic", r.topic.clone()),
+                ("topic", r.topic.to_string()),
                 ("partition", r.partition.to_string()),
                 ("offset", r.offset.to_string()),
                 ("timestamp", r.timestamp.to_string()),
@@ -326,7 +326,7 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> Result<()> {
                 if args.count.is_some_and(|n| printed >= n) {
                     // Not printed: the group's next reader starts here.
                     to_commit
-                        .entry(TopicPartition::new(&r.topic, r.partition))
+                        .entry(TopicPartition::new(&*r.topic, r.partition))
                         .or_insert(r.offset);
                     continue;
                 }
@@ -339,7 +339,7 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> Result<()> {
                 }
                 printed += 1;
                 progress.inc(1);
-                to_commit.insert(TopicPartition::new(&r.topic, r.partition), r.offset + 1);
+                to_commit.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
             }
             if let Err(e) = out.flush() {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {

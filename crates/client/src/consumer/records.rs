@@ -52,7 +52,8 @@ impl OffsetAndMetadata {
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    pub topic: String,
+    /// Shared by the records of one fetch of the partition.
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
     /// Milliseconds since the epoch: creation time, or the broker's append time (see `timestamp_type`).
@@ -78,6 +79,38 @@ const LOG_OVERHEAD: usize = 12;
 /// attributes 2.
 const LAST_OFFSET_DELTA_AT: usize = 23;
 
+/// Where `recordCount` sits in a v2 batch header, after the producer id, epoch and base sequence.
+const RECORD_COUNT_AT: usize = 57;
+/// The fewest bytes a record takes (length, attributes, timestamp and offset deltas, key and value lengths,
+/// header count): what bounds a batch's claimed record count by its size.
+const MIN_RECORD_BYTES: usize = 7;
+
+/// How many records the whole batches of `data` claim to hold, each batch's claim capped by its size: the room
+/// to reserve before decoding them.
+fn record_count(data: &Bytes) -> usize {
+    let mut count = 0;
+    let mut at = 0;
+    while data.len() - at >= RECORD_COUNT_AT + 4 {
+        let length = i32::from_be_bytes(data[at + 8..at + 12].try_into().unwrap());
+        let Ok(length) = usize::try_from(length) else {
+            break;
+        };
+        if data.len() - at - LOG_OVERHEAD < length || length < RECORD_COUNT_AT + 4 - LOG_OVERHEAD {
+            break;
+        }
+        let claimed = i32::from_be_bytes(
+            data[at + RECORD_COUNT_AT..at + RECORD_COUNT_AT + 4]
+                .try_into()
+                .unwrap(),
+        );
+        count += usize::try_from(claimed)
+            .unwrap_or(0)
+            .min(length / MIN_RECORD_BYTES);
+        at += LOG_OVERHEAD + length;
+    }
+    count
+}
+
 /// Decodes every whole batch of `data`, keeping records at or after `position`. Control records (transaction
 /// markers) advance the position but are never returned.
 pub(crate) fn decode_partition(
@@ -86,7 +119,11 @@ pub(crate) fn decode_partition(
     mut data: Bytes,
     position: i64,
 ) -> Result<Decoded, String> {
-    let mut out = Decoded::default();
+    let mut out = Decoded {
+        records: Vec::with_capacity(record_count(&data)),
+        next_offset: None,
+    };
+    let topic: std::sync::Arc<str> = topic.into();
     while data.len() >= LOG_OVERHEAD {
         let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap());
         let length = i32::from_be_bytes(data[8..12].try_into().unwrap());
@@ -120,7 +157,7 @@ pub(crate) fn decode_partition(
                 continue;
             }
             out.records.push(ConsumerRecord {
-                topic: topic.to_string(),
+                topic: topic.clone(),
                 partition,
                 offset: r.offset,
                 timestamp: r.timestamp,
@@ -214,12 +251,15 @@ mod tests {
         let mut data = BytesMut::from(&batch(0, 3, Compression::None)[..]);
         let second = batch(3, 3, Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
-        let d = decode_partition("t", 0, data.freeze(), 0).unwrap();
+        let data = data.freeze();
+        assert_eq!(record_count(&data), 3, "the cut batch is not counted");
+        let d = decode_partition("t", 0, data, 0).unwrap();
         assert_eq!(d.records.len(), 3);
         assert_eq!(d.next_offset, Some(3));
         // Every prefix decodes cleanly or fails with a message, never panics.
         let whole = batch(0, 3, Compression::Gzip);
         for cut in 0..whole.len() {
+            assert!(record_count(&whole.slice(..cut)) <= 3);
             let _ = decode_partition("t", 0, whole.slice(..cut), 0);
         }
     }

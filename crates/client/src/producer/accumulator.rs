@@ -27,9 +27,9 @@ use strom_protocol::kafka::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_protocol::kafka::ResponseError;
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use super::record::RecordMetadata;
+use super::record::{RecordMetadata, Reply};
 use crate::error::Error;
 
 /// A topic partition.
@@ -54,7 +54,7 @@ pub(crate) struct PendingRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
     pub timestamp: i64,
     pub size: usize,
-    pub reply: oneshot::Sender<Result<RecordMetadata, Error>>,
+    pub reply: Reply,
     /// Held until the record's result is delivered: this is what bounds `buffer.memory`.
     pub _permit: Option<OwnedSemaphorePermit>,
     pub _undelivered: UndeliveredGuard,
@@ -161,30 +161,62 @@ impl Batch {
         Ok(bytes)
     }
 
-    /// Completes every record with its offset.
+    /// Completes every record with its offset. Records sent with a report are counted there once per run of
+    /// them, not once each.
     pub fn succeed(self, base_offset: i64, log_append_time: i64) {
-        let topic = self.tp.topic.to_string();
+        let topic = &self.tp.topic;
+        let offset_of = |i: usize| {
+            if base_offset >= 0 {
+                base_offset + i as i64
+            } else {
+                -1
+            }
+        };
+        let mut run: Option<(Arc<super::DeliveryReport>, u64, i64)> = None;
         for (i, r) in self.records.into_iter().enumerate() {
-            let _ = r.reply.send(Ok(RecordMetadata {
-                topic: topic.clone(),
-                partition: self.tp.partition,
-                offset: if base_offset >= 0 {
-                    base_offset + i as i64
-                } else {
-                    -1
-                },
-                timestamp: if log_append_time >= 0 {
-                    log_append_time
-                } else {
-                    r.timestamp
-                },
-            }));
+            match r.reply {
+                Reply::Future(tx) => {
+                    let _ = tx.send(Ok(RecordMetadata {
+                        topic: topic.to_string(),
+                        partition: self.tp.partition,
+                        offset: offset_of(i),
+                        timestamp: if log_append_time >= 0 {
+                            log_append_time
+                        } else {
+                            r.timestamp
+                        },
+                    }));
+                }
+                Reply::Report(slot) => {
+                    let report = slot.take();
+                    match &mut run {
+                        Some((current, count, last)) if Arc::ptr_eq(current, &report) => {
+                            *count += 1;
+                            *last = offset_of(i);
+                        }
+                        _ => {
+                            if let Some((done, count, last)) = run.take() {
+                                done.record_acknowledged(topic, self.tp.partition, count, last);
+                            }
+                            run = Some((report, 1, offset_of(i)));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((done, count, last)) = run {
+            done.record_acknowledged(topic, self.tp.partition, count, last);
         }
     }
 
     pub fn fail(self, error: Error) {
         for r in self.records {
-            let _ = r.reply.send(Err(error.clone()));
+            match r.reply {
+                Reply::Future(tx) => {
+                    let _ = tx.send(Err(error.clone()));
+                }
+                Reply::Report(slot) => slot.take().record_failed(1, &error),
+            }
         }
     }
 }
@@ -585,6 +617,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     fn settings() -> Settings {
         Settings {
@@ -619,12 +652,82 @@ mod tests {
                 headers: Vec::new(),
                 timestamp: 1,
                 size,
-                reply: tx,
+                reply: Reply::Future(tx),
                 _permit: None,
                 _undelivered: UndeliveredGuard::none(),
             },
             rx,
         )
+    }
+
+    fn reported(report: &Arc<super::super::DeliveryReport>) -> PendingRecord {
+        PendingRecord {
+            key: None,
+            value: Some(Bytes::from_static(b"x")),
+            headers: Vec::new(),
+            timestamp: 1,
+            size: 1,
+            reply: Reply::Report(super::super::record::ReportSlot::new(report.clone())),
+            _permit: None,
+            _undelivered: UndeliveredGuard::none(),
+        }
+    }
+
+    fn batch_of(partition: i32, records: Vec<PendingRecord>) -> Batch {
+        Batch {
+            tp: tp(partition),
+            size: records.len(),
+            records,
+            created: Instant::now(),
+            attempts: 0,
+            retry_at: None,
+            producer: None,
+            base_sequence: -1,
+            encoded: None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_report_counts_each_record_once_and_keeps_each_partition_s_end() {
+        use super::super::DeliveryReport;
+        let (report, other) = (DeliveryReport::new(), DeliveryReport::new());
+        let (future, rx) = record(1);
+        // Runs of one report, another report and a future record share a batch.
+        let records = vec![
+            reported(&report),
+            reported(&report),
+            reported(&other),
+            future,
+            reported(&report),
+        ];
+        batch_of(0, records).succeed(100, -1);
+        batch_of(1, vec![reported(&report)]).succeed(7, -1);
+        assert_eq!(report.acknowledged(), 4);
+        assert_eq!(other.acknowledged(), 1);
+        assert_eq!(rx.blocking_recv().unwrap().unwrap().offset, 103);
+        let mut ends = report.take_next_offsets();
+        ends.sort();
+        assert_eq!(ends, vec![("t".into(), 0, 105), ("t".into(), 1, 8)]);
+        assert!(report.take_next_offsets().is_empty(), "taken");
+        assert_eq!(other.take_next_offsets(), vec![("t".into(), 0, 103)]);
+        // Acknowledged without offsets (acks=0, a duplicate): counted, no end.
+        batch_of(2, vec![reported(&report)]).succeed(-1, -1);
+        assert_eq!(report.acknowledged(), 5);
+        assert!(report.take_next_offsets().is_empty());
+        assert!(report.error().is_none());
+
+        batch_of(0, vec![reported(&report), reported(&report)]).fail(Error::ProducerClosed);
+        assert_eq!(report.failed(), 2);
+        assert!(matches!(report.error(), Some(Error::ProducerClosed)));
+    }
+
+    #[test]
+    fn a_reported_record_dropped_without_a_result_counts_as_failed() {
+        let report = super::super::DeliveryReport::new();
+        drop(batch_of(0, vec![reported(&report)]));
+        assert_eq!(report.failed(), 1);
+        assert_eq!(report.acknowledged(), 0);
+        assert!(report.error().is_some());
     }
 
     fn with_producer() -> Accumulator {

@@ -34,7 +34,7 @@ pub type StreamPartitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> u32 + Send + Sync>
 
 /// Serializes records to a topic.
 pub(crate) struct SinkNode<K, V> {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub keys: SerdeRef<K>,
     pub values: SerdeRef<V>,
     pub partitioner: Option<StreamPartitioner<K, V>>,

@@ -248,7 +248,7 @@ impl<K: Data + DefaultSerde + Send, V: Data + DefaultSerde + Send> KStream<K, V>
         let build_topic = topic.clone();
         let build: BuildFn = Arc::new(move |inst: &mut Instantiation<'_>, id| {
             let node = SinkNode {
-                topic: build_topic.resolve(inst.application_id),
+                topic: build_topic.resolve(inst.application_id).into(),
                 keys: K::serde(),
                 values: V::serde(),
                 partitioner: partitioner.clone(),

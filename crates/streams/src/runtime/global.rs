@@ -87,7 +87,7 @@ async fn follow(
             Err(e) => return Err(format!("global consumer: {e}")),
         };
         for r in records {
-            let Some((store, global)) = stores.get(&r.topic) else {
+            let Some((store, global)) = stores.get(&*r.topic) else {
                 continue;
             };
             if let Err(e) = (global.check)(r.key.as_deref(), r.value.as_deref()) {

@@ -111,11 +111,11 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), String> {
             let store = shared
                 .topology
                 .stores()
-                .find(|s| s.changelog_topic(&app) == r.topic)
+                .find(|s| s.changelog_topic(&app) == *r.topic)
                 .and_then(|s| standby.stores.get(&s.name));
             if let (Some(store), Some(key)) = (store, r.key) {
                 store.restore(key, r.value);
-                standby.positions.insert(r.topic.clone(), r.offset + 1);
+                standby.positions.insert(r.topic.to_string(), r.offset + 1);
             }
         }
     }

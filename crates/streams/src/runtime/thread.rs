@@ -23,7 +23,7 @@ use std::sync::Arc;
 use strom_client::consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
-use strom_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use strom_client::{Acks, DeliveryReport, Producer, ProducerConfig, ProducerRecord};
 use tokio::time::Instant;
 
 use super::state_dir;
@@ -102,7 +102,8 @@ pub(crate) struct StreamThread {
     tasks: BTreeMap<TaskId, Running>,
     assignment: BTreeSet<TopicPartition>,
     /// Deliveries not yet known to have succeeded.
-    in_flight: Vec<DeliveryFuture>,
+    /// What became of everything the tasks wrote since the thread started.
+    report: Arc<DeliveryReport>,
     /// Something was processed since the last commit.
     dirty: bool,
     next_commit: Instant,
@@ -165,7 +166,7 @@ impl StreamThread {
             producer,
             tasks: BTreeMap::new(),
             assignment: BTreeSet::new(),
-            in_flight: Vec::new(),
+            report: DeliveryReport::new(),
             dirty: false,
             next_commit: Instant::now(),
             failed_commits: 0,
@@ -599,7 +600,7 @@ impl StreamThread {
         for r in records {
             if let Some((id, at)) = last {
                 let (tp, queue) = &mut by_task.get_mut(&id).expect("grouped")[at];
-                if tp.partition == r.partition && tp.topic == r.topic {
+                if tp.partition == r.partition && *tp.topic == *r.topic {
                     queue.push_back(r);
                     continue;
                 }
@@ -611,7 +612,7 @@ impl StreamThread {
                 subtopology: sub.id,
                 partition: r.partition,
             };
-            let tp = TopicPartition::new(r.topic.clone(), r.partition);
+            let tp = TopicPartition::new(&*r.topic, r.partition);
             let queues = by_task.entry(id).or_default();
             let at = match queues.iter().position(|(t, _)| *t == tp) {
                 Some(at) => at,
@@ -686,7 +687,7 @@ impl StreamThread {
         for out in outputs {
             self.dirty = true;
             let mut record = ProducerRecord {
-                topic: out.topic,
+                topic: out.topic.clone(),
                 key: out.key,
                 value: out.value,
                 headers: out.headers,
@@ -709,13 +710,9 @@ impl StreamThread {
                     Some(choose(count as u32) as i32)
                 }
             };
-            let topic = record.topic.clone();
-            let delivery = self
-                .producer
-                .send(record)
-                .await
-                .map_err(|e| format!("writing to {topic}: {e}"))?;
-            self.in_flight.push(delivery);
+            if let Err(e) = self.producer.send_with_report(record, &self.report).await {
+                return Err(format!("writing to {}: {e}", out.topic));
+            }
         }
         Ok(())
     }
@@ -724,16 +721,18 @@ impl StreamThread {
     /// not be committed.
     async fn flush_outputs(&mut self) -> Result<(), Fatal> {
         self.producer.flush().await;
-        for delivery in std::mem::take(&mut self.in_flight) {
-            let written = delivery
-                .await
-                .map_err(|e| format!("a record the application wrote was not acknowledged: {e}"))?;
-            if written.offset >= 0 && written.topic.ends_with("-changelog") {
-                let next = self
+        if let Some(e) = self.report.error() {
+            return Err(format!(
+                "a record the application wrote was not acknowledged: {e}"
+            ));
+        }
+        for (topic, partition, next) in self.report.take_next_offsets() {
+            if topic.ends_with("-changelog") {
+                let at = self
                     .acknowledged
-                    .entry(TopicPartition::new(written.topic, written.partition))
+                    .entry(TopicPartition::new(topic, partition))
                     .or_default();
-                *next = (*next).max(written.offset + 1);
+                *at = (*at).max(next);
             }
         }
         Ok(())
