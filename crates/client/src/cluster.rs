@@ -106,7 +106,8 @@ pub struct Metadata {
     pub cluster_id: Option<String>,
     pub controller_id: i32,
     pub brokers: HashMap<i32, BrokerInfo>,
-    pub topics: HashMap<String, TopicInfo>,
+    /// Looked up per record by the producer: a fast hasher.
+    pub topics: rustc_hash::FxHashMap<String, TopicInfo>,
     /// Topics the last refresh reported with a topic-level error (code), e.g. UNKNOWN_TOPIC_OR_PARTITION.
     pub topic_errors: HashMap<String, i16>,
 }

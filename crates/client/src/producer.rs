@@ -20,7 +20,7 @@ use strom_protocol::kafka::messages::produce_request::{PartitionProduceData, Top
 use strom_protocol::kafka::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
 use strom_protocol::kafka::protocol::StrBytes;
 use strom_protocol::kafka::records::Compression;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, ClusterConfig};
@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::partitioner::Partitioner;
 use accumulator::{
     Accumulator, Batch, Outcome, PendingRecord, ProducerIdentity, Settings, TopicPartition,
-    UndeliveredGuard,
+    Undelivered, UndeliveredGuard,
 };
 
 pub use config::{Acks, PartitionerChoice, ProducerConfig};
@@ -53,7 +53,7 @@ struct Inner {
     /// Number of flush() calls in progress; while non-zero every batch is ready at once.
     flushing: Mutex<usize>,
     /// Records accepted but not yet completed, for flush().
-    undelivered: Arc<watch::Sender<usize>>,
+    undelivered: Arc<Undelivered>,
     closing: AtomicBool,
 }
 
@@ -101,7 +101,7 @@ impl Producer {
             cluster,
             wake: Notify::new(),
             flushing: Mutex::new(0),
-            undelivered: Arc::new(watch::channel(0).0),
+            undelivered: Arc::default(),
             closing: AtomicBool::new(false),
         });
         let sender = tokio::spawn(run_sender(inner.clone()));
@@ -249,8 +249,7 @@ impl Producer {
     pub async fn flush(&self) {
         *self.inner.flushing.lock().unwrap() += 1;
         self.inner.wake.notify_one();
-        let mut rx = self.inner.undelivered.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        self.inner.undelivered.wait_for_zero().await;
         *self.inner.flushing.lock().unwrap() -= 1;
     }
 

@@ -54,6 +54,72 @@ pub struct StreamsConfig {
     pub heartbeat_interval: Duration,
     /// `poll.ms` (default 100): how long a stream thread blocks for records when idle.
     pub poll: Duration,
+    /// The clients' own settings, by Kafka Streams' prefixes (see [`ClientOverrides`]).
+    pub clients: ClientOverrides,
+}
+
+/// Settings passed to the application's clients, as Kafka Streams takes them: `producer.<key>` for the
+/// producers, `consumer.<key>` for every consumer, and `main.consumer.`, `restore.consumer.` or
+/// `global.consumer.<key>` for one kind (after `consumer.`). Each is checked when set, by the client's own
+/// parser. The runtime's own needs win over them: a stream thread's consumer always has the application's
+/// group and no auto-commit, as in Kafka Streams.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOverrides {
+    pub producer: Vec<(String, String)>,
+    pub consumer: Vec<(String, String)>,
+    pub main_consumer: Vec<(String, String)>,
+    pub restore_consumer: Vec<(String, String)>,
+    pub global_consumer: Vec<(String, String)>,
+}
+
+/// Which consumer of the application a setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerKind {
+    /// A stream thread's, in the group.
+    Main,
+    /// One that reads changelogs to restore stores (and a standby's).
+    Restore,
+    /// The global stream thread's.
+    Global,
+}
+
+impl ClientOverrides {
+    /// Applies the producer settings.
+    pub(crate) fn apply_to_producer(
+        &self,
+        config: &mut strom_client::ProducerConfig,
+    ) -> Result<(), String> {
+        for (key, value) in &self.producer {
+            config
+                .set(key, value)
+                .map_err(|e| format!("producer.{key}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the settings of every consumer, then those of `kind`.
+    pub(crate) fn apply_to_consumer(
+        &self,
+        kind: ConsumerKind,
+        config: &mut strom_client::consumer::ConsumerConfig,
+    ) -> Result<(), String> {
+        let (prefix, own) = match kind {
+            ConsumerKind::Main => ("main.consumer", &self.main_consumer),
+            ConsumerKind::Restore => ("restore.consumer", &self.restore_consumer),
+            ConsumerKind::Global => ("global.consumer", &self.global_consumer),
+        };
+        for (key, value) in &self.consumer {
+            config
+                .set(key, value)
+                .map_err(|e| format!("consumer.{key}: {e}"))?;
+        }
+        for (key, value) in own {
+            config
+                .set(key, value)
+                .map_err(|e| format!("{prefix}.{key}: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 impl StreamsConfig {
@@ -73,11 +139,51 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
             poll: Duration::from_millis(100),
+            clients: ClientOverrides::default(),
         }
+    }
+
+    /// A client's setting (`producer.`, `consumer.` ... prefixes), checked now by a client config of its kind;
+    /// `Err(None)` when `key` has none of the prefixes.
+    fn set_client(&mut self, key: &str, value: &str) -> Result<(), Option<String>> {
+        let prefixed = [
+            ("producer.", &mut self.clients.producer, true),
+            ("main.consumer.", &mut self.clients.main_consumer, false),
+            (
+                "restore.consumer.",
+                &mut self.clients.restore_consumer,
+                false,
+            ),
+            ("global.consumer.", &mut self.clients.global_consumer, false),
+            ("consumer.", &mut self.clients.consumer, false),
+        ];
+        for (prefix, list, producer) in prefixed {
+            let Some(client_key) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let checked = if producer {
+                strom_client::ProducerConfig::new("127.0.0.1:9092")
+                    .set(client_key, value)
+                    .map(|_| ())
+            } else {
+                strom_client::consumer::ConsumerConfig::new("127.0.0.1:9092")
+                    .set(client_key, value)
+                    .map(|_| ())
+            };
+            checked.map_err(|e| Some(format!("{key}: {e}")))?;
+            list.push((client_key.to_string(), value.to_string()));
+            return Ok(());
+        }
+        Err(None)
     }
 
     /// Sets one setting by its Kafka name. Unknown names and bad values are errors that say which.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, String> {
+        match self.set_client(key, value) {
+            Ok(()) => return Ok(self),
+            Err(Some(e)) => return Err(e),
+            Err(None) => {}
+        }
         let ms = |v: &str| {
             v.parse::<u64>()
                 .map(Duration::from_millis)
@@ -154,5 +260,37 @@ mod tests {
             .set("no.such.key", "1")
             .unwrap_err()
             .contains("no.such.key"));
+    }
+
+    #[test]
+    fn client_settings_go_to_their_clients_by_prefix_and_are_checked_when_set() {
+        let mut c = StreamsConfig::new("app", "127.0.0.1:9092");
+        c.set("producer.batch.size", "262144").unwrap();
+        c.set("consumer.max.partition.fetch.bytes", "2097152")
+            .unwrap();
+        c.set("restore.consumer.max.partition.fetch.bytes", "4194304")
+            .unwrap();
+        c.set("main.consumer.group.id", "not-the-app").unwrap();
+        let mut producer = strom_client::ProducerConfig::new("127.0.0.1:9092");
+        c.clients.apply_to_producer(&mut producer).unwrap();
+        assert_eq!(producer.batch_size, 262_144);
+        let mut main = strom_client::consumer::ConsumerConfig::new("127.0.0.1:9092");
+        c.clients
+            .apply_to_consumer(ConsumerKind::Main, &mut main)
+            .unwrap();
+        assert_eq!(main.max_partition_fetch_bytes, 2_097_152);
+        let mut restore = strom_client::consumer::ConsumerConfig::new("127.0.0.1:9092");
+        c.clients
+            .apply_to_consumer(ConsumerKind::Restore, &mut restore)
+            .unwrap();
+        assert_eq!(
+            restore.max_partition_fetch_bytes, 4_194_304,
+            "the kind's own wins"
+        );
+        // A bad value names the whole key; so does an unknown client setting.
+        let e = c.set("producer.batch.size", "big").unwrap_err();
+        assert!(e.contains("producer.batch.size"), "{e}");
+        let e = c.set("consumer.no.such.setting", "1").unwrap_err();
+        assert!(e.contains("consumer.no.such.setting"), "{e}");
     }
 }

@@ -38,7 +38,7 @@ mod task;
 pub mod test_driver;
 pub mod topology;
 
-pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
+pub use config::{ClientOverrides, DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 pub use dsl::window::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 pub use dsl::{Change, KStream, KTable, Materialized, StreamsBuilder};
 pub use processor::{Processor, ProcessorContext, PunctuationType, TaskId};

@@ -33,7 +33,7 @@ pub(crate) type StoreFactory<'a> = dyn Fn(&StoreSpec, TaskId) -> Result<Arc<Stor
 
 pub struct Task {
     pub(crate) ctx: TaskContext,
-    sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
+    sources: rustc_hash::FxHashMap<String, Rc<RefCell<dyn RawNode>>>,
     lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
     /// Node id → its lifecycle, for punctuations.
     by_node: HashMap<usize, Rc<RefCell<dyn Lifecycle>>>,

@@ -320,7 +320,7 @@ pub(crate) struct Instantiation<'a> {
     members: BTreeSet<usize>,
     built: HashMap<usize, Box<dyn Any>>,
     pub lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
-    pub sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
+    pub sources: rustc_hash::FxHashMap<String, Rc<RefCell<dyn RawNode>>>,
 }
 
 impl<'a> Instantiation<'a> {
@@ -331,7 +331,7 @@ impl<'a> Instantiation<'a> {
             members: subtopology.nodes.iter().copied().collect(),
             built: HashMap::new(),
             lifecycles: Vec::new(),
-            sources: HashMap::new(),
+            sources: Default::default(),
         };
         for &id in subtopology.nodes.iter().rev() {
             let build = topology.nodes[id].build.clone();

@@ -18,16 +18,18 @@
 //! new producer id once nothing is in flight (sequences then restart at 0 and queued retries are
 //! re-stamped). Duplicates reported as DUPLICATE_SEQUENCE_NUMBER count as delivered with an unknown offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use strom_protocol::kafka::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_protocol::kafka::ResponseError;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::record::{RecordMetadata, Reply};
 use crate::error::Error;
@@ -60,19 +62,38 @@ pub(crate) struct PendingRecord {
     pub _undelivered: UndeliveredGuard,
 }
 
-/// Counts a record as undelivered for as long as it lives; `flush` waits for the count to reach zero. A
-/// guard rather than explicit bookkeeping, so a record dropped on any path (closing, a panic in a task)
-/// cannot leave flush waiting forever.
-pub(crate) struct UndeliveredGuard(Option<Arc<watch::Sender<usize>>>);
+/// Records accepted but without a result yet, which `flush` waits to reach zero. An atomic count, and a wake-up
+/// only at zero: it changes twice per record.
+#[derive(Debug, Default)]
+pub(crate) struct Undelivered {
+    count: AtomicUsize,
+    zero: Notify,
+}
+
+impl Undelivered {
+    /// Waits until every record counted has a result, including records counted while waiting.
+    pub async fn wait_for_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a drop to zero in between is not missed.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a record as undelivered for as long as it lives. A guard rather than explicit bookkeeping, so a
+/// record dropped on any path (closing, a panic in a task) cannot leave flush waiting forever.
+pub(crate) struct UndeliveredGuard(Option<Arc<Undelivered>>);
 
 impl UndeliveredGuard {
-    pub fn new(counter: Arc<watch::Sender<usize>>) -> Self {
-        // Waiters wait for zero: only the change to zero wakes them (a wake per record was a visible cost).
-        counter.send_if_modified(|n| {
-            *n += 1;
-            false
-        });
-        Self(Some(counter))
+    pub fn new(undelivered: Arc<Undelivered>) -> Self {
+        undelivered.count.fetch_add(1, Ordering::AcqRel);
+        Self(Some(undelivered))
     }
 
     #[cfg(test)]
@@ -83,11 +104,10 @@ impl UndeliveredGuard {
 
 impl Drop for UndeliveredGuard {
     fn drop(&mut self) {
-        if let Some(c) = &self.0 {
-            c.send_if_modified(|n| {
-                *n -= 1;
-                *n == 0
-            });
+        if let Some(u) = &self.0 {
+            if u.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                u.zero.notify_waiters();
+            }
         }
     }
 }
@@ -303,7 +323,7 @@ pub(crate) struct Drained {
 
 pub(crate) struct Accumulator {
     settings: Settings,
-    partitions: HashMap<TopicPartition, PartitionState>,
+    partitions: rustc_hash::FxHashMap<TopicPartition, PartitionState>,
     producer: Option<ProducerIdentity>,
     reset_needed: bool,
 }
@@ -312,7 +332,7 @@ impl Accumulator {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            partitions: HashMap::new(),
+            partitions: Default::default(),
             producer: None,
             reset_needed: false,
         }

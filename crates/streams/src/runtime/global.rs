@@ -31,8 +31,12 @@ async fn follow(
     bootstrapped: &mut Option<oneshot::Sender<Result<(), String>>>,
 ) -> Result<(), String> {
     let config = &shared.config;
-    let mut consumer =
-        super::changelog_reader(config, format!("{}-GlobalStreamThread", config.client_id)).await?;
+    let mut consumer = super::changelog_reader(
+        config,
+        crate::config::ConsumerKind::Global,
+        format!("{}-GlobalStreamThread", config.client_id),
+    )
+    .await?;
     let mut stores: HashMap<String, (Arc<Store>, &GlobalStore)> = HashMap::new();
     let mut partitions = Vec::new();
     for global in shared.topology.global_stores() {

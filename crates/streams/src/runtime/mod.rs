@@ -127,14 +127,18 @@ impl MemberInfo {
 /// A consumer outside the group that reads changelogs or global topics from their beginning.
 pub(crate) async fn changelog_reader(
     config: &StreamsConfig,
+    kind: crate::config::ConsumerKind,
     client_id: String,
 ) -> Result<strom_client::consumer::Consumer, String> {
     let mut cc = strom_client::consumer::ConsumerConfig::new(&config.bootstrap_servers);
     cc.client_id = client_id;
+    cc.fetch_max_wait = config.poll;
+    config.clients.apply_to_consumer(kind, &mut cc)?;
+    // What reading a changelog from its beginning, outside any group, needs.
+    cc.group_id = None;
     cc.enable_auto_commit = false;
     cc.auto_offset_reset = strom_client::consumer::OffsetReset::Earliest;
     cc.allow_auto_create_topics = false;
-    cc.fetch_max_wait = config.poll;
     strom_client::consumer::Consumer::new(cc)
         .await
         .map_err(|e| format!("{}: {e}", config.client_id))

@@ -53,8 +53,12 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), String> {
     let admin = Admin::connect(&config.bootstrap_servers)
         .await
         .map_err(|e| format!("standby thread: {e}"))?;
-    let mut consumer =
-        super::changelog_reader(config, format!("{}-StandbyThread", config.client_id)).await?;
+    let mut consumer = super::changelog_reader(
+        config,
+        crate::config::ConsumerKind::Restore,
+        format!("{}-StandbyThread", config.client_id),
+    )
+    .await?;
     let app = config.application_id.clone();
     let stateful: BTreeMap<u32, Vec<String>> = shared
         .topology

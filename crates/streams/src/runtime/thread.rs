@@ -125,13 +125,18 @@ impl StreamThread {
         let name = format!("{}-StreamThread-{}", config.client_id, index + 1);
         let mut cc = ConsumerConfig::new(&config.bootstrap_servers);
         cc.client_id = format!("{name}-consumer");
-        cc.group_id = Some(config.application_id.clone());
-        cc.enable_auto_commit = false;
         cc.auto_offset_reset = OffsetReset::Earliest;
-        cc.allow_auto_create_topics = false;
         cc.session_timeout = config.session_timeout;
         cc.heartbeat_interval = config.heartbeat_interval;
         cc.fetch_max_wait = config.poll.min(cc.fetch_max_wait);
+        config
+            .clients
+            .apply_to_consumer(crate::config::ConsumerKind::Main, &mut cc)
+            .map_err(|e| format!("{name}: {e}"))?;
+        // What the runtime needs, over any setting: it is the group, and it commits itself.
+        cc.group_id = Some(config.application_id.clone());
+        cc.enable_auto_commit = false;
+        cc.allow_auto_create_topics = false;
         // Poll returns before each rejoin, so the loop commits before partitions can move.
         cc.return_before_rejoin = true;
         cc.subscription_user_data = Some(
@@ -147,14 +152,22 @@ impl StreamThread {
         consumer
             .subscribe(&shared.topology.source_topics(&config.application_id))
             .map_err(|e| format!("{name}: subscribe: {e}"))?;
-        let restorer = super::changelog_reader(config, format!("{name}-restore-consumer"))
-            .await
-            .map_err(|e| format!("{name}: restore consumer: {e}"))?;
+        let restorer = super::changelog_reader(
+            config,
+            crate::config::ConsumerKind::Restore,
+            format!("{name}-restore-consumer"),
+        )
+        .await
+        .map_err(|e| format!("{name}: restore consumer: {e}"))?;
         let mut pc = ProducerConfig::new(&config.bootstrap_servers);
         pc.client_id = format!("{name}-producer");
         pc.acks = Acks::All;
         // Kafka Streams' producer default: batches fill for up to 100 ms (commits flush them sooner).
         pc.linger = std::time::Duration::from_millis(100);
+        config
+            .clients
+            .apply_to_producer(&mut pc)
+            .map_err(|e| format!("{name}: {e}"))?;
         let producer = Producer::new(pc)
             .await
             .map_err(|e| format!("{name}: producer: {e}"))?;

@@ -159,12 +159,15 @@ pub fn send_all(
     Ok(figures)
 }
 
+/// The produce scenarios' `batch.size`: batches are cut by `linger.ms` rather than by size.
+pub const BATCH_SIZE: &str = "1000000";
+
 /// The produce scenarios' librdkafka producer for `load`.
 pub fn producer(bootstrap: &str, load: Load) -> Result<ThreadedProducer<Deliveries>> {
     client_config(bootstrap)
         .set("acks", load.acks)
         .set("linger.ms", "5")
-        .set("batch.size", "1000000")
+        .set("batch.size", BATCH_SIZE)
         .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "none")
