@@ -101,8 +101,8 @@ pub(crate) const LOG_OVERHEAD: usize = 12;
 pub(crate) const MIN_BATCH_LENGTH: i32 = (BatchHeader::SIZE - LOG_OVERHEAD) as i32;
 
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const TRANSACTIONAL_BIT: i16 = 1 << 4;
-const CONTROL_BIT: i16 = 1 << 5;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub(crate) const CONTROL_BIT: i16 = 1 << 5;
 pub(crate) const COMPRESSION_MASK: i16 = 0x7;
 
 pub(crate) fn be_i64(b: &[u8], at: usize) -> i64 {

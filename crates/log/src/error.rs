@@ -56,6 +56,18 @@ pub enum AppendError {
         expected: i32,
         received: i32,
     },
+    /// A producer with a transaction open on the partition wrote outside it.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A transaction marker from a coordinator older than the one that wrote the producer's last marker.
+    #[error(
+        "marker for producer {producer_id} from coordinator epoch {received}, but epoch {current} wrote before"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        current: i32,
+        received: i32,
+    },
     /// A fenced (older) producer epoch tried to write.
     #[error("producer {producer_id} used epoch {received} but the current epoch is {current}")]
     InvalidProducerEpoch {
@@ -91,6 +103,8 @@ impl AppendError {
             AppendError::MessageTooLarge { .. } => 10,
             AppendError::OutOfOrderSequence { .. } => 45,
             AppendError::InvalidProducerEpoch { .. } => 47,
+            AppendError::InvalidTxnState(_) => 48,
+            AppendError::TransactionCoordinatorFenced { .. } => 52,
             // Not a client's error: replication answers no produce request, so it is UNKNOWN_SERVER_ERROR.
             AppendError::UnexpectedAppendOffset { .. } => -1,
             AppendError::Io(_) => 56,

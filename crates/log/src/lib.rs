@@ -22,6 +22,7 @@ mod record;
 mod scan;
 mod segment;
 mod time_index;
+pub mod txn;
 
 pub use batch::{split_batches, BatchError, BatchHeader, Compression, TimestampType};
 pub use config::{CleanupPolicy, LogConfig};

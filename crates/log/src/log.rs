@@ -9,7 +9,7 @@
 //! <dir>/.clean-shutdown
 //! <dir>/high-watermark
 //! <dir>/leader-epoch-checkpoint         the leader epoch cache (leader_epoch.rs), format in checkpoint.rs
-//! <dir>/producer-state.snapshot         see producer_state.rs
+//! <dir>/producer-state.snapshot         see producer_state.rs (with open and aborted transactions, txn.rs)
 //! <dir>/<base>.log.cleaned              compaction output being written; deleted by open
 //! <dir>/<base>.log.swap                 complete compaction output; open finishes the swap (see log/compact.rs)
 //! ```
@@ -24,6 +24,7 @@ mod open;
 mod replication;
 mod retention;
 mod timestamp;
+mod transactions;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -247,7 +248,7 @@ impl Log {
         let now = opts.now_ms;
         self.active_mut().append(&pieces, &headers, now)?;
         for h in &headers {
-            self.producers.update(h);
+            self.producers.update(h, None);
         }
         Ok(AppendOutcome::Appended {
             base_offset: headers[0].base_offset,

@@ -1,4 +1,7 @@
-//! Idempotent-producer state of one partition: per producer id, its epoch and the last five batches it wrote.
+//! Idempotent-producer state of one partition: per producer id, its epoch and the last five batches it wrote; for
+//! transactional producers also the transaction open on the partition (its first offset, which holds the last
+//! stable offset), the epoch of the coordinator that wrote the producer's last marker, and the aborted
+//! transactions a `read_committed` fetch lists (see `txn.rs`).
 //!
 //! The state is derived from the log: every batch with a producer id carries epoch and sequences in its header,
 //! so replaying headers in offset order rebuilds the state exactly. Replay is what unclean open does; a clean
@@ -6,10 +9,14 @@
 //!
 //! ```text
 //! producer-state.snapshot (big-endian), written with checkpoint::write_atomic
-//!   magic "SPS0" | crc u32 (CRC-32C of everything after it) | end_offset i64 | producers u32
-//!   per producer: producer_id i64 | epoch i16 | batches u8 (<= 5)
+//!   magic "SPS1" | crc u32 (CRC-32C of everything after it) | end_offset i64 | producers u32
+//!   per producer: producer_id i64 | epoch i16 | coordinator_epoch i32 | txn_first_offset i64 (-1: none)
+//!                 | batches u8 (<= 5)
 //!     per batch: first_seq i32 | last_seq i32 | first_offset i64 | last_offset i64
+//!   aborted u32
+//!     per aborted transaction: producer_id i64 | first_offset i64 | last_offset i64 | last_stable_offset i64
 //! ```
+//! An "SPS0" snapshot (before transactions) is not read: the open replays the log instead.
 //! A snapshot is used only if its CRC matches and `end_offset` equals the log end offset found at open; the open
 //! deletes it after reading, so a later truncate-and-refill can never make a stale snapshot look current.
 //! Anything else (missing, damaged, wrong offset) falls back to replaying the log.
@@ -26,9 +33,10 @@ use std::path::Path;
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::checkpoint::write_atomic;
 use crate::error::{AppendError, IoContext, LogError};
+use crate::txn::{AbortedTxn, ControlType, Marker};
 
 pub(crate) const SNAPSHOT_FILE: &str = "producer-state.snapshot";
-const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS0";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS1";
 /// Kafka's `max.in.flight.requests.per.connection` limit for idempotence: a retry can only be one of these.
 const DEDUP_WINDOW: usize = 5;
 
@@ -44,11 +52,28 @@ pub(crate) struct BatchMetadata {
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<BatchMetadata>,
+    /// The first offset of the transaction open on this partition.
+    pub(crate) txn_first_offset: Option<i64>,
+    /// The epoch of the coordinator that wrote this producer's last marker (-1: none yet).
+    pub(crate) coordinator_epoch: i32,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Aborted transactions in the order of their markers (by last offset).
+    aborted: VecDeque<AbortedTxn>,
 }
 
 enum Check {
@@ -81,6 +106,13 @@ fn check(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Check, Append
             current: entry.epoch,
             received: h.producer_epoch,
         });
+    }
+    if entry.txn_first_offset.is_some() && !h.is_transactional() && h.producer_epoch == entry.epoch
+    {
+        return Err(AppendError::InvalidTxnState(format!(
+            "producer {} wrote a non-transactional batch while its transaction is open",
+            h.producer_id
+        )));
     }
     if h.producer_epoch > entry.epoch {
         if h.base_sequence != 0 {
@@ -117,6 +149,9 @@ fn apply(entry: &mut ProducerEntry, h: &BatchHeader) {
         entry.epoch = h.producer_epoch;
         entry.batches.clear();
     }
+    if h.is_transactional() && entry.txn_first_offset.is_none() {
+        entry.txn_first_offset = Some(h.base_offset);
+    }
     entry.batches.push_back(metadata(h));
     while entry.batches.len() > DEDUP_WINDOW {
         entry.batches.pop_front();
@@ -147,10 +182,9 @@ impl ProducerStateManager {
                     })
                 }
                 Check::Accept => {
-                    let mut next = current.cloned().unwrap_or(ProducerEntry {
-                        epoch: h.producer_epoch,
-                        batches: VecDeque::new(),
-                    });
+                    let mut next = current
+                        .cloned()
+                        .unwrap_or_else(|| ProducerEntry::new(h.producer_epoch));
                     apply(&mut next, h);
                     staged.insert(h.producer_id, next);
                 }
@@ -159,27 +193,111 @@ impl ProducerStateManager {
         Ok(None)
     }
 
-    /// Records a batch that is now in the log (append, or replay at open).
-    pub(crate) fn update(&mut self, h: &BatchHeader) {
+    /// Records a batch that is now in the log (append, or replay at open); `marker` is what a control batch says.
+    pub(crate) fn update(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        if let (true, Some(marker)) = (h.is_control(), marker) {
+            self.end_txn(h, marker);
+            return;
+        }
         if !tracked(h) {
             return;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
-            });
+            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
         apply(entry, h);
     }
 
-    /// Forgets batches that start below `offset` (their segment was deleted) and producers left with none.
+    /// Checks a marker before it is written: not from a fenced producer epoch, nor from an older coordinator.
+    pub(crate) fn validate_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), AppendError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                current: entry.epoch,
+                received: producer_epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(AppendError::TransactionCoordinatorFenced {
+                producer_id,
+                current: entry.coordinator_epoch,
+                received: coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the producer's open transaction with the marker `h` (in the log); an abort is remembered.
+    fn end_txn(&mut self, h: &BatchHeader, marker: Marker) {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        let first_offset = entry.txn_first_offset.take().unwrap_or(h.base_offset);
+        if marker.control == ControlType::Abort {
+            let last_stable_offset = self.first_unstable_offset().unwrap_or(h.base_offset + 1);
+            self.aborted.push_back(AbortedTxn {
+                producer_id: h.producer_id,
+                first_offset,
+                last_offset: h.base_offset,
+                last_stable_offset,
+            });
+        }
+    }
+
+    /// The first offset of the earliest transaction still open: the last stable offset, if below the high
+    /// watermark.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
+    }
+
+    /// Producer id and first offset of every open transaction.
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers
+            .iter()
+            .filter_map(|(pid, e)| e.txn_first_offset.map(|o| (*pid, o)))
+            .collect()
+    }
+
+    /// The aborted transactions with records in `[from, upper)`: their marker is at or after `from` and their
+    /// first batch below `upper` (Kafka's rule for a fetch's aborted-transaction list).
+    pub(crate) fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted
+            .iter()
+            .skip(start)
+            .filter(|a| a.first_offset < upper)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets batches that start below `offset` (their segment was deleted), producers left with none and no
+    /// open transaction, and aborted transactions whose marker is below it.
     pub(crate) fn prune_below(&mut self, offset: i64) {
         self.producers.retain(|_, e| {
             e.batches.retain(|m| m.first_offset >= offset);
-            !e.batches.is_empty()
+            !e.batches.is_empty() || e.txn_first_offset.is_some()
         });
+        while self.aborted.front().is_some_and(|a| a.last_offset < offset) {
+            self.aborted.pop_front();
+        }
     }
 
     /// Producer id -> last offset of its newest batch; compaction keeps those batches.
@@ -197,12 +315,25 @@ impl ProducerStateManager {
         for (pid, e) in &self.producers {
             body.extend_from_slice(&pid.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
             body.push(e.batches.len() as u8);
             for m in &e.batches {
                 body.extend_from_slice(&m.first_seq.to_be_bytes());
                 body.extend_from_slice(&m.last_seq.to_be_bytes());
                 body.extend_from_slice(&m.first_offset.to_be_bytes());
                 body.extend_from_slice(&m.last_offset.to_be_bytes());
+            }
+        }
+        body.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for a in &self.aborted {
+            for v in [
+                a.producer_id,
+                a.first_offset,
+                a.last_offset,
+                a.last_stable_offset,
+            ] {
+                body.extend_from_slice(&v.to_be_bytes());
             }
         }
         let mut file = Vec::with_capacity(body.len() + 8);
@@ -263,6 +394,8 @@ fn parse_snapshot(data: &[u8]) -> Option<(i64, ProducerStateManager)> {
     for _ in 0..count {
         let pid = i64::from_be_bytes(r.take()?);
         let epoch = i16::from_be_bytes(r.take()?);
+        let coordinator_epoch = i32::from_be_bytes(r.take()?);
+        let txn_first_offset = Some(i64::from_be_bytes(r.take()?)).filter(|o| *o >= 0);
         let n = r.take::<1>()?[0];
         let mut batches = VecDeque::new();
         for _ in 0..n {
@@ -273,9 +406,27 @@ fn parse_snapshot(data: &[u8]) -> Option<(i64, ProducerStateManager)> {
                 last_offset: i64::from_be_bytes(r.take()?),
             });
         }
-        producers.insert(pid, ProducerEntry { epoch, batches });
+        producers.insert(
+            pid,
+            ProducerEntry {
+                epoch,
+                batches,
+                txn_first_offset,
+                coordinator_epoch,
+            },
+        );
     }
-    Some((end_offset, ProducerStateManager { producers }))
+    let count = u32::from_be_bytes(r.take()?);
+    let mut aborted = VecDeque::new();
+    for _ in 0..count {
+        aborted.push_back(AbortedTxn {
+            producer_id: i64::from_be_bytes(r.take()?),
+            first_offset: i64::from_be_bytes(r.take()?),
+            last_offset: i64::from_be_bytes(r.take()?),
+            last_stable_offset: i64::from_be_bytes(r.take()?),
+        });
+    }
+    Some((end_offset, ProducerStateManager { producers, aborted }))
 }
 
 #[cfg(test)]
@@ -304,7 +455,7 @@ mod tests {
     fn sequence_rules() {
         let mut s = ProducerStateManager::default();
         assert!(s.validate(&[header(1, 0, 7, 2, 0)]).unwrap().is_none());
-        s.update(&header(1, 0, 7, 2, 0));
+        s.update(&header(1, 0, 7, 2, 0), None);
         assert!(matches!(
             s.validate(&[header(1, 0, 10, 1, 2)]),
             Err(AppendError::OutOfOrderSequence {
@@ -319,7 +470,7 @@ mod tests {
             s.validate(&[header(1, 1, 3, 1, 2)]),
             Err(AppendError::OutOfOrderSequence { expected: 0, .. })
         ));
-        s.update(&header(1, 1, 0, 1, 2));
+        s.update(&header(1, 1, 0, 1, 2), None);
         assert!(matches!(
             s.validate(&[header(1, 0, 9, 1, 3)]),
             Err(AppendError::InvalidProducerEpoch {
@@ -342,9 +493,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStateManager::default();
         for i in 0..8 {
-            s.update(&header(5, 2, i, 1, i64::from(i)));
+            s.update(&header(5, 2, i, 1, i64::from(i)), None);
         }
-        s.update(&header(6, 0, 0, 3, 8));
+        s.update(&header(6, 0, 0, 3, 8), None);
         s.write_snapshot(dir.path(), 11).unwrap();
         assert_eq!(
             ProducerStateManager::read_snapshot(dir.path(), 11).unwrap(),

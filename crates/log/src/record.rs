@@ -25,6 +25,7 @@ pub(crate) struct RawRecord {
     pub(crate) timestamp_delta: i64,
     pub(crate) key: Option<Bytes>,
     pub(crate) value_is_null: bool,
+    pub(crate) value: Option<Bytes>,
     /// The whole record, length prefix included, exactly as stored.
     pub(crate) raw: Bytes,
 }
@@ -106,6 +107,7 @@ pub(crate) fn parse_records(data: &Bytes, count: i32) -> Result<Vec<RawRecord>, 
             timestamp_delta,
             key,
             value_is_null: value.is_none(),
+            value,
             raw: data.slice(start..end),
         });
         pos = end;

@@ -83,19 +83,33 @@ impl Log {
         }
         let lag_limit = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
         let closed = self.segments.len() - 1;
+        // Nothing at or after the first open transaction is cleaned: whether its records stay is not known yet.
+        let unstable = self.first_unstable_offset().unwrap_or(i64::MAX);
         let cleanable = self.segments[..closed]
             .iter()
-            .take_while(|s| s.max_timestamp() <= lag_limit)
+            .take_while(|s| s.max_timestamp() <= lag_limit && s.next_offset() <= unstable)
             .count();
         if cleanable == 0 {
             return Ok(stats);
         }
 
-        // Latest offset of every key in the whole log. Keys are copied so the map does not pin whole batches.
+        // Records of aborted transactions never count as a key's value, and go (Kafka's cleaner does the same);
+        // transaction markers stay.
+        let aborted = self.aborted_transactions(0, i64::MAX);
+        let is_aborted = |header: &BatchHeader| {
+            header.is_transactional()
+                && aborted.iter().any(|a| {
+                    a.producer_id == header.producer_id
+                        && a.first_offset <= header.base_offset
+                        && header.base_offset < a.last_offset
+                })
+        };
+        // Latest offset of every key below the first open transaction (a later value could still be aborted).
+        // Keys are copied so the map does not pin whole batches.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for seg in &self.segments {
             for_each_batch(seg, |header, bytes| {
-                if header.is_control() {
+                if header.is_control() || is_aborted(header) || header.base_offset >= unstable {
                     return Ok(());
                 }
                 let records = batch_records(header, &bytes).map_err(|r| corrupt(seg, r))?;
@@ -113,7 +127,8 @@ impl Log {
         for i in 0..cleanable {
             let before = self.segments[i].size();
             stats.bytes_before += before;
-            let removed = self.compact_segment(i, &latest, &producer_last, tombstone_limit)?;
+            let removed =
+                self.compact_segment(i, &latest, &producer_last, tombstone_limit, &is_aborted)?;
             if removed > 0 {
                 stats.segments_cleaned += 1;
                 stats.records_removed += removed;
@@ -131,6 +146,7 @@ impl Log {
         latest: &HashMap<Bytes, i64>,
         producer_last: &HashMap<i64, i64>,
         tombstone_limit: i64,
+        is_aborted: &dyn Fn(&BatchHeader) -> bool,
     ) -> Result<u64, LogError> {
         let base = self.segments[i].base_offset();
         let cleaned_path = self.dir.join(format!("{base:020}{CLEANED_SUFFIX}"));
@@ -145,10 +161,12 @@ impl Log {
         let mut removed = 0u64;
         let seg = &self.segments[i];
         for_each_batch(seg, |header, bytes| {
+            let aborted = is_aborted(header);
             let filtered = if header.is_control() {
                 Filtered::Unchanged
             } else {
                 let keep = |r: &crate::record::RawRecord| match &r.key {
+                    _ if aborted => false,
                     None => false,
                     Some(k) => {
                         latest.get(k) == Some(&r.offset(header))

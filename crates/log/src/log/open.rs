@@ -102,9 +102,9 @@ impl Log {
             snapshot => {
                 let mut replayed = ProducerStateManager::default();
                 let replay_producers = snapshot.is_none();
-                replay_headers(&segments, |h| {
+                replay_headers(&segments, |h, marker| {
                     if replay_producers {
-                        replayed.update(h);
+                        replayed.update(h, marker);
                     }
                     if rebuild_epochs {
                         epochs.assign(h.partition_leader_epoch, h.base_offset);
@@ -177,18 +177,45 @@ pub(super) fn rebuild_producer_state(
     segments: &[Segment],
 ) -> Result<ProducerStateManager, LogError> {
     let mut state = ProducerStateManager::default();
-    replay_headers(segments, |h| state.update(h))?;
+    replay_headers(segments, |h, marker| state.update(h, marker))?;
     Ok(state)
 }
 
-/// Calls `f` with every batch header in offset order (bodies are not read).
-fn replay_headers(segments: &[Segment], mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+/// What a control batch (whole, header included) says; `None` for a data batch, or a control batch that does not
+/// parse (logged: the producer state then misses that transaction's end).
+pub(super) fn marker_of(header: &BatchHeader, batch: &bytes::Bytes) -> Option<crate::txn::Marker> {
+    if !header.is_control() {
+        return None;
+    }
+    match crate::txn::parse_marker(header, batch) {
+        Ok(marker) => Some(marker),
+        Err(reason) => {
+            tracing::warn!(offset = header.base_offset, %reason, "control batch does not parse");
+            None
+        }
+    }
+}
+
+/// Calls `f` with every batch header in offset order, and what each control batch says (bodies are read for
+/// control batches only).
+fn replay_headers(
+    segments: &[Segment],
+    mut f: impl FnMut(&BatchHeader, Option<crate::txn::Marker>),
+) -> Result<(), LogError> {
+    use std::os::unix::fs::FileExt;
     for seg in segments {
         let (file, path) = seg.file();
         let mut scanner = BatchScanner::new(file, path, 0, seg.size(), ScanMode::Headers);
         loop {
             match scanner.next_batch()? {
-                Step::Batch { header, .. } => f(&header),
+                Step::Batch {
+                    header, position, ..
+                } if header.is_control() => {
+                    let mut batch = vec![0u8; header.total_size()];
+                    file.read_exact_at(&mut batch, position).at(path)?;
+                    f(&header, marker_of(&header, &bytes::Bytes::from(batch)));
+                }
+                Step::Batch { header, .. } => f(&header, None),
                 Step::End => break,
                 Step::Invalid { position, reason } => {
                     return Err(LogError::Corrupt {

@@ -93,8 +93,8 @@ impl Log {
         let bytes: usize = batches[..fitting].iter().map(|(_, b)| b.len()).sum();
         self.active_mut()
             .append(&[&records[..bytes]], &headers, now_ms)?;
-        for h in &headers {
-            self.producers.update(h);
+        for (h, batch) in &batches[..fitting] {
+            self.producers.update(h, super::open::marker_of(h, batch));
         }
         Ok(Some(ReplicatedAppend {
             first_offset,

@@ -61,6 +61,23 @@ fn kcodec(c: Compression) -> KCompression {
 
 /// Encodes one batch. `producer`: (producer id, epoch, base sequence), or None for a non-idempotent batch.
 pub fn encode(recs: &[Rec], codec: Compression, producer: Option<(i64, i16, i32)>) -> Bytes {
+    encode_with(recs, codec, producer, false)
+}
+
+/// A batch of `n` records in a transaction of producer `pid`.
+pub fn transactional(pid: i64, epoch: i16, base_seq: i32, n: usize) -> Bytes {
+    let recs: Vec<Rec> = (0..n)
+        .map(|i| rec(&format!("k{i}"), "t", 1_000 + i as i64))
+        .collect();
+    encode_with(&recs, Compression::None, Some((pid, epoch, base_seq)), true)
+}
+
+fn encode_with(
+    recs: &[Rec],
+    codec: Compression,
+    producer: Option<(i64, i16, i32)>,
+    transactional: bool,
+) -> Bytes {
     let (pid, epoch, base_seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = recs
         .iter()
@@ -72,7 +89,7 @@ pub fn encode(recs: &[Rec], codec: Compression, producer: Option<(i64, i16, i32)
                 Some(Bytes::from_static(b"hv")),
             );
             Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,

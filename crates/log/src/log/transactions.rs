@@ -1,0 +1,69 @@
+//! The transaction side of a partition's log (see `txn.rs`): markers written by the transaction coordinator, the
+//! last stable offset, and the aborted transactions a `read_committed` fetch lists.
+
+use crate::batch::{stamp_offset_and_epoch, BatchHeader};
+use crate::error::AppendError;
+use crate::txn::{marker_batch, AbortedTxn, Marker};
+
+use super::{AppendOptions, Log};
+
+impl Log {
+    /// Appends the marker that ends `producer_id`'s transaction on this partition (WriteTxnMarkers). Refused
+    /// with `InvalidProducerEpoch` for an epoch older than the producer's, and `TransactionCoordinatorFenced`
+    /// for a coordinator epoch older than the last marker's. A marker for a producer with no open transaction
+    /// here is written all the same (the coordinator may retry, or the transaction wrote nothing here): it
+    /// completes nothing, and an abort lists an empty range. Returns the marker's offset.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        opts: AppendOptions,
+    ) -> Result<i64, AppendError> {
+        self.producers
+            .validate_marker(producer_id, producer_epoch, marker.coordinator_epoch)?;
+        let offset = self.log_end_offset();
+        let mut batch = marker_batch(producer_id, producer_epoch, marker, opts.now_ms).to_vec();
+        stamp_offset_and_epoch(&mut batch, offset, opts.leader_epoch);
+        let header = BatchHeader::parse(&batch)?;
+        let epoch = opts.leader_epoch;
+        if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| epoch > l) {
+            self.update_epochs(|c| c.assign(epoch, offset))?;
+        }
+        if self
+            .active()
+            .should_roll(&self.config, batch.len() as u64, 1, offset, opts.now_ms)
+        {
+            self.roll(opts.now_ms)?;
+        }
+        self.active_mut()
+            .append(&[&batch], &[header], opts.now_ms)?;
+        self.producers.update(&header, Some(marker));
+        Ok(offset)
+    }
+
+    /// The first offset of the earliest transaction still open here, if any: `read_committed` fetches stop
+    /// below it (the last stable offset is the smaller of it and the high watermark).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .first_unstable_offset()
+            .map(|o| o.max(self.log_start_offset))
+    }
+
+    /// The last stable offset for a high watermark: no record of an open transaction lies below it.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.first_unstable_offset()
+            .map_or(high_watermark, |o| o.min(high_watermark))
+    }
+
+    /// Producer id and first offset of every transaction open here (DescribeProducers).
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.open_transactions()
+    }
+
+    /// The aborted transactions with records in `[from, upper)`, for a `read_committed` fetch from `from` that
+    /// returned data below `upper`.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.producers.aborted_between(from, upper)
+    }
+}
