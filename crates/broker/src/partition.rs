@@ -223,6 +223,66 @@ impl Partition {
         Ok((outcome, must_flush))
     }
 
+    /// Appends the marker that ends `producer_id`'s transaction here, as the leader (WriteTxnMarkers). Returns
+    /// its offset; like any append it is then flushed and replicated before the coordinator is answered.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: strom_log::txn::Marker,
+        now_ms: i64,
+    ) -> Result<i64, PartitionError> {
+        let mut role = self.role.lock();
+        let Role::Leader { state, .. } = &mut *role else {
+            return Err(PartitionError::NotLeader(format!(
+                "this broker does not lead {}",
+                self.name()
+            )));
+        };
+        let opts = AppendOptions {
+            leader_epoch: state.leader_epoch(),
+            now_ms,
+        };
+        let (offset, leo) = self.with_log(|log| {
+            let offset = log.append_marker(producer_id, producer_epoch, marker, opts)?;
+            Ok((offset, log.log_end_offset()))
+        })?;
+        let effects = state.on_append(leo);
+        drop(role);
+        self.unflushed_records.fetch_add(1, Ordering::AcqRel);
+        self.publish(effects.high_watermark);
+        self.appended.notify_waiters();
+        Ok(offset)
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the earliest transaction still open
+    /// if that is lower. `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self) -> Result<i64, PartitionError> {
+        let hw = self.high_watermark();
+        self.with_log(|log| Ok(log.last_stable_offset(hw)))
+    }
+
+    /// Reads for a `read_committed` fetch: below the last stable offset, with the aborted transactions whose
+    /// records the read may hold (the client drops those records). Returns the read and the last stable offset.
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<(ReadResult, i64, Vec<strom_log::txn::AbortedTxn>), PartitionError> {
+        let hw = self.high_watermark();
+        self.with_log(|log| {
+            let lso = log.last_stable_offset(hw);
+            let read = log.read(offset, max_bytes, lso, min_one_batch)?;
+            let aborted = if read.records.is_empty() {
+                Vec::new()
+            } else {
+                log.aborted_transactions(offset, lso)
+            };
+            Ok((read, lso, aborted))
+        })
+    }
+
     /// The size of the ISR as the leader sees it (for min.insync.replicas), or `None` when not the leader.
     pub fn isr_size(&self) -> Option<usize> {
         match &*self.role.lock() {

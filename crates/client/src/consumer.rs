@@ -111,6 +111,7 @@ struct FetchedPartition {
 fn decode_fetch(
     partitions: Vec<(TopicPartition, i64)>,
     response: Result<strom_protocol::kafka::messages::FetchResponse, Error>,
+    read_committed: bool,
 ) -> Result<Vec<FetchedPartition>, Error> {
     let response = response?;
     if let Some(e) = Error::kafka(response.error_code, "Fetch") {
@@ -126,7 +127,15 @@ fn decode_fetch(
             };
             let decoded = match p.records.filter(|r| !r.is_empty()) {
                 Some(data) if p.error_code == 0 => {
-                    records::decode_partition(&tp.topic, tp.partition, data, position)
+                    let aborted = read_committed.then(|| {
+                        records::Aborted::new(
+                            p.aborted_transactions
+                                .iter()
+                                .flatten()
+                                .map(|a| (a.producer_id.0, a.first_offset)),
+                        )
+                    });
+                    records::decode_partition(&tp.topic, tp.partition, data, position, aborted)
                 }
                 _ => Ok(records::Decoded::default()),
             };
@@ -538,6 +547,7 @@ impl Consumer {
         let metadata = self.cluster.metadata();
         let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         let mut leaderless = false;
+        let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
         for (tp, position) in &fetchable {
             match metadata
                 .topics
@@ -562,7 +572,7 @@ impl Consumer {
                         connection.request(&request).await
                     }
                     .await;
-                    decode_fetch(partitions, response)
+                    decode_fetch(partitions, response, read_committed)
                 }
             })
             .collect();

@@ -2,6 +2,9 @@
 //! `max_wait_ms` passes. The wait is woken by appends to any requested partition (never by a polling timer), so a
 //! consumer sees a record as soon as it is in the log.
 //!
+//! `isolation_level=1` (read_committed) reads below the last stable offset instead, and lists the aborted
+//! transactions whose records the response may hold, for the client to drop (issue 12).
+//!
 //! Strom creates no incremental fetch sessions (KIP-227): every response carries session id 0, which tells the
 //! client to keep sending full fetch requests.
 //!
@@ -17,9 +20,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use strom_log::LogError;
 use strom_protocol::kafka::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use strom_protocol::kafka::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use strom_protocol::kafka::messages::{
+    FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
+};
 use strom_protocol::kafka::ResponseError;
 use tokio::time::Instant;
 
@@ -78,6 +83,11 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
             request.replica_id.0
         };
         let replica = (replica >= 0).then_some(replica);
+        let reader = match replica {
+            Some(_) => Reader::Replica,
+            None if request.isolation_level == 1 => Reader::ReadCommitted,
+            None => Reader::ReadUncommitted,
+        };
         if let Some(replica) = replica {
             follower_fetched(&state, replica, &mut targets);
         }
@@ -102,7 +112,7 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                 })
                 .collect();
             let (partitions, bytes, any_error) =
-                read_all(&targets, response_max_bytes, version, replica.is_some());
+                read_all(&targets, response_max_bytes, version, reader);
             if bytes >= min_bytes || any_error || Instant::now() >= deadline {
                 return Some(ResponseKind::Fetch(build_response(
                     &topic_names,
@@ -123,11 +133,20 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
 
 /// Reads every target once. Returns per-target partition data, the record bytes gathered, and whether any
 /// partition answered with an error (which, as in Kafka, ends the long poll at once).
+/// Who reads, which bounds the read: a follower up to the log end offset, a consumer up to the high watermark
+/// (read_uncommitted) or the last stable offset (read_committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Replica,
+    ReadUncommitted,
+    ReadCommitted,
+}
+
 fn read_all(
     targets: &[Target],
     response_max_bytes: usize,
     version: i16,
-    for_replica: bool,
+    reader: Reader,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -138,7 +157,7 @@ fn read_all(
             response_max_bytes.saturating_sub(total),
             total == 0,
             version,
-            for_replica,
+            reader,
         );
         if data.error_code != 0
             || data.diverging_epoch.epoch >= 0
@@ -189,8 +208,9 @@ fn read_one(
     budget: usize,
     first_with_data: bool,
     version: i16,
-    for_replica: bool,
+    reader: Reader,
 ) -> PartitionData {
+    let for_replica = reader == Reader::Replica;
     let data = PartitionData::default().with_partition_index(t.partition_index);
     let p = match &t.partition {
         Ok(p) => p,
@@ -216,11 +236,34 @@ fn read_one(
             )
             .with_records(Some(Bytes::new()));
     }
-    let read = if for_replica {
-        p.read_for_replica(t.fetch_offset, t.max_bytes.min(budget))
-    } else {
-        p.read(t.fetch_offset, t.max_bytes.min(budget), first_with_data)
+    let max_bytes = t.max_bytes.min(budget);
+    let read = match reader {
+        Reader::Replica => p.read_for_replica(t.fetch_offset, max_bytes),
+        Reader::ReadUncommitted => p.read(t.fetch_offset, max_bytes, first_with_data),
+        Reader::ReadCommitted => match p.read_committed(t.fetch_offset, max_bytes, first_with_data)
+        {
+            Ok((read, lso, aborted)) => {
+                let aborted = aborted
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect();
+                data = data
+                    .with_last_stable_offset(lso)
+                    .with_aborted_transactions(Some(aborted));
+                Ok(read)
+            }
+            Err(e) => Err(e),
+        },
     };
+    if reader == Reader::ReadUncommitted {
+        if let Ok(lso) = p.last_stable_offset() {
+            data = data.with_last_stable_offset(lso);
+        }
+    }
     match read {
         Ok(read) => data.with_records(Some(read.records)),
         // A follower below the leader's log start offset restarts there: it needs the real offsets.

@@ -21,6 +21,7 @@ pub fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -46,7 +47,8 @@ pub fn handle(
                     if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return response.with_error_code(code);
                     }
-                    let (code, timestamp, offset) = lookup(partition, p.timestamp, version);
+                    let (code, timestamp, offset) =
+                        lookup(partition, p.timestamp, version, read_committed);
                     let mut response = response
                         .with_error_code(code)
                         .with_timestamp(timestamp)
@@ -66,9 +68,15 @@ pub fn handle(
 }
 
 /// Returns (error code, timestamp, offset).
-fn lookup(partition: &Partition, timestamp: i64, version: i16) -> (i16, i64, i64) {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    version: i16,
+    read_committed: bool,
+) -> (i16, i64, i64) {
     let result = match timestamp {
-        // No transactions yet, so the last stable offset equals the high watermark for read_committed too.
+        // The end a read_committed consumer can reach is the last stable offset.
+        LATEST if read_committed => partition.last_stable_offset().map(|lso| Some((lso, -1))),
         LATEST => Ok(Some((partition.high_watermark(), -1))),
         EARLIEST => Ok(Some((partition.log_start_offset(), -1))),
         MAX_TIMESTAMP if version >= 7 => partition.with_log(|log| Ok(log.max_timestamp()?)),

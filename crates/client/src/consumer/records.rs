@@ -111,13 +111,55 @@ fn record_count(data: &Bytes) -> usize {
     count
 }
 
+/// The transactions a `read_committed` fetch said were aborted: producer id and first offset of each, which
+/// `decode_partition` skips until the producer's abort marker (Kafka's consumer algorithm).
+#[derive(Debug, Default)]
+pub(crate) struct Aborted {
+    /// Not yet reached, by first offset.
+    pending: std::collections::BTreeSet<(i64, i64)>,
+    /// Producers whose batches are being skipped: their aborted transaction began at or before the batch.
+    skipping: std::collections::HashSet<i64>,
+}
+
+impl Aborted {
+    pub(crate) fn new(transactions: impl IntoIterator<Item = (i64, i64)>) -> Self {
+        Self {
+            pending: transactions
+                .into_iter()
+                .map(|(producer_id, first_offset)| (first_offset, producer_id))
+                .collect(),
+            skipping: Default::default(),
+        }
+    }
+
+    /// Whether the data batch of `producer_id` ending at `last_offset` belongs to an aborted transaction.
+    fn skips(&mut self, producer_id: i64, last_offset: i64) -> bool {
+        while let Some(&(first, pid)) = self.pending.first() {
+            if first > last_offset {
+                break;
+            }
+            self.pending.pop_first();
+            self.skipping.insert(pid);
+        }
+        self.skipping.contains(&producer_id)
+    }
+}
+
+/// Where the transactional and control bits sit in a v2 batch's attributes, and where the producer id is.
+const ATTRIBUTES_AT: usize = 21;
+const TRANSACTIONAL_BIT: u16 = 1 << 4;
+const CONTROL_BIT: u16 = 1 << 5;
+const PRODUCER_ID_AT: usize = 43;
+
 /// Decodes every whole batch of `data`, keeping records at or after `position`. Control records (transaction
-/// markers) advance the position but are never returned.
+/// markers) advance the position but are never returned. With `aborted` (a `read_committed` fetch), the batches
+/// of aborted transactions are skipped too.
 pub(crate) fn decode_partition(
     topic: &str,
     partition: i32,
     mut data: Bytes,
     position: i64,
+    mut aborted: Option<Aborted>,
 ) -> Result<Decoded, String> {
     let mut out = Decoded {
         records: Vec::with_capacity(record_count(&data)),
@@ -150,8 +192,33 @@ pub(crate) fn decode_partition(
                 "batch at offset {base_offset} has message format v{magic}; only v2 is supported"
             ));
         }
+        let attributes = u16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+        let producer_id = i64::from_be_bytes(
+            batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8]
+                .try_into()
+                .unwrap(),
+        );
+        let last_offset = base_offset + i64::from(last_delta);
         let set = RecordBatchDecoder::decode(&mut batch)
             .map_err(|e| format!("batch at offset {base_offset}: {e:#}"))?;
+        if let Some(aborted) = aborted.as_mut() {
+            if attributes & CONTROL_BIT != 0 {
+                // An abort marker ends the skipping of its producer's records.
+                let is_abort = set
+                    .records
+                    .first()
+                    .and_then(|r| r.key.as_deref())
+                    .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 0]);
+                if is_abort {
+                    aborted.skipping.remove(&producer_id);
+                }
+            } else if attributes & TRANSACTIONAL_BIT != 0 && aborted.skips(producer_id, last_offset)
+            {
+                let next = last_offset + 1;
+                out.next_offset = Some(out.next_offset.map_or(next, |n: i64| n.max(next)));
+                continue;
+            }
+        }
         for r in set.records {
             if r.control || r.offset < position {
                 continue;
@@ -234,7 +301,7 @@ mod tests {
         ] {
             let mut data = BytesMut::from(&batch(10, 5, c)[..]);
             data.extend_from_slice(&batch(15, 5, c));
-            let d = decode_partition("t", 0, data.freeze(), 13).unwrap();
+            let d = decode_partition("t", 0, data.freeze(), 13, None).unwrap();
             let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
             assert_eq!(offsets, (13..20).collect::<Vec<_>>(), "{c:?}");
             assert_eq!(d.next_offset, Some(20));
@@ -253,14 +320,14 @@ mod tests {
         data.extend_from_slice(&second[..second.len() - 5]);
         let data = data.freeze();
         assert_eq!(record_count(&data), 3, "the cut batch is not counted");
-        let d = decode_partition("t", 0, data, 0).unwrap();
+        let d = decode_partition("t", 0, data, 0, None).unwrap();
         assert_eq!(d.records.len(), 3);
         assert_eq!(d.next_offset, Some(3));
         // Every prefix decodes cleanly or fails with a message, never panics.
         let whole = batch(0, 3, Compression::Gzip);
         for cut in 0..whole.len() {
             assert!(record_count(&whole.slice(..cut)) <= 3);
-            let _ = decode_partition("t", 0, whole.slice(..cut), 0);
+            let _ = decode_partition("t", 0, whole.slice(..cut), 0, None);
         }
     }
 }
