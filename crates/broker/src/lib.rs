@@ -23,6 +23,7 @@ pub mod replication;
 mod server;
 pub mod topic_config;
 pub mod topics;
+pub mod transactions;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use server::{Broker, BrokerError, BrokerState, RunningBroker};

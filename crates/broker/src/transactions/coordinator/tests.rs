@@ -1,0 +1,291 @@
+use super::*;
+
+const NOW: i64 = 1_000;
+
+fn coordinator() -> Coordinator {
+    Coordinator::new(Settings::default(), 3)
+}
+
+fn pe(producer_id: i64, producer_epoch: i16) -> ProducerIdAndEpoch {
+    ProducerIdAndEpoch {
+        producer_id,
+        producer_epoch,
+    }
+}
+
+fn parts(list: &[(&str, i32)]) -> Vec<(String, i32)> {
+    list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+}
+
+/// Makes a transition and persists it, as the driver would after writing it.
+fn persist(
+    c: &mut Coordinator,
+    f: impl FnOnce(&mut Coordinator) -> Result<Transition, i16>,
+) -> Transition {
+    let t = f(c).expect("a transition");
+    c.persisted(&t.metadata.transactional_id);
+    t
+}
+
+/// A fresh id with producer 7 at epoch 0.
+fn initialized() -> Coordinator {
+    let mut c = coordinator();
+    let t = persist(&mut c, |c| c_init(c, None));
+    assert_eq!((t.metadata.producer_id, t.metadata.producer_epoch), (7, 0));
+    c
+}
+
+fn c_init(c: &mut Coordinator, expected: Option<ProducerIdAndEpoch>) -> Result<Transition, i16> {
+    c.init_producer_id("tx", 60_000, expected, NOW, || 7)
+}
+
+#[test]
+fn a_transaction_goes_empty_ongoing_prepare_complete_and_the_next_starts_afresh() {
+    let mut c = initialized();
+    assert_eq!(c.get("tx").unwrap().state, TxnState::Empty);
+    persist(&mut c, |c| {
+        Ok(
+            c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0), ("b", 1)]), NOW)
+                .unwrap()
+                .unwrap(),
+        )
+    });
+    let m = c.get("tx").unwrap();
+    assert_eq!(m.state, TxnState::Ongoing);
+    assert_eq!(m.start_ms, NOW);
+    // Adding what is already there changes nothing.
+    assert_eq!(
+        c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW),
+        Ok(None)
+    );
+    let end = persist(&mut c, |c| {
+        c.end_txn("tx", pe(7, 0), true, NOW).map(Option::unwrap)
+    });
+    assert_eq!(end.metadata.state, TxnState::PrepareCommit);
+    assert_eq!(
+        end.then,
+        Then::WriteMarkers {
+            producer_id: 7,
+            producer_epoch: 0,
+            control: ControlType::Commit,
+            partitions: parts(&[("a", 0), ("b", 1)]).into_iter().collect(),
+        }
+    );
+    // A retry while the markers are being written is told to wait.
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), true, NOW),
+        Err(error::CONCURRENT_TRANSACTIONS)
+    );
+    let done = c.markers_written("tx", 7, 0, NOW + 1).unwrap();
+    assert_eq!(done.metadata.state, TxnState::CompleteCommit);
+    c.persisted("tx");
+    // Now a retry is answered as done; the opposite end is refused.
+    assert_eq!(c.end_txn("tx", pe(7, 0), true, NOW), Ok(None));
+    // The next transaction starts with only its own partitions.
+    let next = c
+        .add_partitions("tx", pe(7, 0), &parts(&[("c", 0)]), NOW + 5)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.metadata.partitions,
+        parts(&[("c", 0)]).into_iter().collect()
+    );
+    assert_eq!(next.metadata.start_ms, NOW + 5);
+}
+
+#[test]
+fn a_pending_transition_makes_every_other_request_wait() {
+    let mut c = initialized();
+    let t = c
+        .add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.metadata.state, TxnState::Ongoing);
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), true, NOW),
+        Err(error::CONCURRENT_TRANSACTIONS)
+    );
+    assert_eq!(c_init(&mut c, None), Err(error::CONCURRENT_TRANSACTIONS));
+    // The write failed: the transition never happened.
+    c.persist_failed("tx");
+    assert_eq!(c.get("tx").unwrap().state, TxnState::Empty);
+    // A first InitProducerId whose write failed leaves nothing behind.
+    let first = c
+        .init_producer_id("other", 60_000, None, NOW, || 9)
+        .unwrap();
+    assert_eq!(first.metadata.producer_id, 9);
+    assert!(c.get("other").is_none(), "not persisted yet");
+    c.persist_failed("other");
+    assert!(c.get("other").is_none());
+    assert_eq!(c.all().count(), 1);
+}
+
+#[test]
+fn init_producer_id_bumps_the_epoch_and_fences_the_old_producer() {
+    let mut c = initialized();
+    let again = persist(&mut c, |c| c_init(c, None));
+    assert_eq!(
+        (again.metadata.producer_id, again.metadata.producer_epoch),
+        (7, 1)
+    );
+    assert_eq!(
+        c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), false, NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+    assert_eq!(
+        c.add_partitions("tx", pe(8, 1), &parts(&[("a", 0)]), NOW),
+        Err(error::INVALID_PRODUCER_ID_MAPPING)
+    );
+    assert_eq!(
+        c.add_partitions("nobody", pe(7, 1), &parts(&[("a", 0)]), NOW),
+        Err(error::INVALID_PRODUCER_ID_MAPPING)
+    );
+    // KIP-360: a client presenting an id and epoch that are not the current ones is a zombie.
+    assert_eq!(c_init(&mut c, Some(pe(7, 5))), Err(error::PRODUCER_FENCED));
+    let recovered = persist(&mut c, |c| c_init(c, Some(pe(7, 1))));
+    assert_eq!(recovered.metadata.producer_epoch, 2);
+}
+
+#[test]
+fn init_producer_id_aborts_a_transaction_left_open_with_the_new_epoch() {
+    let mut c = initialized();
+    persist(&mut c, |c| {
+        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+            .unwrap()
+            .unwrap())
+    });
+    let fence = persist(&mut c, |c| c_init(c, None));
+    assert_eq!(fence.metadata.state, TxnState::PrepareAbort);
+    assert_eq!(
+        fence.then,
+        Then::FenceAndAbort {
+            producer_id: 7,
+            producer_epoch: 1,
+            partitions: parts(&[("a", 0)]).into_iter().collect(),
+        }
+    );
+    // Until the abort completes the new producer is told to retry.
+    assert_eq!(c_init(&mut c, None), Err(error::CONCURRENT_TRANSACTIONS));
+    persist(&mut c, |c| c.markers_written("tx", 7, 1, NOW).ok_or(0));
+    assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteAbort);
+    let ready = persist(&mut c, |c| c_init(c, None));
+    assert_eq!(ready.metadata.producer_epoch, 2);
+    assert_eq!(ready.metadata.state, TxnState::Empty);
+}
+
+#[test]
+fn an_expired_transaction_is_aborted_with_the_next_epoch() {
+    let mut c = initialized();
+    persist(&mut c, |c| {
+        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+            .unwrap()
+            .unwrap())
+    });
+    assert!(c.expired(NOW + 59_999).is_empty());
+    assert_eq!(c.expired(NOW + 60_000), vec!["tx".to_string()]);
+    let abort = persist(&mut c, |c| {
+        c.abort_expired("tx", NOW + 60_000, || 99).ok_or(0)
+    });
+    assert_eq!(abort.metadata.producer_epoch, 1);
+    assert!(matches!(
+        abort.then,
+        Then::WriteMarkers {
+            control: ControlType::Abort,
+            producer_epoch: 1,
+            ..
+        }
+    ));
+    // The producer that left it open is fenced.
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), true, NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+}
+
+#[test]
+fn an_exhausted_epoch_moves_to_a_new_producer_id() {
+    let mut c = coordinator();
+    c.load([(
+        "tx".to_string(),
+        Some(TxnMetadata {
+            transactional_id: "tx".into(),
+            producer_id: 7,
+            producer_epoch: i16::MAX - 1,
+            timeout_ms: 60_000,
+            state: TxnState::CompleteCommit,
+            partitions: BTreeSet::new(),
+            start_ms: -1,
+            last_update_ms: 0,
+        }),
+    )]);
+    let t = persist(&mut c, |c| {
+        c.init_producer_id("tx", 60_000, None, NOW, || 8)
+    });
+    assert_eq!((t.metadata.producer_id, t.metadata.producer_epoch), (8, 0));
+}
+
+#[test]
+fn loading_resumes_the_markers_of_prepared_transactions() {
+    let mut c = coordinator();
+    let prepared = TxnMetadata {
+        transactional_id: "p".into(),
+        producer_id: 5,
+        producer_epoch: 2,
+        timeout_ms: 60_000,
+        state: TxnState::PrepareAbort,
+        partitions: parts(&[("a", 1)]).into_iter().collect(),
+        start_ms: 0,
+        last_update_ms: 0,
+    };
+    let done = TxnMetadata {
+        transactional_id: "d".into(),
+        state: TxnState::CompleteCommit,
+        ..prepared.clone()
+    };
+    let resumed = c.load([
+        ("p".to_string(), Some(prepared)),
+        ("d".to_string(), Some(done)),
+        ("gone".to_string(), None),
+    ]);
+    assert_eq!(
+        resumed,
+        vec![Then::WriteMarkers {
+            producer_id: 5,
+            producer_epoch: 2,
+            control: ControlType::Abort,
+            partitions: parts(&[("a", 1)]).into_iter().collect(),
+        }]
+    );
+    let complete = c.markers_written("p", 5, 2, NOW).unwrap();
+    assert_eq!(complete.metadata.state, TxnState::CompleteAbort);
+}
+
+#[test]
+fn bad_timeouts_and_out_of_step_ends_get_kafka_s_codes() {
+    let mut c = coordinator();
+    assert_eq!(
+        c.init_producer_id("tx", 0, None, NOW, || 7),
+        Err(error::INVALID_TRANSACTION_TIMEOUT)
+    );
+    assert_eq!(
+        c.init_producer_id("tx", 900_001, None, NOW, || 7),
+        Err(error::INVALID_TRANSACTION_TIMEOUT)
+    );
+    assert!(c.get("tx").is_none(), "nothing created");
+    let mut c = initialized();
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), true, NOW),
+        Err(error::INVALID_TXN_STATE),
+        "commit with nothing open"
+    );
+    assert_eq!(c.end_txn("tx", pe(7, 0), false, NOW), Ok(None));
+    assert_eq!(
+        c.end_txn("tx", pe(7, 1), false, NOW),
+        Err(error::INVALID_PRODUCER_EPOCH),
+        "an epoch from the future"
+    );
+}
