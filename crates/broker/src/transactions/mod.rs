@@ -2,3 +2,4 @@
 //! handlers, `__transaction_state` and marker writing build on it.
 
 pub mod coordinator;
+pub mod record;
