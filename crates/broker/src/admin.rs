@@ -144,6 +144,40 @@ impl BrokerState {
         })
     }
 
+    /// `__transaction_state`, created through the controller on the first transactional FindCoordinator.
+    pub async fn ensure_transaction_topic(&self) -> Result<Arc<Topic>, TopicError> {
+        use crate::transactions::record::TRANSACTION_STATE_TOPIC;
+        if let Some(topic) = self.topics.get(TRANSACTION_STATE_TOPIC) {
+            return Ok(topic);
+        }
+        let (partitions, configs) = self.transactions.topic_spec();
+        let live = self.cluster.image().live_brokers().count().max(1) as i16;
+        let rf = self
+            .config
+            .transaction_state_log_replication_factor
+            .min(live);
+        match self
+            .create_topic(
+                TRANSACTION_STATE_TOPIC,
+                partitions,
+                rf,
+                None,
+                configs,
+                false,
+                None,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(TopicError::Controller { code, .. })
+                if code == strom_metadata::codes::TOPIC_ALREADY_EXISTS => {}
+            Err(e) => return Err(e),
+        }
+        self.topics.get(TRANSACTION_STATE_TOPIC).ok_or_else(|| {
+            TopicError::CoordinatorNotAvailable(format!("{TRANSACTION_STATE_TOPIC} is not ready"))
+        })
+    }
+
     pub async fn delete_topic(
         &self,
         name: &str,

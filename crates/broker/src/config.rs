@@ -78,6 +78,15 @@ pub struct BrokerConfig {
     pub group_consumer_assignors: Vec<AssignorName>,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed once the topic exists.
     pub offsets_topic_num_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed once it exists.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped at the live brokers when the topic is created).
+    pub transaction_state_log_replication_factor: i16,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often timed-out transactions are
+    /// looked for and aborted.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// Defaults for every topic's log, from the `log.*` keys and `message.max.bytes`.
     pub log: LogConfig,
     /// Keys set explicitly in the config file, for DescribeConfigs' `STATIC_BROKER_CONFIG` source.
@@ -166,6 +175,10 @@ impl Default for BrokerConfig {
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_assignors: vec![AssignorName::Uniform, AssignorName::Range],
             offsets_topic_num_partitions: 50,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             log: LogConfig::default(),
             explicit: BTreeMap::new(),
             roles: ProcessRoles {
@@ -346,6 +359,17 @@ impl BrokerConfig {
             }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions = positive(key, value)?
+            }
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions = positive(key, value)?
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_log_replication_factor = positive(key, value)?
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = positive(key, value)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms =
+                    positive::<i64>(key, value)? as u64
             }
             "log.segment.bytes" => self.log.segment_bytes = positive::<i64>(key, value)? as u64,
             "log.roll.ms" => self.log.segment_ms = positive(key, value)?,

@@ -35,6 +35,8 @@ pub struct BrokerState {
     pub producer_ids: ProducerIds,
     pub groups: GroupDriver,
     pub offsets: Arc<OffsetStore>,
+    /// The transaction coordinators of the `__transaction_state` partitions this broker leads.
+    pub transactions: Arc<crate::transactions::store::TransactionStore>,
     /// The host and port advertised in Metadata and DescribeCluster.
     pub advertised: (String, u16),
     pub cluster_id: String,
@@ -124,9 +126,23 @@ impl Broker {
         .map_err(|e| std::io::Error::other(e.to_string()))??;
         let offsets = Arc::new(offsets);
         let hook_offsets = offsets.clone();
+        // The transaction coordinators need the broker's state, which exists only further down.
+        let hook_broker: Arc<std::sync::OnceLock<std::sync::Weak<BrokerState>>> = Arc::default();
+        let hook_broker_set = hook_broker.clone();
+        // The hook may run outside the runtime (metadata is applied where the quorum runs it).
+        let runtime = tokio::runtime::Handle::current();
         topics.on_new_leadership(Arc::new(move |p| {
             if &*p.topic == crate::offsets::OFFSETS_TOPIC {
                 hook_offsets.reload(p);
+            }
+            // Transaction coordinators follow the leadership of `__transaction_state` partitions: loaded when
+            // it arrives, their unfinished markers resumed.
+            if &*p.topic == crate::transactions::record::TRANSACTION_STATE_TOPIC {
+                if let Some(state) = hook_broker.get().and_then(std::sync::Weak::upgrade) {
+                    let _runtime = runtime.enter();
+                    let resumed = state.transactions.reload(p);
+                    crate::transactions::driver::resume(&state, resumed);
+                }
             }
         }));
         // Leadership gained between the load and the hook being set is caught here.
@@ -136,6 +152,14 @@ impl Broker {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
+        let transactions = Arc::new(crate::transactions::store::TransactionStore::new(
+            topics.clone(),
+            flusher.clone(),
+            config.transaction_state_log_num_partitions,
+            crate::transactions::coordinator::Settings {
+                max_timeout_ms: config.transaction_max_timeout_ms,
+            },
+        ));
         let groups = GroupDriver::start(
             GroupConfig {
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -171,12 +195,22 @@ impl Broker {
             producer_ids: ProducerIds::new(),
             groups,
             offsets,
+            transactions: transactions.clone(),
             config: config.clone(),
             topics: topics.clone(),
             flusher,
             cluster: cluster.clone(),
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
+        let _ = hook_broker_set.set(Arc::downgrade(&state));
+        // Leadership gained before the hook could reach the state is caught here.
+        if let Some(t) = topics.get(crate::transactions::record::TRANSACTION_STATE_TOPIC) {
+            for p in &t.led {
+                let resumed = transactions.reload(p);
+                crate::transactions::driver::resume(&state, resumed);
+            }
+        }
+        crate::transactions::driver::start_timeouts(state.clone(), shutdown_rx.clone());
         if !config.roles.broker {
             // A controller alone: it votes and serves the other nodes, and no clients.
             drop(listener);

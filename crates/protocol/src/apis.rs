@@ -60,6 +60,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::DeleteRecords, 0, 2),
     ApiSupport::new(ApiKey::InitProducerId, 0, 4),
     ApiSupport::new(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Transactions (issue 12), the producer's side; v4+ of AddPartitionsToTxn is KIP-890's broker-to-broker form
+    // and v4+ of EndTxn its transaction version 2, neither served yet.
+    ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 3),
+    ApiSupport::new(ApiKey::EndTxn, 0, 3),
     ApiSupport::new(ApiKey::DescribeConfigs, 1, 4),
     ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
     ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),

@@ -1,6 +1,7 @@
 //! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition (Kafka's placement,
 //! `abs(javaHash(group)) % partitions`), which this broker looks up in the metadata; the first group lookup
-//! creates `__consumer_offsets` through the controller. v4 batches keys. Transactional ids are not served yet.
+//! creates `__consumer_offsets` through the controller. A transactional id's coordinator is the leader of its
+//! `__transaction_state` partition, placed the same way; the first lookup creates that topic. v4 batches keys.
 
 use std::sync::Arc;
 
@@ -13,25 +14,30 @@ use crate::offsets::record::partition_for_group;
 use crate::server::BrokerState;
 
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 /// The coordinator's (node id, host, port), or an error code and message.
 type Found = Result<(i32, String, i32), (i16, String)>;
 
 async fn lookup(state: &BrokerState, key_type: i8, key: &str) -> Found {
-    if key_type != GROUP {
-        return Err((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "transactions are not supported yet".into(),
-        ));
-    }
     if key.is_empty() {
         return Err((
             ResponseError::InvalidRequest.code(),
-            "empty group id".into(),
+            "empty group or transactional id".into(),
         ));
     }
-    let topic = state.ensure_offsets_topic().await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot create the offsets topic");
+    let topic = match key_type {
+        GROUP => state.ensure_offsets_topic().await,
+        TRANSACTION => state.ensure_transaction_topic().await,
+        other => {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("unknown coordinator key type {other}"),
+            ))
+        }
+    }
+    .map_err(|e| {
+        tracing::warn!(error = %e, "cannot create the coordinator's topic");
         (ResponseError::CoordinatorNotAvailable.code(), e.to_string())
     })?;
     let index = partition_for_group(key, topic.partition_count());
@@ -41,7 +47,7 @@ async fn lookup(state: &BrokerState, key_type: i8, key: &str) -> Found {
         Some(b) => Ok((leader, b.endpoint.host.clone(), i32::from(b.endpoint.port))),
         None => Err((
             ResponseError::CoordinatorNotAvailable.code(),
-            format!("__consumer_offsets-{index} has no live leader"),
+            format!("{}-{index} has no live leader", topic.name),
         )),
     }
 }

@@ -1,5 +1,7 @@
 //! InitProducerId for idempotent producers: a fresh producer id with epoch 0, or (v3+, KIP-360) the same id with
-//! a bumped epoch when the client presents its current id and epoch. Transactional ids are not supported yet.
+//! a bumped epoch when the client presents its current id and epoch. With a transactional id the transaction
+//! coordinator answers (see `transactions/`): the id's producer id with the next epoch, which fences the previous
+//! producer of that transactional id.
 
 use std::sync::Arc;
 
@@ -14,11 +16,29 @@ pub async fn handle(
     _version: i16,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
-    if request.transactional_id.is_some() {
-        tracing::info!(
-            "refusing InitProducerId with a transactional id: transactions are not supported yet"
+    if let Some(transactional_id) = request.transactional_id.as_ref() {
+        let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0).then_some(
+            crate::transactions::coordinator::ProducerIdAndEpoch {
+                producer_id: request.producer_id.0,
+                producer_epoch: request.producer_epoch,
+            },
         );
-        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        return match crate::transactions::driver::init_producer_id(
+            &state,
+            transactional_id.0.as_str(),
+            request.transaction_timeout_ms,
+            expected,
+        )
+        .await
+        {
+            Ok((id, epoch)) => response
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+            Err(code) => response
+                .with_error_code(code)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        };
     }
     if request.producer_id.0 >= 0
         && request.producer_epoch >= 0

@@ -13,6 +13,7 @@ use strom_protocol::Request;
 
 use crate::server::BrokerState;
 
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -29,6 +30,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -119,6 +121,14 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::InitProducerId(r) => {
             let state = state.clone();
             Box::pin(async move { Some(init_producer_id::handle(state, r, v).await.into()) })
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(add_partitions_to_txn::handle(state, r, v).await.into()) })
+        }
+        RequestKind::EndTxn(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(end_txn::handle(state, r, v).await.into()) })
         }
         RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
         RequestKind::FindCoordinator(r) => {

@@ -33,7 +33,6 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let valid_acks = matches!(acks, -1..=1);
-    let transactional = request.transactional_id.is_some();
 
     for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
         let topic = state.topics.get(topic_data.name.0.as_str());
@@ -51,13 +50,6 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
             };
             if !valid_acks {
                 partition_responses.push(fail(ResponseError::InvalidRequiredAcks.code(), None));
-                continue;
-            }
-            if transactional {
-                partition_responses.push(fail(
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("Strom does not support transactions yet".into()),
-                ));
                 continue;
             }
             let Some((partition, settings)) = topic

@@ -2,4 +2,6 @@
 //! handlers, `__transaction_state` and marker writing build on it.
 
 pub mod coordinator;
+pub mod driver;
 pub mod record;
+pub mod store;

@@ -174,11 +174,11 @@ impl Coordinator {
 
     /// Loads the partition's metadata (the last value of each key in `__transaction_state`, a tombstone being
     /// `None`). Returns the transitions that were interrupted: every transaction in a Prepare state needs its
-    /// markers written again (they are idempotent on the partitions).
+    /// markers written again (they are idempotent on the partitions), by transactional id.
     pub fn load(
         &mut self,
         records: impl IntoIterator<Item = (String, Option<TxnMetadata>)>,
-    ) -> Vec<Then> {
+    ) -> Vec<(String, Then)> {
         for (id, metadata) in records {
             match metadata {
                 Some(m) => {
@@ -205,12 +205,15 @@ impl Coordinator {
                     TxnState::PrepareAbort => ControlType::Abort,
                     _ => return None,
                 };
-                Some(Then::WriteMarkers {
-                    producer_id: m.producer_id,
-                    producer_epoch: m.producer_epoch,
-                    control,
-                    partitions: m.partitions.clone(),
-                })
+                Some((
+                    m.transactional_id.clone(),
+                    Then::WriteMarkers {
+                        producer_id: m.producer_id,
+                        producer_epoch: m.producer_epoch,
+                        control,
+                        partitions: m.partitions.clone(),
+                    },
+                ))
             })
             .collect()
     }

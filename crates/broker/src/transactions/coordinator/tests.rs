@@ -253,12 +253,15 @@ fn loading_resumes_the_markers_of_prepared_transactions() {
     ]);
     assert_eq!(
         resumed,
-        vec![Then::WriteMarkers {
-            producer_id: 5,
-            producer_epoch: 2,
-            control: ControlType::Abort,
-            partitions: parts(&[("a", 1)]).into_iter().collect(),
-        }]
+        vec![(
+            "p".to_string(),
+            Then::WriteMarkers {
+                producer_id: 5,
+                producer_epoch: 2,
+                control: ControlType::Abort,
+                partitions: parts(&[("a", 1)]).into_iter().collect(),
+            }
+        )]
     );
     let complete = c.markers_written("p", 5, 2, NOW).unwrap();
     assert_eq!(complete.metadata.state, TxnState::CompleteAbort);

@@ -1,0 +1,326 @@
+//! The transaction coordinator's I/O: runs the requests through the state machine, persists each transition
+//! before it counts, writes markers to the partitions a transaction touched, completes the transaction, and
+//! aborts transactions that time out.
+//!
+//! Markers go to partitions this broker leads directly (`Partition::append_marker`, then flushed and replicated to
+//! the ISR). A partition led by another broker is not written yet (WriteTxnMarkers between brokers is still to
+//! come): its transaction stays in its Prepare state and the markers are retried until that partition's leader is
+//! this broker, so nothing half-done is reported as done.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_log::txn::{ControlType, Marker};
+use strom_protocol::kafka::ResponseError;
+
+use super::coordinator::{ProducerIdAndEpoch, Then, Transition};
+use crate::clock::now_ms;
+use crate::server::BrokerState;
+
+/// How long a transition may take to be persisted.
+const PERSIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the marker writer waits before retrying a partition it could not write.
+const MARKER_RETRY: Duration = Duration::from_millis(200);
+
+/// Persists `transition` for `transactional_id` and reports the outcome to its coordinator.
+async fn persist(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    transition: &Transition,
+) -> Result<(), i16> {
+    let result = state
+        .transactions
+        .persist(&transition.metadata, PERSIST_TIMEOUT)
+        .await;
+    let _ = state.transactions.with(transactional_id, |c| match result {
+        Ok(()) => c.persisted(transactional_id),
+        Err(_) => c.persist_failed(transactional_id),
+    });
+    result
+}
+
+/// InitProducerId with a transactional id: the producer id and epoch to use.
+pub async fn init_producer_id(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    timeout_ms: i32,
+    expected: Option<ProducerIdAndEpoch>,
+) -> Result<(i64, i16), i16> {
+    // A new producer id is needed for a new transactional id or an exhausted epoch: allocate it first (outside
+    // the coordinator's lock, as allocation may ask the controller); unused, it is simply skipped.
+    let needs_id = state.transactions.with(transactional_id, |c| {
+        c.get(transactional_id)
+            .is_none_or(|m| m.producer_epoch >= i16::MAX - 1)
+    })?;
+    let fresh = if needs_id {
+        Some(state.producer_ids.next(state).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            ResponseError::CoordinatorNotAvailable.code()
+        })?)
+    } else {
+        None
+    };
+    let transition = state.transactions.with(transactional_id, |c| {
+        c.init_producer_id(transactional_id, timeout_ms, expected, now_ms(), || {
+            fresh.unwrap_or(-1)
+        })
+    })??;
+    if transition.metadata.producer_id < 0 {
+        // The id was needed after all (another request got in between): the client retries.
+        let _ = state
+            .transactions
+            .with(transactional_id, |c| c.persist_failed(transactional_id));
+        return Err(ResponseError::ConcurrentTransactions.code());
+    }
+    persist(state, transactional_id, &transition).await?;
+    match transition.then {
+        Then::FenceAndAbort {
+            producer_id,
+            producer_epoch,
+            partitions,
+        } => {
+            spawn_markers(
+                state.clone(),
+                transactional_id.to_string(),
+                producer_id,
+                producer_epoch,
+                ControlType::Abort,
+                partitions,
+            );
+            Err(ResponseError::ConcurrentTransactions.code())
+        }
+        _ => Ok((
+            transition.metadata.producer_id,
+            transition.metadata.producer_epoch,
+        )),
+    }
+}
+
+/// AddPartitionsToTxn (and AddOffsetsToTxn's offsets partition).
+pub async fn add_partitions(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    partitions: &[(String, i32)],
+) -> Result<(), i16> {
+    let transition = state.transactions.with(transactional_id, |c| {
+        c.add_partitions(transactional_id, producer, partitions, now_ms())
+    })??;
+    match transition {
+        Some(t) => persist(state, transactional_id, &t).await,
+        None => Ok(()),
+    }
+}
+
+/// EndTxn: answered once the decision is persisted; the markers follow in the background.
+pub async fn end_txn(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    commit: bool,
+) -> Result<(), i16> {
+    let transition = state.transactions.with(transactional_id, |c| {
+        c.end_txn(transactional_id, producer, commit, now_ms())
+    })??;
+    let Some(transition) = transition else {
+        return Ok(());
+    };
+    persist(state, transactional_id, &transition).await?;
+    if let Then::WriteMarkers {
+        producer_id,
+        producer_epoch,
+        control,
+        partitions,
+    } = transition.then
+    {
+        spawn_markers(
+            state.clone(),
+            transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            control,
+            partitions,
+        );
+    }
+    Ok(())
+}
+
+/// Resumes what a newly loaded coordinator found unfinished.
+pub fn resume(state: &Arc<BrokerState>, resumed: super::store::Resumed) {
+    for (transactional_id, then) in resumed {
+        if let Then::WriteMarkers {
+            producer_id,
+            producer_epoch,
+            control,
+            partitions,
+        } = then
+        {
+            spawn_markers(
+                state.clone(),
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                control,
+                partitions,
+            );
+        }
+    }
+}
+
+/// Writes the markers of one transaction to every partition it touched, waits until each is durable on its ISR,
+/// then completes the transaction. Gives up only when this broker stops coordinating the transaction (the next
+/// coordinator resumes from the Prepare state).
+fn spawn_markers(
+    state: Arc<BrokerState>,
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    partitions: BTreeSet<(String, i32)>,
+) {
+    tokio::spawn(async move {
+        let mut pending = partitions;
+        loop {
+            let Ok(coordinator_epoch) = state.transactions.coordinator_epoch(&transactional_id)
+            else {
+                tracing::info!(
+                    transactional_id,
+                    "no longer the coordinator; markers left to the next one"
+                );
+                return;
+            };
+            let marker = Marker {
+                control,
+                coordinator_epoch,
+            };
+            let mut waits = Vec::new();
+            let mut failed = BTreeSet::new();
+            for (topic, index) in &pending {
+                let partition = state
+                    .topics
+                    .get(topic)
+                    .and_then(|t| t.partition(*index).cloned());
+                let Some(partition) = partition else {
+                    failed.insert((topic.clone(), *index));
+                    continue;
+                };
+                match partition.append_marker(producer_id, producer_epoch, marker, now_ms()) {
+                    Ok(offset) => waits.push(((topic.clone(), *index), partition, offset + 1)),
+                    // A fenced marker (an older epoch or coordinator) has nothing left to do on that partition.
+                    Err(crate::partition::PartitionError::Append(e))
+                        if matches!(
+                            e,
+                            strom_log::AppendError::InvalidProducerEpoch { .. }
+                                | strom_log::AppendError::TransactionCoordinatorFenced { .. }
+                        ) =>
+                    {
+                        tracing::warn!(transactional_id, topic, index, error = %e, "marker refused");
+                    }
+                    Err(e) => {
+                        tracing::debug!(transactional_id, topic, index, error = %e, "marker not written; retrying");
+                        failed.insert((topic.clone(), *index));
+                    }
+                }
+            }
+            for (key, partition, end) in waits {
+                state.flusher.request(partition.clone());
+                let durable =
+                    partition.wait_flushed(end).await && partition.wait_replicated(end).await;
+                if !durable {
+                    failed.insert(key);
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            pending = failed;
+            tokio::time::sleep(MARKER_RETRY).await;
+        }
+        let transition = state.transactions.with(&transactional_id, |c| {
+            c.markers_written(&transactional_id, producer_id, producer_epoch, now_ms())
+        });
+        if let Ok(Some(t)) = transition {
+            if let Err(code) = persist(&state, &transactional_id, &t).await {
+                tracing::warn!(
+                    transactional_id,
+                    code,
+                    "cannot complete the transaction; the next coordinator will"
+                );
+            }
+        }
+    });
+}
+
+/// Aborts the transactions open longer than their timeout, fencing their producers (one sweep).
+pub async fn abort_timed_out(state: &Arc<BrokerState>) {
+    let now = now_ms();
+    let expired: Vec<String> = state.transactions.for_each(|c| c.expired(now));
+    for transactional_id in expired {
+        let exhausted = state.transactions.with(&transactional_id, |c| {
+            c.get(&transactional_id)
+                .is_some_and(|m| m.producer_epoch >= i16::MAX - 1)
+        });
+        let fresh = match exhausted {
+            Ok(true) => match state.producer_ids.next(state).await {
+                Ok(id) => id,
+                Err(_) => continue,
+            },
+            Ok(false) => -1,
+            Err(_) => continue,
+        };
+        let transition = state.transactions.with(&transactional_id, |c| {
+            c.abort_expired(&transactional_id, now, || fresh)
+        });
+        let Ok(Some(transition)) = transition else {
+            continue;
+        };
+        tracing::info!(
+            transactional_id,
+            producer_id = transition.metadata.producer_id,
+            "aborting a transaction past its timeout"
+        );
+        if persist(state, &transactional_id, &transition)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        if let Then::WriteMarkers {
+            producer_id,
+            producer_epoch,
+            control,
+            partitions,
+        } = transition.then
+        {
+            spawn_markers(
+                state.clone(),
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                control,
+                partitions,
+            );
+        }
+    }
+}
+
+/// Sweeps for timed-out transactions every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+pub fn start_timeouts(state: Arc<BrokerState>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis(
+        state
+            .config
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+    );
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            abort_timed_out(&state).await;
+        }
+    });
+}

@@ -1,0 +1,232 @@
+//! The transaction coordinators of this broker: one [`Coordinator`] per `__transaction_state` partition it leads,
+//! loaded from the partition when leadership arrives, and the persistence of their transitions (appended to the
+//! partition, then flushed and replicated to the ISR before the transition counts, as Kafka's
+//! `transaction.state.log` writes with acks=all).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use strom_protocol::kafka::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_protocol::kafka::ResponseError;
+
+use super::coordinator::{Coordinator, Settings, Then, TxnMetadata};
+use super::record::{
+    decode_key, decode_value, encode_key, encode_value, partition_for, TRANSACTION_STATE_TOPIC,
+};
+use crate::clock::now_ms;
+use crate::flusher::Flusher;
+use crate::partition::Partition;
+use crate::topics::{TopicError, Topics};
+
+pub struct TransactionStore {
+    topics: Arc<Topics>,
+    flusher: Flusher,
+    partitions: i32,
+    settings: Settings,
+    /// By the index of a `__transaction_state` partition this broker leads (and has loaded).
+    coordinators: Mutex<HashMap<i32, Coordinator>>,
+}
+
+/// Marker work a coordinator left unfinished: the transaction's id and what to do.
+pub type Resumed = Vec<(String, Then)>;
+
+impl TransactionStore {
+    pub fn new(topics: Arc<Topics>, flusher: Flusher, partitions: i32, settings: Settings) -> Self {
+        Self {
+            topics,
+            flusher,
+            partitions,
+            settings,
+            coordinators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This broker just became the leader of a `__transaction_state` partition: its coordinator is rebuilt
+    /// from the partition's log. Returns the transactions whose markers must be (re)written.
+    pub fn reload(&self, partition: &Partition) -> Resumed {
+        let records = match replay(partition) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(partition = %partition.name(), error = %e, "cannot load transactions");
+                self.coordinators.lock().remove(&partition.index);
+                return Vec::new();
+            }
+        };
+        let mut coordinator = Coordinator::new(self.settings, partition.leader_epoch());
+        let count = records.len();
+        let resumed = coordinator.load(records);
+        tracing::info!(partition = %partition.name(), records = count, resumed = resumed.len(), "loaded transactions");
+        self.coordinators
+            .lock()
+            .insert(partition.index, coordinator);
+        resumed
+    }
+
+    /// Partitions of `__transaction_state` when it is created, and its topic configs (Kafka's).
+    pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
+        let configs = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "104857600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        (self.partitions, configs)
+    }
+
+    /// The `__transaction_state` partition of `transactional_id`, if this broker leads it.
+    fn partition_of(&self, transactional_id: &str) -> Result<Arc<Partition>, i16> {
+        let topic = self
+            .topics
+            .get(TRANSACTION_STATE_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
+        let index = partition_for(transactional_id, topic.partition_count());
+        match topic.slot(index) {
+            Some(s) if s.leader == self.topics.node_id() => topic
+                .partition(index)
+                .cloned()
+                .ok_or(ResponseError::NotCoordinator.code()),
+            Some(s) if s.leader < 0 => Err(ResponseError::CoordinatorNotAvailable.code()),
+            _ => Err(ResponseError::NotCoordinator.code()),
+        }
+    }
+
+    /// Runs `f` on the coordinator of `transactional_id`: NOT_COORDINATOR when another broker leads its
+    /// partition, COORDINATOR_LOAD_IN_PROGRESS while this one is still loading it.
+    pub fn with<T>(
+        &self,
+        transactional_id: &str,
+        f: impl FnOnce(&mut Coordinator) -> T,
+    ) -> Result<T, i16> {
+        let partition = self.partition_of(transactional_id)?;
+        let mut coordinators = self.coordinators.lock();
+        let coordinator = coordinators
+            .get_mut(&partition.index)
+            .ok_or(ResponseError::CoordinatorLoadInProgress.code())?;
+        if coordinator.coordinator_epoch != partition.leader_epoch() {
+            // Leadership moved away and back: what was loaded may be stale.
+            return Err(ResponseError::CoordinatorLoadInProgress.code());
+        }
+        Ok(f(coordinator))
+    }
+
+    /// Every coordinator this broker runs, for the timeout sweep and ListTransactions.
+    pub fn for_each<T>(&self, f: impl FnMut(&mut Coordinator) -> Vec<T>) -> Vec<T> {
+        self.coordinators
+            .lock()
+            .values_mut()
+            .flat_map(f)
+            .collect()
+    }
+
+    /// The coordinator epoch markers of `transactional_id` carry.
+    pub fn coordinator_epoch(&self, transactional_id: &str) -> Result<i32, i16> {
+        self.with(transactional_id, |c| c.coordinator_epoch)
+    }
+
+    /// Appends `metadata` to the transactional id's partition; resolves once it is flushed and on every in-sync
+    /// replica. The caller then reports [`Coordinator::persisted`] or [`Coordinator::persist_failed`].
+    pub fn persist(
+        &self,
+        metadata: &TxnMetadata,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), i16>> {
+        let partition = match self.partition_of(&metadata.transactional_id) {
+            Ok(p) => p,
+            Err(code) => return Box::pin(async move { Err(code) }),
+        };
+        let now = now_ms();
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: now,
+            key: Some(encode_key(&metadata.transactional_id)),
+            value: Some(encode_value(metadata)),
+            headers: Default::default(),
+        };
+        let mut batch = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        if let Err(e) = RecordBatchEncoder::encode(&mut batch, [record].iter(), &options) {
+            tracing::error!(error = %e, "cannot encode a transaction state record");
+            return Box::pin(async { Err(ResponseError::UnknownServerError.code()) });
+        }
+        let end = match partition.append(Bytes::from(batch), now, i64::MAX) {
+            Ok((strom_log::AppendOutcome::Appended { last_offset, .. }, _)) => last_offset + 1,
+            Ok((strom_log::AppendOutcome::Duplicate { .. }, _)) | Err(_) => {
+                return Box::pin(async { Err(ResponseError::NotCoordinator.code()) })
+            }
+        };
+        self.flusher.request(partition.clone());
+        Box::pin(async move {
+            let done = tokio::time::timeout(timeout, async {
+                partition.wait_flushed(end).await && partition.wait_replicated(end).await
+            })
+            .await;
+            match done {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ResponseError::NotCoordinator.code()),
+                Err(_) => Err(ResponseError::RequestTimedOut.code()),
+            }
+        })
+    }
+}
+
+/// The last value of every key in the partition, to its log end offset.
+fn replay(partition: &Partition) -> Result<Vec<(String, Option<TxnMetadata>)>, TopicError> {
+    let storage = |e: String| TopicError::Storage(format!("reading {}: {e}", partition.name()));
+    let mut latest: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
+    let mut offset = partition.log_start_offset();
+    let end = partition
+        .log_end_offset()
+        .map_err(|e| storage(e.to_string()))?;
+    while offset < end {
+        let read = partition
+            .read_for_replica(offset, 1 << 20)
+            .map_err(|e| storage(e.to_string()))?;
+        if read.records.is_empty() {
+            break;
+        }
+        let batches =
+            strom_log::split_batches(&read.records).map_err(|e| storage(e.to_string()))?;
+        if let Some((last, _)) = batches.last() {
+            offset = offset.max(last.last_offset() + 1);
+        }
+        let mut bytes = read.records;
+        let sets =
+            RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| storage(format!("{e:#}")))?;
+        for record in sets.iter().flat_map(|s| s.records.iter()) {
+            if record.control {
+                continue;
+            }
+            let Some(id) = record.key.clone().and_then(decode_key) else {
+                continue;
+            };
+            let value = match record.value.clone() {
+                None => None,
+                Some(v) => match decode_value(&id, v) {
+                    Some(m) => Some(m),
+                    // A layout this broker does not read: keep what came before.
+                    None => continue,
+                },
+            };
+            latest.insert(id, value);
+        }
+    }
+    Ok(latest.into_iter().collect())
+}

@@ -1,0 +1,143 @@
+//! Transactions with librdkafka's transactional producer against the broker's coordinator (issue 12):
+//! committed transactions are read by read_committed consumers, aborted ones never; a second producer with the
+//! same transactional.id fences the first, whose open transaction is aborted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::client_config;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use strom_broker::{Broker, BrokerConfig};
+use tokio::net::TcpListener;
+
+const TOPIC: &str = "tx-out";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
+    let producer: BaseProducer = client_config(bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    producer.init_transactions(TIMEOUT).unwrap();
+    producer
+}
+
+fn send(producer: &BaseProducer, values: &[String]) {
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        producer
+            .send(BaseRecord::to(TOPIC).key(&key).payload(v))
+            .unwrap();
+    }
+    producer.flush(TIMEOUT).unwrap();
+}
+
+fn batch(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Every value in the topic at `isolation`, once `count` arrived (read from the beginning).
+fn read(bootstrap: &str, isolation: &str, count: usize) -> Vec<String> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", format!("check-{isolation}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{isolation}: {} of {count} read: {out:?}",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_transactions_are_read_aborted_and_fenced_ones_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        transaction_state_log_num_partitions: 3,
+        ..BrokerConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = Broker::start(config, listener).await.expect("broker");
+    let bootstrap = broker.local_addr().to_string();
+    let admin = strom_client::admin::Admin::connect(&bootstrap)
+        .await
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[strom_client::admin::NewTopic::new(TOPIC).partitions(2)],
+            false,
+        )
+        .await
+        .unwrap();
+    created[0].result.clone().unwrap();
+
+    let b = bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let p1 = producer(&b, "tx-1");
+        p1.begin_transaction().unwrap();
+        send(&p1, &batch("committed-a", 10));
+        p1.commit_transaction(TIMEOUT).unwrap();
+        p1.begin_transaction().unwrap();
+        send(&p1, &batch("aborted", 5));
+        p1.abort_transaction(TIMEOUT).unwrap();
+        p1.begin_transaction().unwrap();
+        send(&p1, &batch("committed-b", 3));
+        p1.commit_transaction(TIMEOUT).unwrap();
+
+        // A zombie: p1 leaves a transaction open, p2 takes over the transactional id.
+        p1.begin_transaction().unwrap();
+        send(&p1, &batch("zombie", 2));
+        let p2 = producer(&b, "tx-1");
+        let fenced = p1.commit_transaction(TIMEOUT);
+        assert!(fenced.is_err(), "the old producer is fenced");
+        p2.begin_transaction().unwrap();
+        send(&p2, &batch("successor", 4));
+        p2.commit_transaction(TIMEOUT).unwrap();
+    })
+    .await
+    .unwrap();
+
+    let mut expected: Vec<String> = [
+        batch("committed-a", 10),
+        batch("committed-b", 3),
+        batch("successor", 4),
+    ]
+    .concat();
+    expected.sort();
+    let b = bootstrap.clone();
+    let committed = tokio::task::spawn_blocking(move || read(&b, "read_committed", 17))
+        .await
+        .unwrap();
+    assert_eq!(committed, expected);
+    // read_uncommitted sees the aborted and the zombie's records too.
+    let b = bootstrap.clone();
+    let all = tokio::task::spawn_blocking(move || read(&b, "read_uncommitted", 24))
+        .await
+        .unwrap();
+    assert_eq!(all.iter().filter(|v| v.starts_with("aborted")).count(), 5);
+    assert_eq!(all.iter().filter(|v| v.starts_with("zombie")).count(), 2);
+    broker.shutdown().await;
+}
