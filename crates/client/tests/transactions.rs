@@ -141,3 +141,128 @@ async fn committed_transactions_are_read_aborted_and_fenced_ones_never() {
     assert_eq!(all.iter().filter(|v| v.starts_with("zombie")).count(), 2);
     broker.shutdown().await;
 }
+
+/// Consume-transform-produce: a transactional producer sends its consumer's offsets to the transaction. A
+/// committed transaction moves the group's committed offsets with the outputs; an aborted one moves neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offsets_sent_to_a_transaction_are_committed_with_it_and_dropped_with_an_abort() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        transaction_state_log_num_partitions: 3,
+        offsets_topic_num_partitions: 3,
+        group_initial_rebalance_delay_ms: 0,
+        ..BrokerConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = Broker::start(config, listener).await.expect("broker");
+    let bootstrap = broker.local_addr().to_string();
+    let admin = strom_client::admin::Admin::connect(&bootstrap)
+        .await
+        .unwrap();
+    for topic in ["ctp-in", TOPIC] {
+        let created = admin
+            .create_topics(
+                &[strom_client::admin::NewTopic::new(topic).partitions(2)],
+                false,
+            )
+            .await
+            .unwrap();
+        created[0].result.clone().unwrap();
+    }
+    let b = bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let plain: BaseProducer = client_config(&b).create().unwrap();
+        for i in 0..20 {
+            let key = format!("k{i}");
+            let value = format!("in-{i}");
+            plain
+                .send(BaseRecord::to("ctp-in").key(&key).payload(&value))
+                .unwrap();
+        }
+        plain.flush(TIMEOUT).unwrap();
+
+        let consumer: BaseConsumer = client_config(&b)
+            .set("group.id", "ctp")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset("ctp-in", p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut inputs = Vec::new();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while inputs.len() < 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {}",
+                inputs.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                inputs.push((m.partition(), m.offset()));
+            }
+        }
+        let producer = producer(&b, "ctp-tx");
+        let offsets = |upto: &[(i32, i64)]| {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (p, next) in upto {
+                tpl.add_partition_offset("ctp-in", *p, rdkafka::Offset::Offset(*next))
+                    .unwrap();
+            }
+            tpl
+        };
+        let metadata = consumer.group_metadata().unwrap();
+        // An aborted transaction: neither its output nor its offsets.
+        producer.begin_transaction().unwrap();
+        send(&producer, &batch("out-aborted", 3));
+        producer
+            .send_offsets_to_transaction(&offsets(&[(0, 3), (1, 3)]), &metadata, TIMEOUT)
+            .unwrap();
+        producer.abort_transaction(TIMEOUT).unwrap();
+        // A committed one: both.
+        producer.begin_transaction().unwrap();
+        send(&producer, &batch("out-committed", 5));
+        producer
+            .send_offsets_to_transaction(&offsets(&[(0, 5), (1, 7)]), &metadata, TIMEOUT)
+            .unwrap();
+        producer.commit_transaction(TIMEOUT).unwrap();
+
+        let committed = consumer
+            .committed_offsets(offsets(&[(0, 0), (1, 0)]), TIMEOUT)
+            .unwrap();
+        let got: Vec<(i32, rdkafka::Offset)> = committed
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, rdkafka::Offset::Offset(5)),
+                (1, rdkafka::Offset::Offset(7))
+            ]
+        );
+        // Committing plainly still works beside the transactional commits.
+        consumer
+            .commit(&offsets(&[(0, 6), (1, 7)]), CommitMode::Sync)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let b = bootstrap.clone();
+    let outputs = tokio::task::spawn_blocking(move || read(&b, "read_committed", 5))
+        .await
+        .unwrap();
+    assert!(
+        outputs.iter().all(|v| v.starts_with("out-committed")),
+        "{outputs:?}"
+    );
+    broker.shutdown().await;
+}

@@ -37,6 +37,9 @@ use crate::txn::{AbortedTxn, ControlType, Marker};
 
 pub(crate) const SNAPSHOT_FILE: &str = "producer-state.snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS1";
+/// The base sequence of a batch a coordinator writes for a producer (Kafka's NO_SEQUENCE): transactional offset
+/// commits carry the producer's id and epoch, for fencing and for the transaction, but no sequence.
+const NO_SEQUENCE: i32 = -1;
 /// Kafka's `max.in.flight.requests.per.connection` limit for idempotence: a retry can only be one of these.
 const DEDUP_WINDOW: usize = 5;
 
@@ -114,6 +117,10 @@ fn check(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Check, Append
             h.producer_id
         )));
     }
+    if h.base_sequence == NO_SEQUENCE {
+        // Written by a coordinator (transactional offset commits): fenced by epoch, never sequenced.
+        return Ok(Check::Accept);
+    }
     if h.producer_epoch > entry.epoch {
         if h.base_sequence != 0 {
             return Err(AppendError::OutOfOrderSequence {
@@ -151,6 +158,9 @@ fn apply(entry: &mut ProducerEntry, h: &BatchHeader) {
     }
     if h.is_transactional() && entry.txn_first_offset.is_none() {
         entry.txn_first_offset = Some(h.base_offset);
+    }
+    if h.base_sequence == NO_SEQUENCE {
+        return;
     }
     entry.batches.push_back(metadata(h));
     while entry.batches.len() > DEDUP_WINDOW {

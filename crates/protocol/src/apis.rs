@@ -63,7 +63,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // Transactions (issue 12), the producer's side; v4+ of AddPartitionsToTxn is KIP-890's broker-to-broker form
     // and v4+ of EndTxn its transaction version 2, neither served yet.
     ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 3),
+    ApiSupport::new(ApiKey::AddOffsetsToTxn, 0, 3),
     ApiSupport::new(ApiKey::EndTxn, 0, 3),
+    ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 3),
     ApiSupport::new(ApiKey::DescribeConfigs, 1, 4),
     ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
     ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),

@@ -13,6 +13,7 @@ use strom_protocol::Request;
 
 use crate::server::BrokerState;
 
+mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
@@ -48,6 +49,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 /// A response to come; `None` means the request gets no response (acks=0 produce).
 pub type Handled = BoxFuture<'static, Option<ResponseKind>>;
@@ -125,6 +127,14 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::AddPartitionsToTxn(r) => {
             let state = state.clone();
             Box::pin(async move { Some(add_partitions_to_txn::handle(state, r, v).await.into()) })
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(add_offsets_to_txn::handle(state, r, v).await.into()) })
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(txn_offset_commit::handle(state, r, v).await.into()) })
         }
         RequestKind::EndTxn(r) => {
             let state = state.clone();

@@ -36,24 +36,25 @@ pub fn handle(
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
+                let unstable = unstable(state, g.group_id.0.as_str(), request.require_stable);
                 let topics = lookup(state, g.group_id.0.as_str(), wanted)
                     .into_iter()
                     .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(index, c)| {
+                                let (offset, epoch, metadata) = unpack(c);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(str_bytes(metadata)))
+                                    .with_error_code(error_of(&unstable, &name, index))
+                            })
+                            .collect();
                         OffsetFetchResponseTopics::default()
                             .with_name(name)
-                            .with_partitions(
-                                partitions
-                                    .into_iter()
-                                    .map(|(index, c)| {
-                                        let (offset, epoch, metadata) = unpack(c);
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(index)
-                                            .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(epoch)
-                                            .with_metadata(Some(str_bytes(metadata)))
-                                    })
-                                    .collect(),
-                            )
+                            .with_partitions(partitions)
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
@@ -97,30 +98,61 @@ pub fn handle(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
+    let unstable = unstable(
+        state,
+        request.group_id.0.as_str(),
+        version >= 7 && request.require_stable,
+    );
     let topics = lookup(state, request.group_id.0.as_str(), wanted)
         .into_iter()
         .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, c)| {
+                    let (offset, epoch, metadata) = unpack(c);
+                    let mut p = OffsetFetchResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(str_bytes(metadata)))
+                        .with_error_code(error_of(&unstable, &name, index));
+                    if version >= 5 {
+                        p = p.with_committed_leader_epoch(epoch);
+                    }
+                    p
+                })
+                .collect();
             OffsetFetchResponseTopic::default()
                 .with_name(name)
-                .with_partitions(
-                    partitions
-                        .into_iter()
-                        .map(|(index, c)| {
-                            let (offset, epoch, metadata) = unpack(c);
-                            let mut p = OffsetFetchResponsePartition::default()
-                                .with_partition_index(index)
-                                .with_committed_offset(offset)
-                                .with_metadata(Some(str_bytes(metadata)));
-                            if version >= 5 {
-                                p = p.with_committed_leader_epoch(epoch);
-                            }
-                            p
-                        })
-                        .collect(),
-                )
+                .with_partitions(partitions)
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// With `require_stable` (v7+, read_committed consumers), the partitions whose offsets a transaction is still
+/// committing.
+fn unstable(
+    state: &BrokerState,
+    group: &str,
+    require_stable: bool,
+) -> std::collections::HashSet<(String, i32)> {
+    if require_stable {
+        state.offsets.pending_partitions(group)
+    } else {
+        Default::default()
+    }
+}
+
+fn error_of(
+    unstable: &std::collections::HashSet<(String, i32)>,
+    topic: &TopicName,
+    partition: i32,
+) -> i16 {
+    if unstable.contains(&(topic.0.to_string(), partition)) {
+        strom_protocol::kafka::ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
 }
 
 fn unpack(c: Option<CommittedOffset>) -> (i64, i32, String) {

@@ -5,6 +5,10 @@
 //! so their order in the log is their commit order and the latest record per key is the committed offset —
 //! exactly what compaction keeps. A commit is appended and applied to the cache in request order, and
 //! acknowledged once the append is fsynced, so an acknowledged commit survives `kill -9` and power loss.
+//!
+//! A transactional commit (TxnOffsetCommit) is appended as a transactional batch of the producer and stays
+//! pending, invisible to OffsetFetch, until the transaction's marker reaches the partition: a commit marker
+//! makes its offsets the committed ones, an abort marker drops them (Kafka's pending transactional offsets).
 
 pub mod lag;
 pub mod record;
@@ -43,6 +47,8 @@ pub struct OffsetStore {
     flusher: Flusher,
     partitions: i32,
     committed: Mutex<HashMap<String, GroupOffsets>>,
+    /// Transactional commits awaiting their marker, by (`__consumer_offsets` partition, producer id).
+    pending: Mutex<HashMap<(i32, i64), Vec<OffsetChange>>>,
 }
 
 impl OffsetStore {
@@ -57,6 +63,7 @@ impl OffsetStore {
             flusher,
             partitions,
             committed: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         };
         if let Some(topic) = store.topics.get(OFFSETS_TOPIC) {
             let mut loaded = 0usize;
@@ -83,6 +90,9 @@ impl OffsetStore {
         self.committed
             .lock()
             .retain(|group, _| partition_for_group(group, count) != partition.index);
+        self.pending
+            .lock()
+            .retain(|(index, _), _| *index != partition.index);
         match self.replay(partition) {
             Ok(records) => {
                 tracing::info!(partition = %partition.name(), records, "loaded the committed offsets of a newly led partition")
@@ -120,15 +130,57 @@ impl OffsetStore {
             })?;
             for record in sets.iter().flat_map(|s| s.records.iter()) {
                 offset = offset.max(record.offset + 1);
+                if record.control {
+                    // A transaction marker: key version 0, type 0 abort / 1 commit.
+                    let commit = record
+                        .key
+                        .as_deref()
+                        .is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                    self.complete_txn(partition.index, record.producer_id, commit);
+                    continue;
+                }
                 let Some(key) = record.key.clone().and_then(decode_key) else {
                     continue;
                 };
                 let value = record.value.clone().and_then(decode_value);
-                self.apply(key, value);
+                if record.transactional {
+                    self.pending
+                        .lock()
+                        .entry((partition.index, record.producer_id))
+                        .or_default()
+                        .push((key, value));
+                } else {
+                    self.apply(key, value);
+                }
                 applied += 1;
             }
         }
         Ok(applied)
+    }
+
+    /// The marker of `producer_id`'s transaction reached `__consumer_offsets` partition `index`: its pending
+    /// offsets become the committed ones, or are dropped.
+    pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
+        let Some(changes) = self.pending.lock().remove(&(index, producer_id)) else {
+            return;
+        };
+        if commit {
+            for (key, value) in changes {
+                self.apply(key, value);
+            }
+        }
+    }
+
+    /// The partitions of `group` with transactional offsets waiting for their transaction's end (OffsetFetch
+    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them, and the client asks again).
+    pub fn pending_partitions(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
+        self.pending
+            .lock()
+            .values()
+            .flatten()
+            .filter(|(key, _)| key.group == group)
+            .map(|(key, _)| (key.topic.clone(), key.partition))
+            .collect()
     }
 
     fn apply(&self, key: OffsetKey, value: Option<CommittedOffset>) {
@@ -204,6 +256,28 @@ impl OffsetStore {
         changes: Vec<OffsetChange>,
         timeout: Duration,
     ) -> futures::future::BoxFuture<'static, Result<(), i16>> {
+        self.write(group, changes, None, timeout)
+    }
+
+    /// TxnOffsetCommit: appends `changes` as a batch of `producer`'s transaction (id and epoch: an older epoch is
+    /// refused by the log, which fences zombies), pending until the transaction's marker.
+    pub fn commit_transactional(
+        &self,
+        group: &str,
+        changes: Vec<OffsetChange>,
+        producer: (i64, i16),
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<(), i16>> {
+        self.write(group, changes, Some(producer), timeout)
+    }
+
+    fn write(
+        &self,
+        group: &str,
+        changes: Vec<OffsetChange>,
+        producer: Option<(i64, i16)>,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<(), i16>> {
         if changes.is_empty() {
             return Box::pin(async { Ok(()) });
         }
@@ -220,12 +294,12 @@ impl OffsetStore {
             .iter()
             .enumerate()
             .map(|(i, (key, value))| Record {
-                transactional: false,
+                transactional: producer.is_some(),
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: producer.map_or(-1, |p| p.0),
+                producer_epoch: producer.map_or(-1, |p| p.1),
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 sequence: -1,
@@ -247,13 +321,29 @@ impl OffsetStore {
         let last_offset = match partition.append(Bytes::from(batch), now, i64::MAX) {
             Ok((AppendOutcome::Appended { last_offset, .. }, _)) => last_offset,
             Ok((AppendOutcome::Duplicate { .. }, _)) => unreachable_duplicate(),
+            Err(crate::partition::PartitionError::Append(e)) if producer.is_some() => {
+                // A fenced producer epoch, or a write outside the transaction.
+                tracing::debug!(group, error = %e, "transactional offset commit refused");
+                let code = e.kafka_error_code();
+                return Box::pin(async move { Err(code) });
+            }
             Err(e) => {
                 tracing::error!(group, error = %e, "cannot append offset commit");
                 return Box::pin(async { Err(ResponseError::CoordinatorNotAvailable.code()) });
             }
         };
-        for (key, value) in changes {
-            self.apply(key, value);
+        match producer {
+            Some((producer_id, _)) => self
+                .pending
+                .lock()
+                .entry((partition.index, producer_id))
+                .or_default()
+                .extend(changes),
+            None => {
+                for (key, value) in changes {
+                    self.apply(key, value);
+                }
+            }
         }
         self.flusher.request(partition.clone());
         // As Kafka's offsets.commit.required.acks=-1: durable on the coordinator and on every in-sync replica, so

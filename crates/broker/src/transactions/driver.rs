@@ -229,6 +229,11 @@ fn spawn_markers(
                     partition.wait_flushed(end).await && partition.wait_replicated(end).await;
                 if !durable {
                     failed.insert(key);
+                } else if key.0 == crate::offsets::OFFSETS_TOPIC {
+                    // The transaction's offset commits on this partition take effect (or are dropped).
+                    state
+                        .offsets
+                        .complete_txn(key.1, producer_id, control == ControlType::Commit);
                 }
             }
             if failed.is_empty() {

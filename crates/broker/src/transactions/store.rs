@@ -118,11 +118,7 @@ impl TransactionStore {
 
     /// Every coordinator this broker runs, for the timeout sweep and ListTransactions.
     pub fn for_each<T>(&self, f: impl FnMut(&mut Coordinator) -> Vec<T>) -> Vec<T> {
-        self.coordinators
-            .lock()
-            .values_mut()
-            .flat_map(f)
-            .collect()
+        self.coordinators.lock().values_mut().flat_map(f).collect()
     }
 
     /// The coordinator epoch markers of `transactional_id` carry.
