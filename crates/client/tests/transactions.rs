@@ -266,3 +266,211 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it_and_dropped_with_an
     );
     broker.shutdown().await;
 }
+
+/// A producer that dies with its transaction open holds read_committed readers at the last stable offset until
+/// `transaction.timeout.ms` passes; the coordinator then aborts it with the next epoch, the readers go on past
+/// it without its records, and the dead producer's epoch is fenced. Driven with raw requests, so "dies" is
+/// simply: sends nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_left_open_blocks_read_committed_until_it_times_out_and_is_aborted() {
+    use bytes::{Bytes, BytesMut};
+    use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, TopicPartition};
+    use strom_client::{Connection, ConnectionConfig};
+    use strom_protocol::kafka::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use strom_protocol::kafka::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use strom_protocol::kafka::messages::{
+        AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest,
+        ProduceRequest, ProducerId, TopicName, TransactionalId,
+    };
+    use strom_protocol::kafka::protocol::StrBytes;
+    use strom_protocol::kafka::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    const TXN_TIMEOUT_MS: i32 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        transaction_state_log_num_partitions: 1,
+        transaction_abort_timed_out_transaction_cleanup_interval_ms: 100,
+        ..BrokerConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = Broker::start(config, listener).await.expect("broker");
+    let bootstrap = broker.local_addr().to_string();
+    let admin = strom_client::admin::Admin::connect(&bootstrap)
+        .await
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[strom_client::admin::NewTopic::new(TOPIC).partitions(1)],
+            false,
+        )
+        .await
+        .unwrap();
+    created[0].result.clone().unwrap();
+    let conn = Connection::connect(&bootstrap, ConnectionConfig::default())
+        .await
+        .unwrap();
+    let id = TransactionalId(StrBytes::from_static_str("abandoned"));
+    let found = conn
+        .request(
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("abandoned")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.coordinators[0].error_code, 0);
+    // The coordinator loads its new partition just after the topic exists: retried as a client would.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let init = loop {
+        let r = conn
+            .request(
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(id.clone()))
+                    .with_transaction_timeout_ms(TXN_TIMEOUT_MS)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+            .await
+            .unwrap();
+        if r.error_code == 0 {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "InitProducerId: {}",
+            r.error_code
+        );
+        // A client's retry backoff.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (pid, epoch) = (init.producer_id, init.producer_epoch);
+    let added = conn
+        .request(
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(id.clone())
+                .with_v3_and_below_producer_id(pid)
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partitions(vec![0])]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let record = Record {
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: pid.0,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: now,
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from_static(b"never-committed")),
+        headers: Default::default(),
+    };
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        [record].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let produced = conn
+        .request(
+            &ProduceRequest::default()
+                .with_transactional_id(Some(id.clone()))
+                .with_acks(-1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.freeze()))])]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    // A plain record after it, from another producer.
+    let plain = strom_client::Producer::new(strom_client::ProducerConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    plain
+        .send(strom_client::ProducerRecord::new(TOPIC).value("after"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let partition = broker
+        .state()
+        .topics
+        .get(TOPIC)
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    assert_eq!(partition.high_watermark(), 2);
+    assert_eq!(
+        partition.last_stable_offset().unwrap(),
+        0,
+        "held at the open transaction"
+    );
+
+    // A read_committed reader gets "after" only once the coordinator aborted the transaction.
+    let mut cc = ConsumerConfig::new(&bootstrap);
+    cc.isolation_level = IsolationLevel::ReadCommitted;
+    cc.fetch_max_wait = Duration::from_millis(100);
+    let mut consumer = Consumer::new(cc).await.unwrap();
+    let tp = TopicPartition::new(TOPIC, 0);
+    consumer.assign([tp.clone()]).await.unwrap();
+    consumer.seek(&tp, 0).unwrap();
+    let mut read = Vec::new();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while read.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the transaction was never aborted"
+        );
+        for r in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            read.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(read, ["after"]);
+    assert_eq!(
+        partition.last_stable_offset().unwrap(),
+        3,
+        "the abort marker at 2"
+    );
+
+    // The dead producer's epoch is fenced.
+    let ended = conn
+        .request(
+            &EndTxnRequest::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended.error_code, 90, "PRODUCER_FENCED");
+    broker.shutdown().await;
+}
