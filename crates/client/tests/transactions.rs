@@ -394,20 +394,16 @@ async fn a_transaction_left_open_blocks_read_committed_until_it_times_out_and_is
         },
     )
     .unwrap();
-    let produced = conn
-        .request(
-            &ProduceRequest::default()
-                .with_transactional_id(Some(id.clone()))
-                .with_acks(-1)
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch.freeze()))])]),
-        )
-        .await
-        .unwrap();
+    let produce_request = ProduceRequest::default()
+        .with_transactional_id(Some(id.clone()))
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.freeze()))])]);
+    let produced = conn.request(&produce_request).await.unwrap();
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
     // A plain record after it, from another producer.
     let plain = strom_client::Producer::new(strom_client::ProducerConfig::new(&bootstrap))
@@ -472,5 +468,12 @@ async fn a_transaction_left_open_blocks_read_committed_until_it_times_out_and_is
         .await
         .unwrap();
     assert_eq!(ended.error_code, 90, "PRODUCER_FENCED");
+    // So is a late write of its transaction: refused, nothing appended.
+    let late = conn.request(&produce_request).await.unwrap();
+    assert_eq!(
+        late.responses[0].partition_responses[0].error_code, 47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+    assert_eq!(partition.high_watermark(), 3);
     broker.shutdown().await;
 }

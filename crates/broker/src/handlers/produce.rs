@@ -33,6 +33,7 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let valid_acks = matches!(acks, -1..=1);
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
 
     for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
         let topic = state.topics.get(topic_data.name.0.as_str());
@@ -84,6 +85,16 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 ));
                 continue;
             };
+            if let Err((code, message)) = verify_transactional(
+                state,
+                transactional_id.as_deref(),
+                topic_data.name.0.as_str(),
+                data.index,
+                &records,
+            ) {
+                partition_responses.push(fail(code, Some(message)));
+                continue;
+            }
             match partition.append(records, now_ms(), settings.flush_messages) {
                 Ok((
                     AppendOutcome::Appended {
@@ -204,5 +215,61 @@ pub(crate) fn error_code(e: &PartitionError) -> i16 {
         PartitionError::Closed(_) | PartitionError::NotLeader(_) => {
             ResponseError::NotLeaderOrFollower.code()
         }
+    }
+}
+
+/// A transactional write must belong to an ongoing transaction that holds the partition (KIP-890's server-side
+/// defence against a late write reopening a finished transaction). Checked when this broker coordinates the
+/// transactional id; a write whose coordinator is elsewhere is taken as it comes (WriteTxnMarkers between
+/// brokers, and KIP-890's verification request, are not served yet).
+fn verify_transactional(
+    state: &Arc<BrokerState>,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: &bytes::Bytes,
+) -> Result<(), (i16, String)> {
+    let header = strom_log::BatchHeader::parse(records).ok();
+    let transactional = header.is_some_and(|h| h.is_transactional());
+    let Some(id) = transactional_id else {
+        return if transactional {
+            Err((
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                "transactional records need the producer's transactional id".into(),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let Some(header) = header.filter(|_| transactional) else {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            format!("a produce request of transactional id {id} holds non-transactional records"),
+        ));
+    };
+    let verdict = state.transactions.with(id, |c| match c.get(id) {
+        None => Err(ResponseError::InvalidProducerIdMapping.code()),
+        Some(m) if m.producer_id != header.producer_id => {
+            Err(ResponseError::InvalidProducerIdMapping.code())
+        }
+        Some(m) if header.producer_epoch < m.producer_epoch => {
+            Err(ResponseError::InvalidProducerEpoch.code())
+        }
+        Some(m)
+            if m.state == crate::transactions::coordinator::TxnState::Ongoing
+                && m.partitions.contains(&(topic.to_string(), partition)) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(ResponseError::InvalidTxnState.code()),
+    });
+    match verdict {
+        // Coordinated elsewhere (or still loading): not verifiable here.
+        Err(_) => Ok(()),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(code)) => Err((
+            code,
+            format!("{topic}-{partition} is not in an ongoing transaction of {id}"),
+        )),
     }
 }
