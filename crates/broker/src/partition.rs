@@ -39,6 +39,21 @@ pub enum PartitionError {
     NotLeader(String),
 }
 
+impl PartitionError {
+    /// The Kafka error code a response carries for it.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            PartitionError::Append(e) => e.kafka_error_code(),
+            PartitionError::Log(_) => {
+                strom_protocol::kafka::ResponseError::KafkaStorageError.code()
+            }
+            PartitionError::Closed(_) | PartitionError::NotLeader(_) => {
+                strom_protocol::kafka::ResponseError::NotLeaderOrFollower.code()
+            }
+        }
+    }
+}
+
 /// What the metadata makes this replica.
 #[derive(Debug)]
 pub enum Role {

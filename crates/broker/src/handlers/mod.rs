@@ -50,6 +50,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 /// A response to come; `None` means the request gets no response (acks=0 produce).
 pub type Handled = BoxFuture<'static, Option<ResponseKind>>;
@@ -135,6 +136,10 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
         RequestKind::TxnOffsetCommit(r) => {
             let state = state.clone();
             Box::pin(async move { Some(txn_offset_commit::handle(state, r, v).await.into()) })
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            let state = state.clone();
+            Box::pin(async move { Some(write_txn_markers::handle(state, r, v).await.into()) })
         }
         RequestKind::EndTxn(r) => {
             let state = state.clone();

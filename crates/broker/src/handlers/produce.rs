@@ -209,19 +209,13 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
 }
 
 pub(crate) fn error_code(e: &PartitionError) -> i16 {
-    match e {
-        PartitionError::Append(e) => e.kafka_error_code(),
-        PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
-        PartitionError::Closed(_) | PartitionError::NotLeader(_) => {
-            ResponseError::NotLeaderOrFollower.code()
-        }
-    }
+    e.kafka_error_code()
 }
 
 /// A transactional write must belong to an ongoing transaction that holds the partition (KIP-890's server-side
 /// defence against a late write reopening a finished transaction). Checked when this broker coordinates the
-/// transactional id; a write whose coordinator is elsewhere is taken as it comes (WriteTxnMarkers between
-/// brokers, and KIP-890's verification request, are not served yet).
+/// transactional id; a write whose coordinator is elsewhere is taken as it comes (KIP-890's verification request
+/// to a remote coordinator is not served yet).
 fn verify_transactional(
     state: &Arc<BrokerState>,
     transactional_id: Option<&str>,

@@ -2,10 +2,10 @@
 //! before it counts, writes markers to the partitions a transaction touched, completes the transaction, and
 //! aborts transactions that time out.
 //!
-//! Markers go to partitions this broker leads directly (`Partition::append_marker`, then flushed and replicated to
-//! the ISR). A partition led by another broker is not written yet (WriteTxnMarkers between brokers is still to
-//! come): its transaction stays in its Prepare state and the markers are retried until that partition's leader is
-//! this broker, so nothing half-done is reported as done.
+//! Markers go to partitions this broker leads directly and to the others through their leader's WriteTxnMarkers
+//! (`markers.rs`); a partition that cannot be written yet (no leader, a leader that does not answer) is retried,
+//! and the transaction stays in its Prepare state until every marker is durable, so nothing half-done is reported
+//! as done.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -194,48 +194,9 @@ fn spawn_markers(
                 control,
                 coordinator_epoch,
             };
-            let mut waits = Vec::new();
-            let mut failed = BTreeSet::new();
-            for (topic, index) in &pending {
-                let partition = state
-                    .topics
-                    .get(topic)
-                    .and_then(|t| t.partition(*index).cloned());
-                let Some(partition) = partition else {
-                    failed.insert((topic.clone(), *index));
-                    continue;
-                };
-                match partition.append_marker(producer_id, producer_epoch, marker, now_ms()) {
-                    Ok(offset) => waits.push(((topic.clone(), *index), partition, offset + 1)),
-                    // A fenced marker (an older epoch or coordinator) has nothing left to do on that partition.
-                    Err(crate::partition::PartitionError::Append(e))
-                        if matches!(
-                            e,
-                            strom_log::AppendError::InvalidProducerEpoch { .. }
-                                | strom_log::AppendError::TransactionCoordinatorFenced { .. }
-                        ) =>
-                    {
-                        tracing::warn!(transactional_id, topic, index, error = %e, "marker refused");
-                    }
-                    Err(e) => {
-                        tracing::debug!(transactional_id, topic, index, error = %e, "marker not written; retrying");
-                        failed.insert((topic.clone(), *index));
-                    }
-                }
-            }
-            for (key, partition, end) in waits {
-                state.flusher.request(partition.clone());
-                let durable =
-                    partition.wait_flushed(end).await && partition.wait_replicated(end).await;
-                if !durable {
-                    failed.insert(key);
-                } else if key.0 == crate::offsets::OFFSETS_TOPIC {
-                    // The transaction's offset commits on this partition take effect (or are dropped).
-                    state
-                        .offsets
-                        .complete_txn(key.1, producer_id, control == ControlType::Commit);
-                }
-            }
+            let failed =
+                super::markers::write_once(&state, producer_id, producer_epoch, marker, &pending)
+                    .await;
             if failed.is_empty() {
                 break;
             }

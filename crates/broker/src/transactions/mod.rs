@@ -3,5 +3,6 @@
 
 pub mod coordinator;
 pub mod driver;
+pub mod markers;
 pub mod record;
 pub mod store;

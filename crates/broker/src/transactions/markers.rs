@@ -1,0 +1,195 @@
+//! Writing a transaction's markers: on partitions this broker leads directly, and on the others through their
+//! leader's WriteTxnMarkers (the request Kafka's coordinators send, answered by `handlers/write_txn_markers.rs`
+//! with [`write_local`]). A marker counts once it is flushed and on the partition's ISR, like an acks=all write;
+//! a marker on a `__consumer_offsets` partition then applies (or drops) the transaction's offset commits there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_client::{Connection, ConnectionConfig};
+use strom_log::txn::{ControlType, Marker};
+use strom_protocol::kafka::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use strom_protocol::kafka::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+use strom_protocol::kafka::protocol::StrBytes;
+use strom_protocol::kafka::ResponseError;
+
+use crate::clock::now_ms;
+use crate::server::BrokerState;
+
+/// Appends the marker on `partitions` (all led here, else NOT_LEADER_OR_FOLLOWER) and waits until each is
+/// durable. Returns the error code of each partition (0: written, or fenced and so nothing left to do there).
+pub async fn write_local(
+    state: &Arc<BrokerState>,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    partitions: &[(String, i32)],
+) -> Vec<i16> {
+    let mut codes = vec![0i16; partitions.len()];
+    let mut waits = Vec::new();
+    for (i, (topic, index)) in partitions.iter().enumerate() {
+        let Some(partition) = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.partition(*index).cloned())
+        else {
+            codes[i] = ResponseError::NotLeaderOrFollower.code();
+            continue;
+        };
+        match partition.append_marker(producer_id, producer_epoch, marker, now_ms()) {
+            Ok(offset) => waits.push((i, partition, offset + 1)),
+            // Fenced (an older producer epoch or coordinator): a newer marker already ended it here.
+            Err(crate::partition::PartitionError::Append(
+                strom_log::AppendError::InvalidProducerEpoch { .. }
+                | strom_log::AppendError::TransactionCoordinatorFenced { .. },
+            )) => {
+                tracing::warn!(topic, index, producer_id, "marker fenced; nothing to do");
+            }
+            Err(e) => codes[i] = e.kafka_error_code(),
+        }
+    }
+    for (i, partition, end) in waits {
+        state.flusher.request(partition.clone());
+        let durable = partition.wait_flushed(end).await && partition.wait_replicated(end).await;
+        if !durable {
+            codes[i] = ResponseError::NotLeaderOrFollower.code();
+        } else if partitions[i].0 == crate::offsets::OFFSETS_TOPIC {
+            state.offsets.complete_txn(
+                partitions[i].1,
+                producer_id,
+                marker.control == ControlType::Commit,
+            );
+        }
+    }
+    codes
+}
+
+/// Writes the marker on every partition of `pending` once: directly where this broker leads, through
+/// WriteTxnMarkers where another does. Returns the partitions still to do.
+pub async fn write_once(
+    state: &Arc<BrokerState>,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    pending: &BTreeSet<(String, i32)>,
+) -> BTreeSet<(String, i32)> {
+    let me = state.topics.node_id();
+    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    let mut failed = BTreeSet::new();
+    for (topic, index) in pending {
+        let leader = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.slot(*index).map(|s| s.leader));
+        match leader {
+            Some(l) if l >= 0 => by_leader
+                .entry(l)
+                .or_default()
+                .push((topic.clone(), *index)),
+            _ => {
+                failed.insert((topic.clone(), *index));
+            }
+        }
+    }
+    for (leader, partitions) in by_leader {
+        let codes = if leader == me {
+            write_local(state, producer_id, producer_epoch, marker, &partitions).await
+        } else {
+            write_remote(
+                state,
+                leader,
+                producer_id,
+                producer_epoch,
+                marker,
+                &partitions,
+            )
+            .await
+        };
+        for (p, code) in partitions.into_iter().zip(codes) {
+            if code != 0 {
+                tracing::debug!(topic = %p.0, partition = p.1, leader, code, "marker not written; retrying");
+                failed.insert(p);
+            }
+        }
+    }
+    failed
+}
+
+/// WriteTxnMarkers to the leader `leader` for `partitions`; every partition fails if the request does.
+async fn write_remote(
+    state: &Arc<BrokerState>,
+    leader: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    partitions: &[(String, i32)],
+) -> Vec<i16> {
+    let unavailable = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
+    let Some(endpoint) = state
+        .cluster
+        .image()
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .map(|b| format!("{}:{}", b.endpoint.host, b.endpoint.port))
+    else {
+        return unavailable;
+    };
+    let settings = ConnectionConfig {
+        client_id: format!("strom-txn-coordinator-{}", state.topics.node_id()),
+        request_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(5),
+        ..ConnectionConfig::default()
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, index) in partitions {
+        topics.entry(topic).or_default().push(*index);
+    }
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(marker.control == ControlType::Commit)
+            .with_coordinator_epoch(marker.coordinator_epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, indexes)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                            .with_partition_indexes(indexes)
+                    })
+                    .collect(),
+            )]);
+    let response = match Connection::connect(&endpoint, settings).await {
+        Ok(c) => c.request(&request).await,
+        Err(e) => Err(e),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "WriteTxnMarkers failed");
+            return unavailable;
+        }
+    };
+    let mut codes: BTreeMap<(String, i32), i16> = BTreeMap::new();
+    for m in response.markers {
+        for t in m.topics {
+            for p in t.partitions {
+                codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+            }
+        }
+    }
+    partitions
+        .iter()
+        .map(|p| {
+            codes
+                .get(p)
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code())
+        })
+        .collect()
+}
