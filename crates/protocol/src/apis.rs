@@ -66,7 +66,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::AddOffsetsToTxn, 0, 3),
     ApiSupport::new(ApiKey::EndTxn, 0, 3),
     // Between brokers: a coordinator writes markers on partitions another broker leads.
-    ApiSupport::new(ApiKey::WriteTxnMarkers, 0, 1),
+    ApiSupport::new(ApiKey::WriteTxnMarkers, 1, 1),
     ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 3),
     ApiSupport::new(ApiKey::DescribeConfigs, 1, 4),
     ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
