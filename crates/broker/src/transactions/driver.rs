@@ -20,6 +20,8 @@ use crate::server::BrokerState;
 
 /// How long a transition may take to be persisted.
 const PERSIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long EndTxn waits for its transaction to complete before answering (it is durable either way).
+const END_TXN_WAIT: Duration = Duration::from_secs(5);
 /// How long the marker writer waits before retrying a partition it could not write.
 const MARKER_RETRY: Duration = Duration::from_millis(200);
 
@@ -134,7 +136,7 @@ pub async fn end_txn(
         partitions,
     } = transition.then
     {
-        spawn_markers(
+        let completed = spawn_markers(
             state.clone(),
             transactional_id.to_string(),
             producer_id,
@@ -142,6 +144,11 @@ pub async fn end_txn(
             control,
             partitions,
         );
+        // The outcome is durable once the Prepare state is: answering now would be correct (Kafka does). But the
+        // producer's next transaction would then meet CONCURRENT_TRANSACTIONS until the markers are written, and
+        // wait out a retry backoff for it; waiting here for the markers, which take a few fsyncs, is faster. A
+        // transaction whose markers take longer is answered anyway and completes in the background.
+        let _ = tokio::time::timeout(END_TXN_WAIT, completed).await;
     }
     Ok(())
 }
@@ -178,7 +185,8 @@ fn spawn_markers(
     producer_epoch: i16,
     control: ControlType,
     partitions: BTreeSet<(String, i32)>,
-) {
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (completed, on_completed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut pending = partitions;
         loop {
@@ -207,15 +215,35 @@ fn spawn_markers(
             c.markers_written(&transactional_id, producer_id, producer_epoch, now_ms())
         });
         if let Ok(Some(t)) = transition {
-            if let Err(code) = persist(&state, &transactional_id, &t).await {
-                tracing::warn!(
+            // The Complete state counts once appended, without waiting for its fsync: it follows the durable
+            // Prepare state and markers, and anything the coordinator persists later on that partition (the next
+            // transaction's first step, which does wait) makes it durable too. Lost in a crash, it leaves the
+            // Prepare state, whose markers a reloading coordinator writes again (idempotent on the partitions).
+            let appended = state.transactions.persist(&t.metadata, PERSIST_TIMEOUT);
+            let result = match futures::FutureExt::now_or_never(appended) {
+                // Already failed: the append itself was refused.
+                Some(Err(code)) => Err(code),
+                _ => Ok(()),
+            };
+            let _ = state
+                .transactions
+                .with(&transactional_id, |c| match result {
+                    Ok(()) => c.persisted(&transactional_id),
+                    Err(_) => c.persist_failed(&transactional_id),
+                });
+            match result {
+                Ok(()) => {
+                    let _ = completed.send(());
+                }
+                Err(code) => tracing::warn!(
                     transactional_id,
                     code,
                     "cannot complete the transaction; the next coordinator will"
-                );
+                ),
             }
         }
     });
+    on_completed
 }
 
 /// Aborts the transactions open longer than their timeout, fencing their producers (one sweep).

@@ -51,8 +51,11 @@ pub async fn write_local(
             Err(e) => codes[i] = e.kafka_error_code(),
         }
     }
-    for (i, partition, end) in waits {
+    // Every flush is asked for before any is waited on, so the partitions' fsyncs overlap.
+    for (_, partition, _) in &waits {
         state.flusher.request(partition.clone());
+    }
+    for (i, partition, end) in waits {
         let durable = partition.wait_flushed(end).await && partition.wait_replicated(end).await;
         if !durable {
             codes[i] = ResponseError::NotLeaderOrFollower.code();

@@ -90,6 +90,10 @@ pub enum Scenario {
     /// min.insync.replicas=2): every record on all three replicas before it is acknowledged.
     #[value(name = "produce-replicated")]
     ProduceReplicated,
+    /// produce-durable's load (1 KiB, acks=all, 6 partitions) from a librdkafka transactional producer, in
+    /// transactions of 1,000 records committed one after the other.
+    #[value(name = "produce-transactional")]
+    ProduceTransactional,
     /// kill -9 of a partition leader under an idempotent acks=all load (2,000 records/s) on that cluster: the
     /// produce pause until a new leader acknowledges.
     Failover,
@@ -104,6 +108,10 @@ struct Case {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
+    /// Transactions of `per_transaction` records.
+    Transactional {
+        per_transaction: usize,
+    },
     Ceiling {
         record_bytes: usize,
     },
@@ -199,6 +207,12 @@ impl Scenario {
                     load: Load::DURABLE,
                 },
             }],
+            Scenario::ProduceTransactional => vec![Case {
+                name: "produce-transactional/p6",
+                kind: Kind::Transactional {
+                    per_transaction: 1_000,
+                },
+            }],
             Scenario::Failover => vec![Case {
                 name: "failover",
                 kind: Kind::Failover,
@@ -221,7 +235,7 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Sink { .. } => &["ceiling-1k"],
         Kind::Consume(_) => &["produce-1k/p6"],
         Kind::Streams(_) => &["produce-100b/p6"],
-        Kind::Replicated { .. } => &["produce-durable/p6"],
+        Kind::Replicated { .. } | Kind::Transactional { .. } => &["produce-durable/p6"],
         Kind::Ceiling { .. } | Kind::E2eLatency | Kind::Failover => &[],
     }
 }
@@ -401,6 +415,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Kind::E2eLatency => {
                     let records = args.e2e_rate as usize * args.e2e_seconds as usize;
                     let figures = e2e::run(&bootstrap, &topic, PARTITIONS, args.e2e_rate, records)?;
+                    finished_topic = Some(topic);
+                    figures
+                }
+                Kind::Transactional { per_transaction } => {
+                    let figures = produce::run_transactional(
+                        &bootstrap,
+                        &topic,
+                        PARTITIONS,
+                        args.records,
+                        per_transaction,
+                    )?;
                     finished_topic = Some(topic);
                     figures
                 }

@@ -128,6 +128,22 @@ pub fn check(results: &[CaseResult]) -> Vec<Checked> {
             ratio >= 0.5 && p99_ratio <= 2.0,
         );
     }
+    // Issue #12: transactions of 1,000 records keep most of the durable produce rate, in the same run.
+    if let (Some(t), Some(d)) = (find("produce-transactional/p6"), find("produce-durable/p6")) {
+        let ratio = t.figures.records_per_sec / d.figures.records_per_sec;
+        let p99 = |c: &CaseResult| c.figures.latency_ms.map_or(f64::INFINITY, |l| l.p99);
+        push(
+            "produce-transactional/p6",
+            ">= 80 % of the produce-durable/p6 rate",
+            format!(
+                "{:.0} % of its rate, p99 {:.1} ms (produce-durable/p6 p99 {:.1} ms)",
+                ratio * 100.0,
+                p99(t),
+                p99(d)
+            ),
+            ratio >= 0.8,
+        );
+    }
     // Issue #11: a stateless streams topology keeps up with half of what the broker takes from librdkafka, for the
     // same record size and partitions in the same run. The windowed count has no target (its summary line gives
     // its fraction of the same rate).
