@@ -675,6 +675,40 @@ impl Partition {
         self.with_log(|log| Ok(log.read(offset, max_bytes, hw, min_one_batch)?))
     }
 
+    /// Calls `f` with every record of the log from its start to its end, decoded (control records too): how an
+    /// internal topic's state (`__consumer_offsets`, `__transaction_state`) is rebuilt. Errors name the partition.
+    pub fn replay_records(
+        &self,
+        mut f: impl FnMut(&strom_protocol::kafka::records::Record),
+    ) -> Result<(), String> {
+        let mut offset = self.log_start_offset();
+        let end = self
+            .log_end_offset()
+            .map_err(|e| format!("reading {}: {e}", self.name()))?;
+        while offset < end {
+            let read = self
+                .read_for_replica(offset, 1 << 20)
+                .map_err(|e| format!("reading {}: {e}", self.name()))?;
+            if read.records.is_empty() {
+                break;
+            }
+            // Advance by batch headers, not records: a compacted batch may hold no records at all.
+            let batches = strom_log::split_batches(&read.records)
+                .map_err(|e| format!("reading {}: {e}", self.name()))?;
+            if let Some((last, _)) = batches.last() {
+                offset = offset.max(last.last_offset() + 1);
+            }
+            let mut bytes = read.records;
+            let sets = strom_protocol::kafka::records::RecordBatchDecoder::decode_all(&mut bytes)
+                .map_err(|e| format!("decoding {}: {e:#}", self.name()))?;
+            for record in sets.iter().flat_map(|s| s.records.iter()) {
+                offset = offset.max(record.offset + 1);
+                f(record);
+            }
+        }
+        Ok(())
+    }
+
     /// Reads batches for a follower's fetch, up to the log end offset.
     pub fn read_for_replica(
         &self,

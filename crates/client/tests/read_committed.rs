@@ -8,15 +8,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::client_config;
-use strom_broker::{Broker, BrokerConfig};
+use common::{client_config, TestBroker};
 use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, TopicPartition};
 use strom_log::txn::{ControlType, Marker};
 use strom_protocol::kafka::protocol::StrBytes;
 use strom_protocol::kafka::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::net::TcpListener;
 
 const TOPIC: &str = "txns";
 
@@ -105,25 +103,9 @@ fn values(read: &[(i64, String)]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_committed_skips_aborted_transactions_and_waits_at_an_open_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..BrokerConfig::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker = Broker::start(config, listener).await.expect("broker");
-    let bootstrap = broker.local_addr().to_string();
-    let admin = strom_client::admin::Admin::connect(&bootstrap)
-        .await
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[strom_client::admin::NewTopic::new(TOPIC).partitions(1)],
-            false,
-        )
-        .await
-        .unwrap();
-    created[0].result.clone().unwrap();
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 1).await;
+    let bootstrap = broker.bootstrap.clone();
     let partition = broker
         .state()
         .topics
@@ -223,5 +205,5 @@ async fn read_committed_skips_aborted_transactions_and_waits_at_an_open_one() {
         .await
         .unwrap();
     assert_eq!(committed, strom);
-    broker.shutdown().await;
+    broker.stop().await;
 }

@@ -6,12 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::client_config;
+use common::{client_config, TestBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-use strom_broker::{Broker, BrokerConfig};
-use tokio::net::TcpListener;
 
 const TOPIC: &str = "tx-out";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,26 +71,12 @@ fn read(bootstrap: &str, isolation: &str, count: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_transactions_are_read_aborted_and_fenced_ones_never() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        transaction_state_log_num_partitions: 3,
-        ..BrokerConfig::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker = Broker::start(config, listener).await.expect("broker");
-    let bootstrap = broker.local_addr().to_string();
-    let admin = strom_client::admin::Admin::connect(&bootstrap)
-        .await
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[strom_client::admin::NewTopic::new(TOPIC).partitions(2)],
-            false,
-        )
-        .await
-        .unwrap();
-    created[0].result.clone().unwrap();
+    let broker = TestBroker::start_with(|c| {
+        c.transaction_state_log_num_partitions = 3;
+    })
+    .await;
+    let bootstrap = broker.bootstrap.clone();
+    broker.create_topic(TOPIC, 2).await;
 
     let b = bootstrap.clone();
     tokio::task::spawn_blocking(move || {
@@ -139,7 +123,7 @@ async fn committed_transactions_are_read_aborted_and_fenced_ones_never() {
         .unwrap();
     assert_eq!(all.iter().filter(|v| v.starts_with("aborted")).count(), 5);
     assert_eq!(all.iter().filter(|v| v.starts_with("zombie")).count(), 2);
-    broker.shutdown().await;
+    broker.stop().await;
 }
 
 /// Consume-transform-produce: a transactional producer sends its consumer's offsets to the transaction. A
@@ -147,29 +131,15 @@ async fn committed_transactions_are_read_aborted_and_fenced_ones_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn offsets_sent_to_a_transaction_are_committed_with_it_and_dropped_with_an_abort() {
     use rdkafka::consumer::CommitMode;
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        transaction_state_log_num_partitions: 3,
-        offsets_topic_num_partitions: 3,
-        group_initial_rebalance_delay_ms: 0,
-        ..BrokerConfig::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker = Broker::start(config, listener).await.expect("broker");
-    let bootstrap = broker.local_addr().to_string();
-    let admin = strom_client::admin::Admin::connect(&bootstrap)
-        .await
-        .unwrap();
+    let broker = TestBroker::start_with(|c| {
+        c.transaction_state_log_num_partitions = 3;
+        c.offsets_topic_num_partitions = 3;
+        c.group_initial_rebalance_delay_ms = 0;
+    })
+    .await;
+    let bootstrap = broker.bootstrap.clone();
     for topic in ["ctp-in", TOPIC] {
-        let created = admin
-            .create_topics(
-                &[strom_client::admin::NewTopic::new(topic).partitions(2)],
-                false,
-            )
-            .await
-            .unwrap();
-        created[0].result.clone().unwrap();
+        broker.create_topic(topic, 2).await;
     }
     let b = bootstrap.clone();
     tokio::task::spawn_blocking(move || {
@@ -264,7 +234,7 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it_and_dropped_with_an
         outputs.iter().all(|v| v.starts_with("out-committed")),
         "{outputs:?}"
     );
-    broker.shutdown().await;
+    broker.stop().await;
 }
 
 /// A producer that dies with its transaction open holds read_committed readers at the last stable offset until
@@ -290,27 +260,13 @@ async fn a_transaction_left_open_blocks_read_committed_until_it_times_out_and_is
     };
 
     const TXN_TIMEOUT_MS: i32 = 3_000;
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        transaction_state_log_num_partitions: 1,
-        transaction_abort_timed_out_transaction_cleanup_interval_ms: 100,
-        ..BrokerConfig::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker = Broker::start(config, listener).await.expect("broker");
-    let bootstrap = broker.local_addr().to_string();
-    let admin = strom_client::admin::Admin::connect(&bootstrap)
-        .await
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[strom_client::admin::NewTopic::new(TOPIC).partitions(1)],
-            false,
-        )
-        .await
-        .unwrap();
-    created[0].result.clone().unwrap();
+    let broker = TestBroker::start_with(|c| {
+        c.transaction_state_log_num_partitions = 1;
+        c.transaction_abort_timed_out_transaction_cleanup_interval_ms = 100;
+    })
+    .await;
+    let bootstrap = broker.bootstrap.clone();
+    broker.create_topic(TOPIC, 1).await;
     let conn = Connection::connect(&bootstrap, ConnectionConfig::default())
         .await
         .unwrap();
@@ -475,5 +431,5 @@ async fn a_transaction_left_open_blocks_read_committed_until_it_times_out_and_is
         "INVALID_PRODUCER_EPOCH"
     );
     assert_eq!(partition.high_watermark(), 3);
-    broker.shutdown().await;
+    broker.stop().await;
 }

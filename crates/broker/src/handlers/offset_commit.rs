@@ -24,6 +24,26 @@ use crate::server::BrokerState;
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
 
+/// Why one partition of an OffsetCommit or TxnOffsetCommit cannot be committed (0: it can): the group's own
+/// error, an unknown partition (it must exist; who leads it does not matter, the coordinator is elsewhere), or
+/// metadata over `offset.metadata.max.bytes`.
+pub(super) fn partition_error(
+    group_error: i16,
+    topic: Option<&crate::topics::Topic>,
+    partition: i32,
+    metadata: &str,
+) -> i16 {
+    if group_error != 0 {
+        group_error
+    } else if topic.and_then(|t| t.slot(partition)).is_none() {
+        ResponseError::UnknownTopicOrPartition.code()
+    } else if metadata.len() > MAX_METADATA_BYTES {
+        ResponseError::OffsetMetadataTooLarge.code()
+    } else {
+        0
+    }
+}
+
 pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i16) -> Handled {
     let state = state.clone();
     let group_id = request.group_id.0.to_string();
@@ -71,18 +91,9 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
                     .as_ref()
                     .map(|m| m.to_string())
                     .unwrap_or_default();
-                let error = if group_error != 0 {
-                    group_error
-                } else if hosted
-                    .as_ref()
-                    .and_then(|h| h.slot(p.partition_index))
-                    .is_none()
-                {
-                    // The partition must exist; who leads it does not matter (the coordinator is elsewhere).
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else if metadata.len() > MAX_METADATA_BYTES {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
+                let error =
+                    partition_error(group_error, hosted.as_deref(), p.partition_index, &metadata);
+                if error == 0 {
                     let key = OffsetKey {
                         group: group_id.clone(),
                         topic: topic.name.0.to_string(),
@@ -102,8 +113,7 @@ pub fn handle(state: &Arc<BrokerState>, request: OffsetCommitRequest, version: i
                             commit_timestamp: now,
                         }),
                     ));
-                    0
-                };
+                }
                 results.push((t, p.partition_index, error));
             }
         }

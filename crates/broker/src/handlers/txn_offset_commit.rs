@@ -16,9 +16,6 @@ use crate::clock::now_ms;
 use crate::offsets::record::{CommittedOffset, OffsetKey};
 use crate::server::BrokerState;
 
-/// Kafka's `offset.metadata.max.bytes`.
-const MAX_METADATA_BYTES: usize = 4096;
-
 pub async fn handle(
     state: Arc<BrokerState>,
     request: TxnOffsetCommitRequest,
@@ -59,17 +56,13 @@ pub async fn handle(
                 .as_ref()
                 .map(|m| m.to_string())
                 .unwrap_or_default();
-            let error = if group_error != 0 {
-                group_error
-            } else if hosted
-                .as_ref()
-                .and_then(|h| h.slot(p.partition_index))
-                .is_none()
-            {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if metadata.len() > MAX_METADATA_BYTES {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
+            let error = super::offset_commit::partition_error(
+                group_error,
+                hosted.as_deref(),
+                p.partition_index,
+                &metadata,
+            );
+            if error == 0 {
                 changes.push((
                     OffsetKey {
                         group: group_id.clone(),
@@ -87,8 +80,7 @@ pub async fn handle(
                         commit_timestamp: now,
                     }),
                 ));
-                0
-            };
+            }
             results.push((t, p.partition_index, error));
         }
     }

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use strom_log::AppendOutcome;
 use strom_protocol::kafka::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_protocol::kafka::ResponseError;
 
@@ -106,30 +106,9 @@ impl OffsetStore {
     /// Applies the partition's records to the cache, to its log end offset (as Kafka's coordinator loads: what
     /// a new leader holds beyond the high watermark becomes committed as its followers copy it).
     fn replay(&self, partition: &Partition) -> Result<usize, TopicError> {
-        let mut offset = partition.log_start_offset();
-        let end = partition
-            .log_end_offset()
-            .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
         let mut applied = 0;
-        while offset < end {
-            let read = partition
-                .read_for_replica(offset, 1 << 20)
-                .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
-            if read.records.is_empty() {
-                break;
-            }
-            // Advance by batch headers, not records: a compacted batch may hold no records at all.
-            let batches = strom_log::split_batches(&read.records)
-                .map_err(|e| TopicError::Storage(format!("reading {}: {e}", partition.name())))?;
-            if let Some((last, _)) = batches.last() {
-                offset = offset.max(last.last_offset() + 1);
-            }
-            let mut bytes = read.records;
-            let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| {
-                TopicError::Storage(format!("decoding {}: {e:#}", partition.name()))
-            })?;
-            for record in sets.iter().flat_map(|s| s.records.iter()) {
-                offset = offset.max(record.offset + 1);
+        partition
+            .replay_records(|record| {
                 if record.control {
                     // A transaction marker: key version 0, type 0 abort / 1 commit.
                     let commit = record
@@ -137,10 +116,10 @@ impl OffsetStore {
                         .as_deref()
                         .is_some_and(|k| k.len() >= 4 && k[3] == 1);
                     self.complete_txn(partition.index, record.producer_id, commit);
-                    continue;
+                    return;
                 }
                 let Some(key) = record.key.clone().and_then(decode_key) else {
-                    continue;
+                    return;
                 };
                 let value = record.value.clone().and_then(decode_value);
                 if record.transactional {
@@ -153,8 +132,8 @@ impl OffsetStore {
                     self.apply(key, value);
                 }
                 applied += 1;
-            }
-        }
+            })
+            .map_err(TopicError::Storage)?;
         Ok(applied)
     }
 
@@ -238,14 +217,7 @@ impl OffsetStore {
 
     /// Partitions of `__consumer_offsets` when it is created, and its topic configs.
     pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
-        let configs = [
-            ("cleanup.policy", "compact"),
-            ("segment.bytes", "104857600"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        (self.partitions, configs)
+        (self.partitions, internal_topic_configs())
     }
 
     /// Appends `changes` for `group` and applies them to the cache, in call order. Returns a future that resolves
@@ -381,6 +353,18 @@ impl OffsetStore {
     pub fn has_offsets(&self, group: &str) -> bool {
         self.committed.lock().contains_key(group)
     }
+}
+
+/// The topic configs of the coordinators' compacted internal topics (`__consumer_offsets`,
+/// `__transaction_state`), Kafka's.
+pub fn internal_topic_configs() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "104857600"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// Offset commits carry no producer id, so the log never reports one as an idempotent retry.

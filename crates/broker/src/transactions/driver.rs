@@ -76,26 +76,14 @@ pub async fn init_producer_id(
         return Err(ResponseError::ConcurrentTransactions.code());
     }
     persist(state, transactional_id, &transition).await?;
-    match transition.then {
-        Then::FenceAndAbort {
-            producer_id,
-            producer_epoch,
-            partitions,
-        } => {
-            spawn_markers(
-                state.clone(),
-                transactional_id.to_string(),
-                producer_id,
-                producer_epoch,
-                ControlType::Abort,
-                partitions,
-            );
-            Err(ResponseError::ConcurrentTransactions.code())
-        }
-        _ => Ok((
-            transition.metadata.producer_id,
-            transition.metadata.producer_epoch,
-        )),
+    let (producer_id, producer_epoch) = (
+        transition.metadata.producer_id,
+        transition.metadata.producer_epoch,
+    );
+    match markers_of(state, transactional_id, transition.then) {
+        // The transaction left open is being aborted: the client retries until it is.
+        Some(_) => Err(ResponseError::ConcurrentTransactions.code()),
+        None => Ok((producer_id, producer_epoch)),
     }
 }
 
@@ -129,21 +117,7 @@ pub async fn end_txn(
         return Ok(());
     };
     persist(state, transactional_id, &transition).await?;
-    if let Then::WriteMarkers {
-        producer_id,
-        producer_epoch,
-        control,
-        partitions,
-    } = transition.then
-    {
-        let completed = spawn_markers(
-            state.clone(),
-            transactional_id.to_string(),
-            producer_id,
-            producer_epoch,
-            control,
-            partitions,
-        );
+    if let Some(completed) = markers_of(state, transactional_id, transition.then) {
         // The outcome is durable once the Prepare state is: answering now would be correct (Kafka does). But the
         // producer's next transaction would then meet CONCURRENT_TRANSACTIONS until the markers are written, and
         // wait out a retry backoff for it; waiting here for the markers, which take a few fsyncs, is faster. A
@@ -156,22 +130,44 @@ pub async fn end_txn(
 /// Resumes what a newly loaded coordinator found unfinished.
 pub fn resume(state: &Arc<BrokerState>, resumed: super::store::Resumed) {
     for (transactional_id, then) in resumed {
-        if let Then::WriteMarkers {
+        markers_of(state, &transactional_id, then);
+    }
+}
+
+/// Starts writing the markers a transition asks for, if it asks for any; the receiver fires once the transaction
+/// is complete.
+fn markers_of(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    then: Then,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    match then {
+        Then::WriteMarkers {
             producer_id,
             producer_epoch,
             control,
             partitions,
-        } = then
-        {
-            spawn_markers(
-                state.clone(),
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                control,
-                partitions,
-            );
-        }
+        } => Some(spawn_markers(
+            state.clone(),
+            transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            control,
+            partitions,
+        )),
+        Then::FenceAndAbort {
+            producer_id,
+            producer_epoch,
+            partitions,
+        } => Some(spawn_markers(
+            state.clone(),
+            transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            ControlType::Abort,
+            partitions,
+        )),
+        Then::Respond => None,
     }
 }
 
@@ -280,22 +276,7 @@ pub async fn abort_timed_out(state: &Arc<BrokerState>) {
         {
             continue;
         }
-        if let Then::WriteMarkers {
-            producer_id,
-            producer_epoch,
-            control,
-            partitions,
-        } = transition.then
-        {
-            spawn_markers(
-                state.clone(),
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                control,
-                partitions,
-            );
-        }
+        markers_of(state, &transactional_id, transition.then);
     }
 }
 

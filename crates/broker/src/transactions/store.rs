@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use strom_protocol::kafka::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_protocol::kafka::ResponseError;
 
@@ -70,14 +70,7 @@ impl TransactionStore {
 
     /// Partitions of `__transaction_state` when it is created, and its topic configs (Kafka's).
     pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
-        let configs = [
-            ("cleanup.policy", "compact"),
-            ("segment.bytes", "104857600"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        (self.partitions, configs)
+        (self.partitions, crate::offsets::internal_topic_configs())
     }
 
     /// The `__transaction_state` partition of `transactional_id`, if this broker leads it.
@@ -185,44 +178,25 @@ impl TransactionStore {
 
 /// The last value of every key in the partition, to its log end offset.
 fn replay(partition: &Partition) -> Result<Vec<(String, Option<TxnMetadata>)>, TopicError> {
-    let storage = |e: String| TopicError::Storage(format!("reading {}: {e}", partition.name()));
     let mut latest: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
-    let mut offset = partition.log_start_offset();
-    let end = partition
-        .log_end_offset()
-        .map_err(|e| storage(e.to_string()))?;
-    while offset < end {
-        let read = partition
-            .read_for_replica(offset, 1 << 20)
-            .map_err(|e| storage(e.to_string()))?;
-        if read.records.is_empty() {
-            break;
-        }
-        let batches =
-            strom_log::split_batches(&read.records).map_err(|e| storage(e.to_string()))?;
-        if let Some((last, _)) = batches.last() {
-            offset = offset.max(last.last_offset() + 1);
-        }
-        let mut bytes = read.records;
-        let sets =
-            RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| storage(format!("{e:#}")))?;
-        for record in sets.iter().flat_map(|s| s.records.iter()) {
+    partition
+        .replay_records(|record| {
             if record.control {
-                continue;
+                return;
             }
             let Some(id) = record.key.clone().and_then(decode_key) else {
-                continue;
+                return;
             };
             let value = match record.value.clone() {
                 None => None,
                 Some(v) => match decode_value(&id, v) {
                     Some(m) => Some(m),
                     // A layout this broker does not read: keep what came before.
-                    None => continue,
+                    None => return,
                 },
             };
             latest.insert(id, value);
-        }
-    }
+        })
+        .map_err(TopicError::Storage)?;
     Ok(latest.into_iter().collect())
 }

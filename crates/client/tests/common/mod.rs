@@ -27,17 +27,27 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::start_on(listener, None).await
+        Self::start_with(|_| {}).await
     }
 
-    async fn start_on(listener: TcpListener, advertised: Option<SocketAddr>) -> Self {
+    /// A broker with some settings of the test's own.
+    pub async fn start_with(configure: impl FnOnce(&mut BrokerConfig)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, None, configure).await
+    }
+
+    async fn start_on(
+        listener: TcpListener,
+        advertised: Option<SocketAddr>,
+        configure: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
+        let mut config = BrokerConfig {
             data_dir: dir.path().to_path_buf(),
             advertised: advertised.map(|a| (a.ip().to_string(), a.port())),
             ..BrokerConfig::default()
         };
+        configure(&mut config);
         let broker = Broker::start(config, listener)
             .await
             .expect("broker starts");
@@ -57,13 +67,18 @@ impl TestBroker {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy_addr = proxy.local_addr().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let broker = Self::start_on(listener, Some(proxy_addr)).await;
+        let broker = Self::start_on(listener, Some(proxy_addr), |_| {}).await;
         let loss = Arc::new(Loss {
             drop_every: AtomicUsize::new(drop_every),
             dropped: AtomicUsize::new(0),
         });
         tokio::spawn(run_proxy(proxy, broker.addr, loss.clone()));
         (broker, loss)
+    }
+
+    /// The running broker's state (its partitions, coordinators), for tests that look inside.
+    pub fn state(&self) -> &std::sync::Arc<strom_broker::BrokerState> {
+        self.broker.as_ref().expect("running").state()
     }
 
     pub async fn stop(mut self) {

@@ -164,15 +164,22 @@ pub const BATCH_SIZE: &str = "1000000";
 
 /// The produce scenarios' librdkafka producer for `load`.
 pub fn producer(bootstrap: &str, load: Load) -> Result<ThreadedProducer<Deliveries>> {
-    client_config(bootstrap)
+    producer_config(bootstrap, load)
+        .create_with_context(Deliveries::default())
+        .context("creating the producer")
+}
+
+/// The produce scenarios' librdkafka settings for `load`.
+fn producer_config(bootstrap: &str, load: Load) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    config
         .set("acks", load.acks)
         .set("linger.ms", "5")
         .set("batch.size", BATCH_SIZE)
         .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
         .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "none")
-        .create_with_context(Deliveries::default())
-        .context("creating the producer")
+        .set("compression.type", "none");
+    config
 }
 
 /// How many records the broker has acknowledged so far.
@@ -231,13 +238,7 @@ pub fn run_transactional(
 ) -> Result<Figures> {
     create_topic(bootstrap, topic, partitions)?;
     let load = Load::DURABLE;
-    let producer: ThreadedProducer<Deliveries> = client_config(bootstrap)
-        .set("acks", load.acks)
-        .set("linger.ms", "5")
-        .set("batch.size", BATCH_SIZE)
-        .set("queue.buffering.max.kbytes", load.queue_kbytes.to_string())
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "none")
+    let producer: ThreadedProducer<Deliveries> = producer_config(bootstrap, load)
         .set("transactional.id", format!("{topic}-tx"))
         .create_with_context(Deliveries::default())
         .context("creating the transactional producer")?;
