@@ -75,7 +75,7 @@ fn config_file_keys_apply_and_sigterm_shuts_down_cleanly() {
 
     let again = BrokerProcess::spawn(&["--config".as_ref(), config.as_os_str()]);
     let (clean, log) = again.terminate();
-    assert!(clean);
+    assert!(clean, "log:\n{}", log.join("\n"));
     assert!(
         !log.iter().any(|l| l.contains("recovered log")),
         "a clean shutdown lets the next start skip recovery; log:\n{}",

@@ -60,7 +60,7 @@ pub fn run(args: DevClusterArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(super::broker::shutdown_signal());
+    runtime.block_on(async { super::broker::shutdown_signal().await });
     println!("stopping {} nodes", cluster.children.len());
     cluster.stop(true);
     Ok(())
