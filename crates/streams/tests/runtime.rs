@@ -72,6 +72,7 @@ fn expected_counts(total: usize, distinct: usize) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_counts_through_a_repartition_topic_and_restores_its_state_after_a_restart()
 {
+    common::init_logs();
     let broker = TestBroker::start().await;
     broker.create_topic("words", 6).await;
     let state = tempfile::tempdir().unwrap();

@@ -193,7 +193,11 @@ impl Batch {
             }
         };
         let mut run: Option<(Arc<super::DeliveryReport>, u64, i64)> = None;
+        // A record counts as undelivered (and holds its buffer memory) until every report has it: a flush that
+        // returned before the last run was recorded would read a report missing it.
+        let mut held = Vec::with_capacity(self.records.len());
         for (i, r) in self.records.into_iter().enumerate() {
+            held.push((r._permit, r._undelivered));
             match r.reply {
                 Reply::Future(tx) => {
                     let _ = tx.send(Ok(RecordMetadata {
@@ -227,6 +231,7 @@ impl Batch {
         if let Some((done, count, last)) = run {
             done.record_acknowledged(topic, self.tp.partition, count, last);
         }
+        drop(held);
     }
 
     pub fn fail(self, error: Error) {
