@@ -31,3 +31,4 @@ pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{
     AppendOptions, AppendOutcome, CompactionStats, Log, PendingFlush, ReadResult, ReplicatedAppend,
 };
+pub use producer_state::ActiveProducer;

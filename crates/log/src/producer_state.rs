@@ -72,6 +72,24 @@ impl ProducerEntry {
     }
 }
 
+/// One producer with state on a partition (Kafka's DescribeProducers entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The last sequence of its last batch; -1 when it has none in the duplicate window (a producer seen only
+    /// through coordinator-written batches or markers).
+    pub last_sequence: i32,
+    /// The last offset of that batch.
+    pub last_offset: Option<i64>,
+    /// The max timestamp of that batch; -1 when unknown.
+    pub last_timestamp: i64,
+    /// The epoch of the coordinator that wrote its last marker here; -1 when none.
+    pub coordinator_epoch: i32,
+    /// The first offset of its transaction open here.
+    pub txn_start_offset: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
@@ -283,6 +301,26 @@ impl ProducerStateManager {
         self.producers
             .iter()
             .filter_map(|(pid, e)| e.txn_first_offset.map(|o| (*pid, o)))
+            .collect()
+    }
+
+    /// Every producer this partition has state for, as DescribeProducers shows it (`last_timestamp` is left
+    /// unknown: the state keeps offsets, the log has the times).
+    pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.producers
+            .iter()
+            .map(|(pid, e)| {
+                let last = e.batches.back();
+                ActiveProducer {
+                    producer_id: *pid,
+                    producer_epoch: e.epoch,
+                    last_sequence: last.map_or(NO_SEQUENCE, |m| m.last_seq),
+                    last_offset: last.map(|m| m.last_offset),
+                    last_timestamp: -1,
+                    coordinator_epoch: e.coordinator_epoch,
+                    txn_start_offset: e.txn_first_offset,
+                }
+            })
             .collect()
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use strom_log::txn::{AbortedTxn, ControlType, Marker};
-use strom_log::{AppendError, Log, LogConfig};
+use strom_log::{ActiveProducer, AppendError, Log, LogConfig};
 
 fn commit(coordinator_epoch: i32) -> Marker {
     Marker {
@@ -94,6 +94,45 @@ fn history_rest(log: &mut Log) {
     log.append(simple(2, 0), opts(0)).unwrap();
     assert_eq!(log.append_marker(2, 0, abort(0), opts(0)).unwrap(), 10);
     log.append(transactional(1, 1, 0, 1), opts(0)).unwrap();
+}
+
+#[test]
+fn active_producers_show_epoch_last_batch_coordinator_epoch_and_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    // A segment every batch or two, so the headers are looked up across segments.
+    let config = LogConfig {
+        segment_bytes: 200,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    assert!(log.active_producers().unwrap().is_empty());
+    history(&mut log);
+    assert!(log.segment_count() > 3, "{}", log.segment_count());
+    let expected = vec![
+        ActiveProducer {
+            producer_id: 1,
+            producer_epoch: 1,
+            last_sequence: 0,
+            last_offset: Some(11),
+            last_timestamp: 1_000,
+            coordinator_epoch: 0,
+            txn_start_offset: Some(11),
+        },
+        ActiveProducer {
+            producer_id: 2,
+            producer_epoch: 0,
+            last_sequence: 1,
+            last_offset: Some(6),
+            // The max timestamp of its two-record batch.
+            last_timestamp: 1_001,
+            coordinator_epoch: 0,
+            txn_start_offset: None,
+        },
+    ];
+    assert_eq!(log.active_producers().unwrap(), expected);
+    log.close().unwrap();
+    let log = Log::open(dir.path(), config, 0).unwrap();
+    assert_eq!(log.active_producers().unwrap(), expected, "after a reopen");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! last stable offset, and the aborted transactions a `read_committed` fetch lists.
 
 use crate::batch::{stamp_offset_and_epoch, BatchHeader};
-use crate::error::AppendError;
+use crate::error::{AppendError, LogError};
+use crate::producer_state::ActiveProducer;
 use crate::txn::{marker_batch, AbortedTxn, Marker};
 
 use super::{AppendOptions, Log};
@@ -59,6 +60,35 @@ impl Log {
     /// Producer id and first offset of every transaction open here (DescribeProducers).
     pub fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.producers.open_transactions()
+    }
+
+    /// Every producer with state here (DescribeProducers), each with the max timestamp of its last batch read
+    /// from that batch's header (-1 once the batch is gone from the log).
+    pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, LogError> {
+        let mut producers = self.producers.active_producers();
+        for p in &mut producers {
+            if let Some(offset) = p.last_offset {
+                if let Some(h) = self.batch_header_at(offset)? {
+                    p.last_timestamp = h.max_timestamp;
+                }
+            }
+        }
+        Ok(producers)
+    }
+
+    /// The header of the batch holding `offset`, if the log still has it (a headers-only read).
+    fn batch_header_at(&self, offset: i64) -> Result<Option<BatchHeader>, LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(None);
+        }
+        let i = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        Ok(self.segments[i]
+            .find_position(offset)?
+            .map(|(_, h)| h)
+            .filter(|h| h.base_offset <= offset))
     }
 
     /// The aborted transactions with records in `[from, upper)`, for a `read_committed` fetch from `from` that
