@@ -90,8 +90,8 @@ pub enum Scenario {
     /// min.insync.replicas=2): every record on all three replicas before it is acknowledged.
     #[value(name = "produce-replicated")]
     ProduceReplicated,
-    /// produce-durable's load (1 KiB, acks=all, 6 partitions) from a librdkafka transactional producer, in
-    /// transactions of 1,000 records committed one after the other.
+    /// produce-durable's load (1 KiB, acks=all, 6 partitions) from librdkafka transactional producers, in
+    /// transactions of 1,000 records each producer commits one after the other: one producer, then four at once.
     #[value(name = "produce-transactional")]
     ProduceTransactional,
     /// kill -9 of a partition leader under an idempotent acks=all load (2,000 records/s) on that cluster: the
@@ -108,9 +108,10 @@ struct Case {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    /// Transactions of `per_transaction` records.
+    /// Transactions of `per_transaction` records from `producers` transactional producers at once.
     Transactional {
         per_transaction: usize,
+        producers: usize,
     },
     Ceiling {
         record_bytes: usize,
@@ -207,12 +208,22 @@ impl Scenario {
                     load: Load::DURABLE,
                 },
             }],
-            Scenario::ProduceTransactional => vec![Case {
-                name: "produce-transactional/p6",
-                kind: Kind::Transactional {
-                    per_transaction: 1_000,
+            Scenario::ProduceTransactional => vec![
+                Case {
+                    name: "produce-transactional/p6",
+                    kind: Kind::Transactional {
+                        per_transaction: 1_000,
+                        producers: 1,
+                    },
                 },
-            }],
+                Case {
+                    name: "produce-transactional/p6x4",
+                    kind: Kind::Transactional {
+                        per_transaction: 1_000,
+                        producers: 4,
+                    },
+                },
+            ],
             Scenario::Failover => vec![Case {
                 name: "failover",
                 kind: Kind::Failover,
@@ -418,13 +429,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     finished_topic = Some(topic);
                     figures
                 }
-                Kind::Transactional { per_transaction } => {
+                Kind::Transactional {
+                    per_transaction,
+                    producers,
+                } => {
                     let figures = produce::run_transactional(
                         &bootstrap,
                         &topic,
                         PARTITIONS,
                         args.records,
                         per_transaction,
+                        producers,
                     )?;
                     finished_topic = Some(topic);
                     figures
@@ -477,7 +492,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let checked = targets::check(&results);
     if !checked.is_empty() {
-        println!("targets (issues #5, #10 and #11, 2-core machine):");
+        println!("targets (issues #5, #10, #11 and #12, 2-core machine):");
         for t in &checked {
             println!("  {}", t.line());
         }

@@ -216,6 +216,23 @@ pub fn send(
     }
 }
 
+/// librdkafka's `rd_kafka_flush` with a timeout, as its `rd_kafka_commit_transaction` calls it: `linger.ms` counts
+/// as elapsed for as long as the call waits (rdkafka's `flush` calls it with a zero timeout, which lifts linger
+/// only for that instant, and then polls in 100 ms steps), and with delivery reports taken as events by the
+/// producer's own thread the call just waits for the last one.
+#[allow(unsafe_code)]
+fn flush_immediately(producer: &ThreadedProducer<Deliveries>, timeout: Duration) -> Result<()> {
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the pointer is the live producer's handle (borrowed from `producer` for the whole call), and
+    // rd_kafka_flush is thread-safe.
+    let error =
+        unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    if error != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        bail!("records of a transaction still unacknowledged after {timeout:?}: {error:?}");
+    }
+    Ok(())
+}
+
 /// Fails if any delivery report was an error.
 pub fn check_failures(producer: &ThreadedProducer<Deliveries>) -> Result<()> {
     let failures = producer.context().failures.lock().unwrap();
@@ -225,79 +242,119 @@ pub fn check_failures(producer: &ThreadedProducer<Deliveries>) -> Result<()> {
     Ok(())
 }
 
-/// produce-durable's load from a transactional producer: `records` records in transactions of
-/// `per_transaction`, each committed before the next begins (the usual shape of a transactional application).
-/// The latency is each record's delivery report (acknowledged inside its transaction); the rate counts the
-/// commits, which wait for the markers on every partition.
+/// produce-durable's load from `producers` transactional producers (each its own `transactional.id` and thread,
+/// like the stream threads of an exactly-once application): `records` records between them in transactions of
+/// `per_transaction`, each producer committing one before it begins the next (a transactional producer cannot
+/// pipeline transactions). The latency is each record's delivery report (acknowledged inside its transaction);
+/// the rate counts the commits, which wait for the markers on every partition.
 pub fn run_transactional(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     records: usize,
     per_transaction: usize,
+    producers: usize,
 ) -> Result<Figures> {
     create_topic(bootstrap, topic, partitions)?;
     let load = Load::DURABLE;
-    let producer: ThreadedProducer<Deliveries> = producer_config(bootstrap, load)
-        .set("transactional.id", format!("{topic}-tx"))
-        .create_with_context(Deliveries::default())
-        .context("creating the transactional producer")?;
     let timeout = Duration::from_secs(60);
-    producer
-        .init_transactions(timeout)
-        .context("init_transactions")?;
     let payload = vec![b'x'; load.record_bytes];
     let keys: Vec<String> = (0..(4 * partitions as usize).max(1024))
         .map(|k| k.to_string())
         .collect();
+    let progress = super::report::progress_bar(records as u64, "sent");
+    // Every producer warms up (coordinator, metadata, every partition, in one transaction) before the clock starts.
+    let warmed_up = std::sync::Barrier::new(producers + 1);
+    let (elapsed, mut latencies) = std::thread::scope(|scope| -> Result<_> {
+        let workers: Vec<_> = (0..producers)
+            .map(|i| {
+                let share = records / producers + usize::from(i < records % producers);
+                let (keys, payload, progress, warmed_up) = (&keys, &payload, &progress, &warmed_up);
+                scope.spawn(move || -> Result<Vec<u32>> {
+                    let producer = transactional_producer(
+                        bootstrap, topic, i, partitions, keys, payload, timeout,
+                    );
+                    warmed_up.wait();
+                    let producer = producer?;
+                    let mut sent = 0;
+                    while sent < share {
+                        producer.begin_transaction().context("begin_transaction")?;
+                        let end = (sent + per_transaction).min(share);
+                        for j in sent..end {
+                            send(
+                                &producer,
+                                topic,
+                                None,
+                                &keys[(i + j * producers) % keys.len()],
+                                payload,
+                            )?;
+                        }
+                        // commit_transaction flushes first, but rdkafka's flush polls in steps of 100 ms while
+                        // this producer's own polling thread takes the delivery reports, so a flush with records
+                        // in flight would cost 100 ms however fast the broker answered: flush the way librdkafka's
+                        // own commit does instead.
+                        flush_immediately(&producer, timeout)?;
+                        producer
+                            .commit_transaction(timeout)
+                            .context("commit_transaction")?;
+                        progress.inc((end - sent) as u64);
+                        sent = end;
+                    }
+                    check_failures(&producer)?;
+                    let latencies =
+                        std::mem::take(&mut *producer.context().latencies_us.lock().unwrap());
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        warmed_up.wait();
+        let start = Instant::now();
+        let mut latencies = Vec::with_capacity(records);
+        for worker in workers {
+            latencies.extend(worker.join().expect("a producer thread panicked")?);
+        }
+        Ok((start.elapsed(), latencies))
+    })?;
+    progress.finish_and_clear();
+    if latencies.len() != records {
+        bail!("{} of {records} records acknowledged", latencies.len());
+    }
+    let mut figures = Figures::new(records, (records * load.record_bytes) as u64, elapsed);
+    figures.latency_ms = Latency::from_micros(&mut latencies);
+    figures.note = Some(if producers == 1 {
+        "transactions of 1,000 records, each committed before the next"
+    } else {
+        "transactions of 1,000 records from several producers at once, each committing one before the next"
+    });
+    Ok(figures)
+}
 
-    // Warm-up: the coordinator, metadata and every partition in one transaction, outside the measurement.
+/// Transactional producer number `index` of the scenario, initialised and warmed up: one committed transaction with
+/// a record to every partition, so the coordinator, metadata and partitions are all known before the clock starts.
+fn transactional_producer(
+    bootstrap: &str,
+    topic: &str,
+    index: usize,
+    partitions: i32,
+    keys: &[String],
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<ThreadedProducer<Deliveries>> {
+    let producer: ThreadedProducer<Deliveries> = producer_config(bootstrap, Load::DURABLE)
+        .set("transactional.id", format!("{topic}-tx-{index}"))
+        .create_with_context(Deliveries::default())
+        .context("creating the transactional producer")?;
+    producer
+        .init_transactions(timeout)
+        .context("init_transactions")?;
     producer.begin_transaction().context("begin_transaction")?;
     for p in 0..partitions {
-        send(&producer, topic, Some(p), &keys[0], &payload)?;
+        send(&producer, topic, Some(p), &keys[0], payload)?;
     }
     producer
         .commit_transaction(timeout)
         .context("commit_transaction")?;
     check_failures(&producer)?;
     producer.context().latencies_us.lock().unwrap().clear();
-
-    let progress = super::report::progress_bar(records as u64, "sent");
-    let start = Instant::now();
-    let mut sent = 0;
-    while sent < records {
-        producer.begin_transaction().context("begin_transaction")?;
-        let end = (sent + per_transaction).min(records);
-        for i in sent..end {
-            send(&producer, topic, None, &keys[i % keys.len()], &payload)?;
-        }
-        // Wait for the deliveries here: commit_transaction flushes first, and rdkafka's flush polls in steps of
-        // 100 ms while this producer's own polling thread takes the delivery reports, so a flush with records in
-        // flight costs 100 ms however fast the broker answered (measured: the broker acknowledged in 0.4 ms).
-        // A zero-timeout flush sends what linger.ms still holds, as commit_transaction's flush would.
-        let _ = producer.flush(Duration::ZERO);
-        let deadline = Instant::now() + timeout;
-        while producer.in_flight_count() > 0 {
-            if Instant::now() > deadline {
-                bail!("records of a transaction still unacknowledged after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        producer
-            .commit_transaction(timeout)
-            .context("commit_transaction")?;
-        sent = end;
-        progress.set_position(sent as u64);
-    }
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    check_failures(&producer)?;
-    let mut latencies = std::mem::take(&mut *producer.context().latencies_us.lock().unwrap());
-    if latencies.len() != records {
-        bail!("{} of {records} records acknowledged", latencies.len());
-    }
-    let mut figures = Figures::new(records, (records * load.record_bytes) as u64, elapsed);
-    figures.latency_ms = Latency::from_micros(&mut latencies);
-    figures.note = Some("transactions of 1,000 records, each committed before the next");
-    Ok(figures)
+    Ok(producer)
 }
