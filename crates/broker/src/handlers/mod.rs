@@ -29,7 +29,9 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -42,6 +44,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -145,6 +148,9 @@ pub fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> H
             let state = state.clone();
             Box::pin(async move { Some(end_txn::handle(state, r, v).await.into()) })
         }
+        RequestKind::DescribeTransactions(r) => ready(describe_transactions::handle(state, r, v)),
+        RequestKind::ListTransactions(r) => ready(list_transactions::handle(state, r, v)),
+        RequestKind::DescribeProducers(r) => ready(describe_producers::handle(state, r, v)),
         RequestKind::OffsetForLeaderEpoch(r) => ready(offset_for_leader_epoch::handle(state, r, v)),
         RequestKind::FindCoordinator(r) => {
             let state = state.clone();

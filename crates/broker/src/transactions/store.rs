@@ -114,6 +114,26 @@ impl TransactionStore {
         self.coordinators.lock().values_mut().flat_map(f).collect()
     }
 
+    /// The metadata of every transactional id this broker coordinates now (ListTransactions): those of the
+    /// `__transaction_state` partitions it leads, loaded at the current leader epoch. COORDINATOR_LOAD_IN_PROGRESS
+    /// while one of them is not loaded yet, as Kafka answers while it loads a partition.
+    pub fn coordinated(&self) -> Result<Vec<TxnMetadata>, i16> {
+        let Some(topic) = self.topics.get(TRANSACTION_STATE_TOPIC) else {
+            return Ok(Vec::new());
+        };
+        let coordinators = self.coordinators.lock();
+        let mut out = Vec::new();
+        for partition in &topic.led {
+            match coordinators.get(&partition.index) {
+                Some(c) if c.coordinator_epoch == partition.leader_epoch() => {
+                    out.extend(c.all().cloned())
+                }
+                _ => return Err(ResponseError::CoordinatorLoadInProgress.code()),
+            }
+        }
+        Ok(out)
+    }
+
     /// The coordinator epoch markers of `transactional_id` carry.
     pub fn coordinator_epoch(&self, transactional_id: &str) -> Result<i32, i16> {
         self.with(transactional_id, |c| c.coordinator_epoch)
