@@ -65,6 +65,7 @@ fn explanation(code: i16) -> Option<&'static str> {
         16 => "this broker is not the group's coordinator",
         14 => "the group coordinator is still loading; try again",
         87 => "a record is invalid",
+        105 => "no transaction coordinator knows this transactional id",
         _ => return None,
     })
 }

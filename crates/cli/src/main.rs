@@ -1,5 +1,5 @@
 //! `strom`: the one binary: the broker (`strom broker`) and the client commands (topic, produce, consume, group,
-//! cluster) built on `strom-client`.
+//! transactions, cluster) built on `strom-client`.
 //!
 //! Exit codes: 0 success, 1 the operation failed (the message names the problem, Kafka error codes in words),
 //! 2 bad usage (from clap).
@@ -63,6 +63,9 @@ enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(commands::group::GroupCommand),
+    /// List and describe transactions; show the producers with state on a topic's partitions.
+    #[command(subcommand)]
+    Transactions(commands::transactions::TransactionsCommand),
     /// Show the cluster: brokers, controller, cluster id.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
@@ -121,6 +124,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => client_runtime()?.block_on(commands::consume::run(&global, args)),
         Command::Group(cmd) => client_runtime()?.block_on(commands::group::run(&global, cmd)),
         Command::Cluster(cmd) => client_runtime()?.block_on(commands::cluster::run(&global, cmd)),
+        Command::Transactions(cmd) => {
+            client_runtime()?.block_on(commands::transactions::run(&global, cmd))
+        }
     }
 }
 

@@ -129,10 +129,10 @@ fn topic_commands() {
     );
     assert_eq!(
         lines[1..].join("\n"),
-        "\nPARTITION  LEADER  EPOCH  REPLICAS  ISR  STATE\n\
-         0          1       0      1         1    in sync\n\
-         1          1       0      1         1    in sync\n\
-         2          1       0      1         1    in sync\n\
+        "\nPARTITION  LEADER  EPOCH  HIGH-WATERMARK  LAST-STABLE-OFFSET  REPLICAS  ISR  STATE\n\
+         0          1       0      0               0                   1         1    in sync\n\
+         1          1       0      0               0                   1         1    in sync\n\
+         2          1       0      0               0                   1         1    in sync\n\
          \nCONFIG        VALUE     SOURCE\nretention.ms  86400000  DYNAMIC_TOPIC_CONFIG"
     );
     let err = fails(b, &["topic", "describe", "nope"]);
@@ -191,7 +191,7 @@ fn topic_commands() {
     assert_eq!(described["partitions"].as_array().unwrap().len(), 5);
     assert_eq!(
         described["partitions"][4],
-        serde_json::json!({"partition": 4, "leader": 1, "leader_epoch": 0, "replicas": [1], "isr": [1], "under_replicated": false})
+        serde_json::json!({"partition": 4, "leader": 1, "leader_epoch": 0, "high_watermark": 0, "last_stable_offset": 0, "replicas": [1], "isr": [1], "under_replicated": false})
     );
     assert_eq!(
         described["configs"],

@@ -9,3 +9,4 @@ pub mod group;
 pub mod produce;
 pub mod storage;
 pub mod topic;
+pub mod transactions;

@@ -4,7 +4,8 @@
 //! - `create`: `{"topic", "partitions", "replication_factor", "topic_id", "validate_only"}`
 //! - `list`: `[{"topic", "partitions", "replication_factor", "internal", "topic_id"}]`
 //! - `describe`: `{"topic", "topic_id", "internal", "partitions": [{"partition", "leader", "leader_epoch",
-//!   "replicas", "isr"}], "configs": [{"name", "value", "source"}]}` (configs that are not built-in defaults)
+//!   "high_watermark", "last_stable_offset", "replicas", "isr", "under_replicated"}], "configs": [{"name",
+//!   "value", "source"}]}` (configs that are not built-in defaults; offsets null when the leader cannot say)
 //! - `delete`: `[{"topic", "deleted", "error"}]` (`error` is null or the message)
 //! - `add-partitions`: `{"topic", "partitions"}`
 //! - `alter-config`: `{"topic", "set": {key: value}, "deleted": [key]}`
@@ -21,7 +22,7 @@ use strom_client::admin::{AlterConfigOp, ConfigResource, NewTopic};
 
 use super::cluster::connect;
 use crate::kafka_errors::{explain, to_anyhow};
-use crate::output::{ids, print_json, Format, Table};
+use crate::output::{ids, or_dash, print_json, Format, Table};
 use crate::GlobalArgs;
 
 #[derive(clap::Subcommand, Debug)]
@@ -186,6 +187,8 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
             under_replicated,
         } => {
             let described = describe_one(&admin, &name).await?;
+            let offsets = partition_offsets(&admin, &described).await;
+            let offsets_of = |p: i32| offsets.get(&p).copied().unwrap_or((None, None));
             let configs: Vec<_> = described
                 .configs
                 .iter()
@@ -202,6 +205,8 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                         "partition": p.partition,
                         "leader": p.leader,
                         "leader_epoch": p.leader_epoch,
+                        "high_watermark": offsets_of(p.partition).0,
+                        "last_stable_offset": offsets_of(p.partition).1,
                         "replicas": p.replicas,
                         "isr": p.isr,
                         "under_replicated": p.isr.len() < p.replicas.len(),
@@ -226,8 +231,16 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                         }
                     );
                     println!();
-                    let mut table =
-                        Table::new(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "STATE"]);
+                    let mut table = Table::new([
+                        "PARTITION",
+                        "LEADER",
+                        "EPOCH",
+                        "HIGH-WATERMARK",
+                        "LAST-STABLE-OFFSET",
+                        "REPLICAS",
+                        "ISR",
+                        "STATE",
+                    ]);
                     for p in &described.partitions {
                         let under = p.isr.len() < p.replicas.len();
                         if under_replicated && !under {
@@ -245,10 +258,13 @@ pub async fn run(global: &GlobalArgs, command: TopicCommand) -> Result<()> {
                         } else {
                             "in sync"
                         };
+                        let (hw, lso) = offsets_of(p.partition);
                         table.row([
                             p.partition.to_string(),
                             leader,
                             p.leader_epoch.to_string(),
+                            or_dash(hw),
+                            or_dash(lso),
                             ids(&p.replicas),
                             ids(&p.isr),
                             state.to_string(),
@@ -459,6 +475,48 @@ pub(crate) async fn describe_one(
         .remove(0)
         .result
         .map_err(to_anyhow)
+}
+
+/// Each partition's high watermark and last stable offset (ListOffsets latest at read_uncommitted and at
+/// read_committed), from its leader. What cannot be read (no leader, a leader that is down) is None: the
+/// description shows it as unknown rather than failing.
+async fn partition_offsets(
+    admin: &strom_client::admin::Admin,
+    described: &strom_client::admin::TopicDescription,
+) -> BTreeMap<i32, (Option<i64>, Option<i64>)> {
+    use strom_client::admin::OffsetSpec;
+    let partitions: Vec<(String, i32)> = described
+        .partitions
+        .iter()
+        .map(|p| (described.name.clone(), p.partition))
+        .collect();
+    let read = |spec| {
+        let partitions = &partitions;
+        async move {
+            admin
+                .list_offsets(partitions, spec)
+                .await
+                .map(|rs| {
+                    rs.into_iter()
+                        .filter_map(|r| Some((r.partition, r.result.ok()?.offset?)))
+                        .collect::<BTreeMap<i32, i64>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    // The last stable offset first: read after it, the high watermark can only be higher, so the two never
+    // show an LSO above the HW.
+    let stable = read(OffsetSpec::LastStable).await;
+    let high_watermarks = read(OffsetSpec::Latest).await;
+    partitions
+        .iter()
+        .map(|(_, p)| {
+            (
+                *p,
+                (high_watermarks.get(p).copied(), stable.get(p).copied()),
+            )
+        })
+        .collect()
 }
 
 /// Polls until `topic` has no reassignment in progress (the new replicas copy the whole log first, which takes

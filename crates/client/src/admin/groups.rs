@@ -90,30 +90,53 @@ impl GroupDescription {
     }
 }
 
+/// What a coordinator is looked up for: FindCoordinator's key type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CoordinatorKey {
+    Group = 0,
+    Transaction = 1,
+}
+
 /// How long to keep asking for a coordinator that is still loading (the offsets topic is created on first use).
 const COORDINATOR_WAIT: Duration = Duration::from_secs(10);
 
 impl Admin {
     /// The connection to `group`'s coordinator (FindCoordinator), waiting briefly while it loads.
     pub(super) async fn coordinator(&self, group: &str) -> Result<Connection, Error> {
+        self.find_coordinator(CoordinatorKey::Group, group)
+            .await
+            .map(|(_, connection)| connection)
+    }
+
+    /// The id of and a connection to the coordinator of `key` (a group or a transactional id), waiting briefly
+    /// while it loads.
+    pub(super) async fn find_coordinator(
+        &self,
+        kind: CoordinatorKey,
+        key: &str,
+    ) -> Result<(i32, Connection), Error> {
         let deadline = tokio::time::Instant::now() + COORDINATOR_WAIT;
         let mut backoff = Duration::from_millis(20);
+        let what = match kind {
+            CoordinatorKey::Group => format!("coordinator of group '{key}'"),
+            CoordinatorKey::Transaction => format!("coordinator of transactional id '{key}'"),
+        };
         loop {
             let connection = self.cluster.any_connection().await?;
             let version = connection.version(ApiKey::FindCoordinator)?;
-            // v4 batches keys in `coordinator_keys`; earlier versions take one `key`. Key type 0 = group.
-            let mut request = FindCoordinatorRequest::default().with_key_type(0);
+            // v4 batches keys in `coordinator_keys`; earlier versions take one `key`.
+            let mut request = FindCoordinatorRequest::default().with_key_type(kind as i8);
             if version >= 4 {
-                request.coordinator_keys = vec![str_bytes(group)];
+                request.coordinator_keys = vec![str_bytes(key)];
             } else {
-                request.key = str_bytes(group);
+                request.key = str_bytes(key);
             }
             let response = connection.request_at(&request, version).await?;
             let (node, host, port, code, message) = if version >= 4 {
                 let c = response.coordinators.into_iter().next().ok_or_else(|| {
                     kafka_error(
                         ResponseError::UnknownServerError,
-                        format!("FindCoordinator named no coordinator for group '{group}'"),
+                        format!("FindCoordinator named no {what}"),
                     )
                 })?;
                 (c.node_id.0, c.host, c.port, c.error_code, c.error_message)
@@ -126,14 +149,10 @@ impl Admin {
                     response.error_message,
                 )
             };
-            match check(
-                code,
-                message.as_ref(),
-                format!("coordinator of group '{group}'"),
-            ) {
+            match check(code, message.as_ref(), &what) {
                 Ok(()) => {
                     if self.cluster.metadata().brokers.contains_key(&node) {
-                        return self.cluster.broker_connection(node).await;
+                        return Ok((node, self.cluster.broker_connection(node).await?));
                     }
                     let addr = crate::cluster::BrokerInfo {
                         id: node,
@@ -142,8 +161,10 @@ impl Admin {
                         rack: None,
                     }
                     .addr();
-                    return Connection::connect(&addr, self.cluster.config().connection.clone())
-                        .await;
+                    let connection =
+                        Connection::connect(&addr, self.cluster.config().connection.clone())
+                            .await?;
+                    return Ok((node, connection));
                 }
                 Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
                     // Nothing to wait on but the coordinator finishing its load.

@@ -1,8 +1,10 @@
-//! The admin client: topics, configs, groups, offsets, records and the cluster, over the public Kafka protocol.
+//! The admin client: topics, configs, groups, offsets, records, transactions and the cluster, over the public
+//! Kafka protocol.
 //!
 //! [`Admin`] is a thin layer over [`Cluster`]: every method builds one kind of request, sends it to the broker
 //! that must answer it (the controller for topic changes, the group coordinator for group operations, the
-//! partition leader for offsets and records) and turns the response into plain Rust values.
+//! transaction coordinator for a transactional id, the partition leader for offsets, records and producers) and
+//! turns the response into plain Rust values.
 //!
 //! Errors come in two layers, as in the protocol: a request that fails as a whole (no broker, a bad response,
 //! a top-level error code) is the method's `Err`; an error the broker reports for one topic, group or
@@ -12,6 +14,7 @@ mod configs;
 mod groups;
 mod offsets;
 mod topics;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -32,6 +35,10 @@ pub use offsets::{
 };
 pub use topics::{
     CreatedTopic, NewTopic, PartitionDescription, TopicDescription, TopicListing, TopicResult,
+};
+pub use transactions::{
+    ProducerDescription, TransactionDescription, TransactionFilter, TransactionList,
+    TransactionListing,
 };
 
 /// Timeout the broker is asked to honour for topic and record operations (`timeout_ms` in the requests). Shorter

@@ -33,6 +33,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark (log end offset as consumers see it).
     Latest,
+    /// The last stable offset: the end a read_committed consumer reaches, below the first record of a
+    /// transaction still open (the high watermark when none is).
+    LastStable,
     /// The first offset whose timestamp is at or after this one (ms since the epoch).
     Timestamp(i64),
 }
@@ -40,7 +43,7 @@ pub enum OffsetSpec {
 impl OffsetSpec {
     fn wire(self) -> i64 {
         match self {
-            OffsetSpec::Latest => -1,
+            OffsetSpec::Latest | OffsetSpec::LastStable => -1,
             OffsetSpec::Earliest => -2,
             OffsetSpec::Timestamp(ts) => ts,
         }
@@ -109,16 +112,16 @@ pub struct ResetEntry {
 }
 
 /// Per leader broker, per topic, the items to send there.
-type ByLeader<T> = BTreeMap<i32, BTreeMap<String, Vec<T>>>;
+pub(super) type ByLeader<T> = BTreeMap<i32, BTreeMap<String, Vec<T>>>;
 
 /// Each (topic, partition)'s outcome, filled in as routing and responses come in.
-type Outcomes<R> = BTreeMap<(String, i32), Result<R, Error>>;
+pub(super) type Outcomes<R> = BTreeMap<(String, i32), Result<R, Error>>;
 
 impl Admin {
     /// Refreshes metadata for the items' topics and groups each `(topic, partition, item)` under its partition's
     /// leader. Partitions that cannot be routed get their error right away: LEADER_NOT_AVAILABLE for an existing
     /// partition without a leader, UNKNOWN_TOPIC_OR_PARTITION otherwise.
-    async fn route_to_leaders<'a, T, R>(
+    pub(super) async fn route_to_leaders<'a, T, R>(
         &self,
         items: impl Iterator<Item = (&'a str, i32, T)> + Clone,
     ) -> Result<(ByLeader<T>, Outcomes<R>), Error> {
@@ -163,6 +166,8 @@ impl Admin {
         for (leader, topics) in by_leader {
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                // read_committed: the latest offset is the last stable offset.
+                .with_isolation_level(i8::from(spec == OffsetSpec::LastStable))
                 .with_timeout_ms(OPERATION_TIMEOUT_MS)
                 .with_topics(
                     topics
