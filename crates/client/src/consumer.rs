@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 pub use assignor::{decode_subscription_user_data, range_assign, RANGE};
 pub use config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
-pub use records::{ConsumerRecord, OffsetAndMetadata, TopicPartition};
+pub use records::{ConsumerGroupMetadata, ConsumerRecord, OffsetAndMetadata, TopicPartition};
 pub use strom_protocol::kafka::records::TimestampType;
 
 use crate::cluster::{Cluster, ClusterConfig};
@@ -881,6 +881,24 @@ impl Consumer {
         self.group
             .as_ref()
             .ok_or_else(|| Error::Config("committing offsets needs a group.id".into()))
+    }
+
+    /// This consumer's group, generation and member id now, for a transactional producer's
+    /// `send_offsets_to_transaction`. Errors without a `group.id`.
+    pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata, Error> {
+        let group = self.group()?;
+        let membership = group.membership();
+        let member = membership.generation >= 0;
+        Ok(ConsumerGroupMetadata {
+            group_id: group.group_id.clone(),
+            generation_id: membership.generation,
+            member_id: if member {
+                membership.member_id
+            } else {
+                String::new()
+            },
+            group_instance_id: None,
+        })
     }
 
     /// Commits the current positions (everything `poll` returned so far) and waits for the answer.

@@ -81,6 +81,15 @@ pub enum Error {
     Timeout { what: String, timeout: Duration },
     #[error("the producer is closed")]
     ProducerClosed,
+    /// A transactional producer's call that its state does not allow: misuse (commit without begin), or a
+    /// transaction that failed and must be aborted (`reason` says why).
+    #[error("transactional producer {transactional_id}: cannot {operation} while {state}{reason}")]
+    TransactionState {
+        transactional_id: String,
+        operation: &'static str,
+        state: String,
+        reason: String,
+    },
 }
 
 impl Error {

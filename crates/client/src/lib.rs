@@ -9,7 +9,9 @@
 //! - [`partitioner`]: the [`Partitioner`] trait and the built-in strategies (Java-compatible murmur2,
 //!   sticky, round-robin, explicit).
 //! - [`producer`]: the async [`Producer`]: batching (`linger.ms`, `batch.size`), compression, acks,
-//!   retries, idempotence (on by default), headers and timestamps, bounded `buffer.memory`, flush and close.
+//!   retries, idempotence (on by default), headers and timestamps, bounded `buffer.memory`, flush and close;
+//!   with `transactional.id`, transactions (`init_transactions`, `begin_transaction`,
+//!   `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`) as in Kafka's Java producer.
 //!
 //! Next: the consumer (assign/subscribe with the classic and KIP-848 group protocols, seek, commit,
 //! pause/resume, lag), the admin client, and the `strom` CLI commands built on them.

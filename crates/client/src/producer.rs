@@ -6,10 +6,17 @@
 //! on the leader's connection in drain order (the order the broker must see them in); a small task per
 //! request awaits the response and reports each batch's outcome back to the accumulator, which decides
 //! between done, retry and failure. All policy lives in the accumulator, which has no I/O.
+//!
+//! With `transactional.id` the producer is transactional (see [`transactional`]): the [`transactions`] state
+//! machine says which calls are allowed and which partitions the coordinator has in the transaction, the sender
+//! adds new partitions ([`coordinator`]) before it drains their batches.
 
 mod accumulator;
 mod config;
+mod coordinator;
 mod record;
+mod transactional;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +62,8 @@ struct Inner {
     /// Records accepted but not yet completed, for flush().
     undelivered: Arc<Undelivered>,
     closing: AtomicBool,
+    /// With `transactional.id`.
+    txn: Option<transactional::Txn>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -92,7 +101,12 @@ impl Producer {
             retries: config.retries,
             retry_backoff: config.retry_backoff,
             delivery_timeout: config.delivery_timeout,
+            transactional: config.transactional_id.is_some(),
         };
+        let txn = config
+            .transactional_id
+            .as_ref()
+            .map(|id| transactional::Txn::new(id, &config, cluster.clone()));
         let inner = Arc::new(Inner {
             partitioner: config.partitioner.build(),
             memory: Arc::new(Semaphore::new(config.buffer_memory)),
@@ -103,6 +117,7 @@ impl Producer {
             flushing: Mutex::new(0),
             undelivered: Arc::default(),
             closing: AtomicBool::new(false),
+            txn,
         });
         let sender = tokio::spawn(run_sender(inner.clone()));
         Self {
@@ -231,6 +246,11 @@ impl Producer {
             if inner.closing.load(Ordering::Acquire) {
                 return Err(Error::ProducerClosed);
             }
+            // Checked under the accumulator's lock, which a commit takes to leave the transaction: a record is
+            // either in the transaction being committed (and the commit's flush waits for it) or refused.
+            if let Some(txn) = &inner.txn {
+                txn.manager.lock().unwrap().on_send(&tp)?;
+            }
             acc.append(&tp, pending, Instant::now())
         };
         if appended.closed_batch {
@@ -254,8 +274,13 @@ impl Producer {
     }
 
     /// Stops accepting records, delivers what is buffered (bounded by `delivery.timeout.ms`) and stops the
-    /// sender task.
+    /// sender task. A transaction still open is aborted first, as the Java producer does on a graceful close
+    /// (dropping the producer instead leaves it to the coordinator's `transaction.timeout.ms`, or to the next
+    /// producer with the same `transactional.id`).
     pub async fn close(&self) {
+        if self.inner.txn.is_some() {
+            self.abort_open_transaction().await;
+        }
         self.inner.closing.store(true, Ordering::Release);
         self.inner.wake.notify_one();
         let sender = self.sender.lock().unwrap().take();
@@ -311,13 +336,24 @@ async fn run_sender(inner: Arc<Inner>) {
                 continue;
             }
         }
+        if let Some(txn) = &inner.txn {
+            transactional::add_pending_partitions(&inner, txn).await;
+        }
         let flush = closing || *inner.flushing.lock().unwrap() > 0;
         let drained = {
             let metadata = inner.cluster.metadata();
             let mut acc = inner.accumulator.lock().unwrap();
-            acc.drain(Instant::now(), flush, |tp| {
-                metadata.topics.get(&*tp.topic)?.leader(tp.partition)
-            })
+            let leader_of =
+                |tp: &TopicPartition| metadata.topics.get(&*tp.topic)?.leader(tp.partition);
+            match &inner.txn {
+                None => acc.drain(Instant::now(), flush, leader_of),
+                Some(txn) => {
+                    let manager = txn.manager.lock().unwrap();
+                    acc.drain_where(Instant::now(), flush, leader_of, |tp| {
+                        manager.is_sendable(tp)
+                    })
+                }
+            }
         };
         for tp in &drained.closed {
             if let Some(t) = inner.cluster.topic(&tp.topic) {
@@ -334,7 +370,16 @@ async fn run_sender(inner: Arc<Inner>) {
             }
         }
         if drained.batches.is_empty() {
-            let deadline = inner.accumulator.lock().unwrap().next_deadline();
+            let deadline = {
+                let acc = inner.accumulator.lock().unwrap();
+                match &inner.txn {
+                    None => acc.next_deadline(),
+                    Some(txn) => {
+                        let manager = txn.manager.lock().unwrap();
+                        acc.next_deadline_where(|tp| manager.is_sendable(tp))
+                    }
+                }
+            };
             let deadline = if drained.missing_leader {
                 Some(Instant::now() + inner.config.retry_backoff)
             } else {
@@ -416,10 +461,11 @@ async fn send_to_broker(inner: &Arc<Inner>, broker: i32, mut batches: Vec<Batch>
         complete(inner, b, Outcome::Failed(error));
     }
     let compression: Compression = inner.config.compression;
+    let transactional = inner.txn.is_some();
     let mut topics: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut encoded = Vec::with_capacity(sendable.len());
     for mut batch in sendable {
-        match batch.encode(compression) {
+        match batch.encode(compression, transactional) {
             Ok(bytes) => {
                 topics.entry(batch.tp.topic.clone()).or_default().push(
                     PartitionProduceData::default()
@@ -437,7 +483,9 @@ async fn send_to_broker(inner: &Arc<Inner>, broker: i32, mut batches: Vec<Batch>
         return;
     }
     let request = ProduceRequest::default()
-        .with_transactional_id(None)
+        .with_transactional_id(inner.config.transactional_id.as_ref().map(|id| {
+            strom_protocol::kafka::messages::TransactionalId(StrBytes::from_string(id.clone()))
+        }))
         .with_acks(inner.config.acks.wire_value())
         .with_timeout_ms(
             i32::try_from(inner.config.request_timeout.as_millis()).unwrap_or(i32::MAX),

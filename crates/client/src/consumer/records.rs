@@ -49,6 +49,34 @@ impl OffsetAndMetadata {
     }
 }
 
+/// A consumer's identity in its group, for a transactional producer's
+/// [`send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction) (Kafka's `ConsumerGroupMetadata`):
+/// the group coordinator accepts the offsets only from the current generation's member, so a consumer that lost
+/// its partitions in a rebalance cannot commit for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    pub group_id: String,
+    /// -1 while not a member (no subscription, or between generations); the member epoch under the consumer
+    /// protocol.
+    pub generation_id: i32,
+    /// Empty while not a member.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// The metadata of a group this process is not a member of (offsets of assigned partitions): the coordinator
+    /// then checks no generation, as for a plain offset commit without membership.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
@@ -132,8 +160,8 @@ impl Aborted {
         }
     }
 
-    /// Whether the data batch of `producer_id` ending at `last_offset` belongs to an aborted transaction.
-    fn skips(&mut self, producer_id: i64, last_offset: i64) -> bool {
+    /// Starts skipping the producers whose aborted transactions began at or before `last_offset`.
+    fn reach(&mut self, last_offset: i64) {
         while let Some(&(first, pid)) = self.pending.first() {
             if first > last_offset {
                 break;
@@ -141,7 +169,20 @@ impl Aborted {
             self.pending.pop_first();
             self.skipping.insert(pid);
         }
+    }
+
+    /// Whether the data batch of `producer_id` ending at `last_offset` belongs to an aborted transaction.
+    fn skips(&mut self, producer_id: i64, last_offset: i64) -> bool {
+        self.reach(last_offset);
         self.skipping.contains(&producer_id)
+    }
+
+    /// An abort marker of `producer_id` at `offset` ends its aborted transaction. Reached first: an aborted
+    /// transaction that wrote nothing to this partition is listed as beginning at its marker, and must end there
+    /// rather than swallow the producer's next transaction.
+    fn abort_marker(&mut self, producer_id: i64, offset: i64) {
+        self.reach(offset);
+        self.skipping.remove(&producer_id);
     }
 }
 
@@ -210,7 +251,7 @@ pub(crate) fn decode_partition(
                     .and_then(|r| r.key.as_deref())
                     .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 0]);
                 if is_abort {
-                    aborted.skipping.remove(&producer_id);
+                    aborted.abort_marker(producer_id, last_offset);
                 }
             } else if attributes & TRANSACTIONAL_BIT != 0 && aborted.skips(producer_id, last_offset)
             {
@@ -311,6 +352,68 @@ mod tests {
                 vec![("h".into(), Some(Bytes::from_static(b"x")))]
             );
         }
+    }
+
+    /// A transactional batch of `producer_id` at `base`: data records, or one control record (`marker`: 0 abort,
+    /// 1 commit).
+    fn txn_batch(base: i64, count: i64, producer_id: i64, marker: Option<u8>) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: true,
+                control: marker.is_some(),
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i,
+                sequence: if marker.is_some() { -1 } else { i as i32 },
+                timestamp: 1000 + i,
+                key: Some(match marker {
+                    Some(m) => Bytes::from(vec![0, 0, 0, m]),
+                    None => Bytes::from(format!("k{i}")),
+                }),
+                value: Some(match marker {
+                    Some(_) => Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
+                    None => Bytes::from(format!("v{}", base + i)),
+                }),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn an_aborted_transaction_that_wrote_nothing_here_does_not_hide_the_next_one() {
+        // 0 abort marker of an empty transaction (listed as aborted from 0) | 1-2 committed data | 3 commit
+        // marker | 4 aborted data | 5 abort marker | 6 committed data | 7 commit marker.
+        let mut data = BytesMut::new();
+        for b in [
+            txn_batch(0, 1, 9, Some(0)),
+            txn_batch(1, 2, 9, None),
+            txn_batch(3, 1, 9, Some(1)),
+            txn_batch(4, 1, 9, None),
+            txn_batch(5, 1, 9, Some(0)),
+            txn_batch(6, 1, 9, None),
+            txn_batch(7, 1, 9, Some(1)),
+        ] {
+            data.extend_from_slice(&b);
+        }
+        let aborted = Aborted::new([(9, 0), (9, 4)]);
+        let d = decode_partition("t", 0, data.freeze(), 0, Some(aborted)).unwrap();
+        let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [1, 2, 6]);
+        assert_eq!(d.next_offset, Some(8));
     }
 
     #[test]

@@ -130,8 +130,13 @@ impl Batch {
         self.records.len() as i32
     }
 
-    /// Encodes the batch (once; retries resend the same bytes) and drops the record payloads.
-    pub fn encode(&mut self, compression: Compression) -> Result<Bytes, Error> {
+    /// Encodes the batch (once; retries resend the same bytes) and drops the record payloads. `transactional`
+    /// sets the batch's transactional bit: its records are part of the producer's open transaction.
+    pub fn encode(
+        &mut self,
+        compression: Compression,
+        transactional: bool,
+    ) -> Result<Bytes, Error> {
         if let Some(b) = &self.encoded {
             return Ok(b.clone());
         }
@@ -143,7 +148,7 @@ impl Batch {
             .iter_mut()
             .enumerate()
             .map(|(i, r)| Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
@@ -290,6 +295,9 @@ pub(crate) struct Settings {
     pub retries: u32,
     pub retry_backoff: Duration,
     pub delivery_timeout: Duration,
+    /// A transactional producer: its producer id comes from `init_transactions`, never from the sender, and a
+    /// batch that fails is remembered so that the transaction does not commit without it.
+    pub transactional: bool,
 }
 
 /// What an append did.
@@ -331,6 +339,8 @@ pub(crate) struct Accumulator {
     partitions: rustc_hash::FxHashMap<TopicPartition, PartitionState>,
     producer: Option<ProducerIdentity>,
     reset_needed: bool,
+    /// Transactional only: the first batch that failed for good since the last [`Accumulator::take_failure`].
+    failure: Option<Error>,
 }
 
 impl Accumulator {
@@ -340,6 +350,7 @@ impl Accumulator {
             partitions: Default::default(),
             producer: None,
             reset_needed: false,
+            failure: None,
         }
     }
 
@@ -382,6 +393,7 @@ impl Accumulator {
     /// sequence error once nothing is in flight.
     pub fn needs_producer_id(&self) -> bool {
         self.settings.idempotent
+            && !self.settings.transactional
             && (self.producer.is_none() || (self.reset_needed && self.in_flight() == 0))
     }
 
@@ -448,6 +460,18 @@ impl Accumulator {
         flush: bool,
         leader_of: impl Fn(&TopicPartition) -> Option<i32>,
     ) -> Drained {
+        self.drain_where(now, flush, leader_of, |_| true)
+    }
+
+    /// [`drain`](Self::drain) of the partitions `allowed` accepts only: a transactional producer's partitions
+    /// wait until the coordinator has them in the transaction.
+    pub fn drain_where(
+        &mut self,
+        now: Instant,
+        flush: bool,
+        leader_of: impl Fn(&TopicPartition) -> Option<i32>,
+        allowed: impl Fn(&TopicPartition) -> bool,
+    ) -> Drained {
         let mut out = Drained {
             batches: Vec::new(),
             closed: Vec::new(),
@@ -456,7 +480,7 @@ impl Accumulator {
         let mut ready: Vec<TopicPartition> = self
             .partitions
             .iter()
-            .filter(|(_, s)| self.front_ready(s, now, flush))
+            .filter(|(tp, s)| self.front_ready(s, now, flush) && allowed(tp))
             .map(|(tp, _)| tp.clone())
             .collect();
         ready.sort();
@@ -588,6 +612,9 @@ impl Accumulator {
         } else {
             error
         };
+        if self.settings.transactional && self.failure.is_none() {
+            self.failure = Some(error.clone());
+        }
         batch.fail(error);
         after
     }
@@ -608,12 +635,53 @@ impl Accumulator {
                 let b = state.queue.pop_front().expect("non-empty");
                 reset |= b.base_sequence != -1;
                 let what = format!("delivery to {}-{}", b.tp.topic, b.tp.partition);
-                b.fail(Error::Timeout { what, timeout });
+                let error = Error::Timeout { what, timeout };
+                if self.settings.transactional && self.failure.is_none() {
+                    self.failure = Some(error.clone());
+                }
+                b.fail(error);
             }
         }
         if reset && self.settings.idempotent {
             self.reset_needed = true;
         }
+    }
+
+    /// The first batch failure since the last call (transactional producers only).
+    pub fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
+    }
+
+    /// Fails every queued batch of an aborted transaction (those in flight complete on their own). A batch
+    /// that had a sequence leaves a gap in the partition's sequences, which only a new epoch closes: see
+    /// [`needs_epoch_bump`](Self::needs_epoch_bump).
+    pub fn abort_queued(&mut self, error: &Error) {
+        for state in self.partitions.values_mut() {
+            for b in state.queue.drain(..) {
+                self.reset_needed |= b.base_sequence != -1;
+                b.fail(error.clone());
+            }
+            state.recovering = false;
+        }
+    }
+
+    /// Fails the queued batches of `partitions` (their transaction could not take them).
+    pub fn fail_partitions(&mut self, partitions: &[TopicPartition], error: &Error) {
+        for tp in partitions {
+            if let Some(state) = self.partitions.get_mut(tp) {
+                for b in state.queue.drain(..) {
+                    self.reset_needed |= b.base_sequence != -1;
+                    b.fail(error.clone());
+                }
+            }
+        }
+    }
+
+    /// A transactional producer's batches failed with sequences the broker may or may not have: the next
+    /// transaction needs a new epoch (InitProducerId with the current id and epoch, KIP-360), with which
+    /// sequences restart at 0.
+    pub fn needs_epoch_bump(&self) -> bool {
+        self.reset_needed
     }
 
     /// Fails everything queued (the producer is closing without a broker to deliver to).
@@ -627,8 +695,19 @@ impl Accumulator {
 
     /// The earliest instant at which some batch becomes ready (linger or retry backoff) or expires.
     pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_deadline_where(|_| true)
+    }
+
+    /// [`next_deadline`](Self::next_deadline) of the partitions `allowed` accepts: a batch waiting for its
+    /// partition to join the transaction has no deadline of its own to wake the sender for.
+    pub fn next_deadline_where(
+        &self,
+        allowed: impl Fn(&TopicPartition) -> bool,
+    ) -> Option<Instant> {
         self.partitions
-            .values()
+            .iter()
+            .filter(|(tp, _)| allowed(tp))
+            .map(|(_, s)| s)
             .flat_map(|s| {
                 s.queue.front().map(|b| {
                     let ready = b.retry_at.unwrap_or(b.created + self.settings.linger);
@@ -653,6 +732,7 @@ mod tests {
             retries: 10,
             retry_backoff: Duration::from_millis(50),
             delivery_timeout: Duration::from_secs(60),
+            transactional: false,
         }
     }
 
@@ -1040,7 +1120,7 @@ mod tests {
             a.append(&tp(0), r, t0);
         }
         let mut b = drain_all(&mut a, t0).pop().unwrap();
-        let bytes = b.encode(Compression::None).unwrap();
+        let bytes = b.encode(Compression::None, false).unwrap();
         let decoded =
             strom_protocol::kafka::records::RecordBatchDecoder::decode(&mut bytes.clone()).unwrap();
         assert_eq!(decoded.records.len(), 3);
@@ -1053,6 +1133,97 @@ mod tests {
         assert_eq!(decoded.records[0].producer_id, 9);
         assert_eq!(decoded.records[0].producer_epoch, 2);
         assert_eq!(decoded.records[1].sequence, 41);
+    }
+
+    fn transactional() -> Accumulator {
+        let mut a = Accumulator::new(Settings {
+            transactional: true,
+            ..settings()
+        });
+        assert!(
+            !a.needs_producer_id(),
+            "a transactional producer's id comes from init_transactions"
+        );
+        a.set_producer(ProducerIdentity { id: 7, epoch: 0 });
+        a
+    }
+
+    #[test]
+    fn a_transactional_partition_drains_only_once_allowed_and_its_batches_are_marked() {
+        let mut a = transactional();
+        let t0 = Instant::now();
+        let (r, _rx) = record(10);
+        a.append(&tp(0), r, t0);
+        let late = t0 + Duration::from_secs(1);
+        assert!(a
+            .drain_where(late, true, leader, |_| false)
+            .batches
+            .is_empty());
+        assert_eq!(a.next_deadline_where(|_| false), None, "no wake-ups for it");
+        let mut d = a.drain_where(late, true, leader, |p| *p == tp(0));
+        let (_, mut b) = d.batches.pop().unwrap();
+        let bytes = b.encode(Compression::None, true).unwrap();
+        let decoded =
+            strom_protocol::kafka::records::RecordBatchDecoder::decode(&mut bytes.clone()).unwrap();
+        assert!(decoded.records[0].transactional);
+        assert_eq!(decoded.records[0].sequence, 0);
+    }
+
+    #[test]
+    fn a_failed_transactional_batch_is_remembered_once() {
+        let mut a = transactional();
+        let t0 = Instant::now();
+        for p in 0..2 {
+            let (r, _rx) = record(10);
+            a.append(&tp(p), r, t0);
+        }
+        let batches = drain_all(&mut a, t0);
+        for b in batches {
+            a.complete(
+                b,
+                Outcome::Failed(Error::Kafka {
+                    code: ResponseError::InvalidRecord,
+                    context: "test".into(),
+                }),
+                t0,
+            );
+        }
+        assert!(a.take_failure().is_some());
+        assert!(a.take_failure().is_none(), "taken");
+        assert!(!a.needs_producer_id(), "never re-initialized by the sender");
+        assert!(a.needs_epoch_bump(), "sequences are in doubt");
+    }
+
+    #[test]
+    fn aborting_fails_queued_batches_and_needs_a_new_epoch_only_after_sequenced_ones() {
+        let mut a = transactional();
+        let t0 = Instant::now();
+        let (r, mut rx) = record(10);
+        a.append(&tp(0), r, t0);
+        a.abort_queued(&Error::ProducerClosed);
+        assert!(matches!(rx.try_recv().unwrap(), Err(Error::ProducerClosed)));
+        assert!(a.is_idle());
+        assert!(!a.needs_epoch_bump(), "the record never had a sequence");
+        // A batch sent, failed retriably and queued for its retry has one.
+        let (r, _rx) = record(10);
+        a.append(&tp(0), r, t0);
+        let b = drain_all(&mut a, t0).pop().unwrap();
+        a.complete(
+            b,
+            Outcome::Failed(Error::Kafka {
+                code: ResponseError::NotLeaderOrFollower,
+                context: "test".into(),
+            }),
+            t0,
+        );
+        a.abort_queued(&Error::ProducerClosed);
+        assert!(a.needs_epoch_bump());
+        a.set_producer(ProducerIdentity { id: 7, epoch: 1 });
+        assert!(!a.needs_epoch_bump());
+        let (r, _rx) = record(10);
+        a.append(&tp(0), r, t0);
+        let b = drain_all(&mut a, t0).pop().unwrap();
+        assert_eq!(b.base_sequence, 0, "a new epoch restarts sequences");
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub struct ProducerConfig {
     pub max_request_size: usize,
     /// `partitioner` (Strom's name; Java takes a class in `partitioner.class`)
     pub partitioner: PartitionerChoice,
+    /// `transactional.id` (default none): makes the producer transactional (see
+    /// [`Producer::init_transactions`](super::Producer::init_transactions)); implies `enable.idempotence` and
+    /// `acks=all`, and setting either against it is an error.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (default 60000): how long the coordinator lets a transaction stay open before it
+    /// aborts it (a producer that died in one).
+    pub transaction_timeout: Duration,
     /// Whether `enable.idempotence` was set explicitly: then conflicting settings are an error, else they
     /// turn idempotence off, as in the Java client.
     idempotence_explicit: bool,
@@ -113,6 +120,8 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             max_request_size: 1024 * 1024,
             partitioner: PartitionerChoice::Default,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
             idempotence_explicit: false,
         }
     }
@@ -194,6 +203,10 @@ impl ProducerConfig {
                     .ok_or_else(|| bad("expected at least 1"))?
             }
             "max.request.size" => self.max_request_size = bytes(value)?,
+            "transactional.id" => {
+                self.transactional_id = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = ms(value)?,
             "partitioner" => {
                 self.partitioner = match value {
                     "default" => PartitionerChoice::Default,
@@ -224,6 +237,22 @@ impl ProducerConfig {
             return Err(Error::Config(
                 "buffer.memory must be between 1 and 4294967295".into(),
             ));
+        }
+        if self.transactional_id.is_some() {
+            if !self.enable_idempotence {
+                return Err(Error::Config(
+                    "transactional.id requires enable.idempotence=true".into(),
+                ));
+            }
+            // Transactions rest on idempotence: a conflicting setting is an error, never a silent downgrade.
+            self.idempotence_explicit = true;
+            if self.transaction_timeout.is_zero()
+                || self.transaction_timeout.as_millis() > i32::MAX as u128
+            {
+                return Err(Error::Config(
+                    "transaction.timeout.ms must be between 1 and 2147483647".into(),
+                ));
+            }
         }
         if self.enable_idempotence {
             let conflict = if self.acks != Acks::All {
@@ -285,6 +314,35 @@ mod tests {
         .validated()
         .unwrap_err();
         assert!(err.to_string().contains("acks=all"), "{err}");
+    }
+
+    #[test]
+    fn a_transactional_id_implies_idempotence_and_refuses_conflicts() {
+        let c = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("transactional.id", "tx-1"),
+            ("transaction.timeout.ms", "10000"),
+        ])
+        .unwrap()
+        .validated()
+        .unwrap();
+        assert!(c.enable_idempotence && c.acks == Acks::All);
+        assert_eq!(c.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(c.transaction_timeout, Duration::from_secs(10));
+        for (key, value, why) in [
+            ("acks", "1", "acks=all"),
+            ("enable.idempotence", "false", "enable.idempotence"),
+        ] {
+            let err = ProducerConfig::from_properties([
+                ("bootstrap.servers", "a:1"),
+                ("transactional.id", "tx-1"),
+                (key, value),
+            ])
+            .unwrap()
+            .validated()
+            .unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+        }
     }
 
     #[test]
