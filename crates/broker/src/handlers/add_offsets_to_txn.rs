@@ -15,7 +15,7 @@ use crate::transactions::driver;
 pub async fn handle(
     state: Arc<BrokerState>,
     request: AddOffsetsToTxnRequest,
-    _version: i16,
+    version: i16,
 ) -> AddOffsetsToTxnResponse {
     let response = AddOffsetsToTxnResponse::default();
     let group = request.group_id.0.as_str();
@@ -44,5 +44,6 @@ pub async fn handle(
         &[partition],
     )
     .await;
-    response.with_error_code(outcome.err().unwrap_or(0))
+    let code = outcome.err().unwrap_or(0);
+    response.with_error_code(crate::transactions::for_version(code, version, 2))
 }

@@ -55,7 +55,7 @@ pub async fn handle(
         Err(_) if unknown.iter().any(|(t, p)| t == topic && *p == partition) => {
             ResponseError::UnknownTopicOrPartition.code()
         }
-        Err(code) => *code,
+        Err(code) => crate::transactions::for_version(*code, version, 2),
     };
     let results = request
         .v3_and_below_topics

@@ -12,7 +12,7 @@ use crate::transactions::driver;
 pub async fn handle(
     state: Arc<BrokerState>,
     request: EndTxnRequest,
-    _version: i16,
+    version: i16,
 ) -> EndTxnResponse {
     let producer = ProducerIdAndEpoch {
         producer_id: request.producer_id.0,
@@ -25,5 +25,6 @@ pub async fn handle(
         request.committed,
     )
     .await;
-    EndTxnResponse::default().with_error_code(outcome.err().unwrap_or(0))
+    let code = outcome.err().unwrap_or(0);
+    EndTxnResponse::default().with_error_code(crate::transactions::for_version(code, version, 2))
 }

@@ -13,7 +13,7 @@ use crate::server::BrokerState;
 pub async fn handle(
     state: Arc<BrokerState>,
     request: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
     if let Some(transactional_id) = request.transactional_id.as_ref() {
@@ -35,7 +35,7 @@ pub async fn handle(
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(epoch),
             Err(code) => response
-                .with_error_code(code)
+                .with_error_code(crate::transactions::for_version(code, version, 4))
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         };

@@ -1,7 +1,7 @@
 //! WriteTxnMarkers: a transaction coordinator on another broker asks this one, as the leader of some of a
 //! transaction's partitions, to write the transaction's markers there. Answered per partition once each marker is
-//! flushed and on its ISR (NOT_LEADER_OR_FOLLOWER where this broker does not lead; a fenced marker, from an older
-//! producer or coordinator epoch, is answered as done: a newer marker already ended the transaction there).
+//! flushed and on its ISR (NOT_LEADER_OR_FOLLOWER where this broker does not lead; INVALID_PRODUCER_EPOCH or
+//! TRANSACTION_COORDINATOR_FENCED for a marker from an older producer or coordinator epoch, which writes nothing).
 
 use std::sync::Arc;
 

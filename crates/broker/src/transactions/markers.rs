@@ -20,7 +20,8 @@ use crate::clock::now_ms;
 use crate::server::BrokerState;
 
 /// Appends the marker on `partitions` (all led here, else NOT_LEADER_OR_FOLLOWER) and waits until each is
-/// durable. Returns the error code of each partition (0: written, or fenced and so nothing left to do there).
+/// durable. Returns the error code of each partition: 0 once written, INVALID_PRODUCER_EPOCH or
+/// TRANSACTION_COORDINATOR_FENCED for a marker older than the partition's producer or coordinator epoch.
 pub async fn write_local(
     state: &Arc<BrokerState>,
     producer_id: i64,
@@ -41,13 +42,8 @@ pub async fn write_local(
         };
         match partition.append_marker(producer_id, producer_epoch, marker, now_ms()) {
             Ok(offset) => waits.push((i, partition, offset + 1)),
-            // Fenced (an older producer epoch or coordinator): a newer marker already ended it here.
-            Err(crate::partition::PartitionError::Append(
-                strom_log::AppendError::InvalidProducerEpoch { .. }
-                | strom_log::AppendError::TransactionCoordinatorFenced { .. },
-            )) => {
-                tracing::warn!(topic, index, producer_id, "marker fenced; nothing to do");
-            }
+            // Fenced (an older producer epoch or coordinator epoch): INVALID_PRODUCER_EPOCH or
+            // TRANSACTION_COORDINATOR_FENCED, as Kafka answers; nothing is written.
             Err(e) => codes[i] = e.kafka_error_code(),
         }
     }
@@ -112,13 +108,23 @@ pub async fn write_once(
             .await
         };
         for (p, code) in partitions.into_iter().zip(codes) {
-            if code != 0 {
+            if fenced(code) {
+                // A newer producer epoch or coordinator already ended the transaction there: nothing left to
+                // do, as Kafka's coordinator treats these answers.
+                tracing::warn!(topic = %p.0, partition = p.1, leader, code, "marker fenced; nothing to do");
+            } else if code != 0 {
                 tracing::debug!(topic = %p.0, partition = p.1, leader, code, "marker not written; retrying");
                 failed.insert(p);
             }
         }
     }
     failed
+}
+
+/// Whether a marker's answer says a newer producer or coordinator epoch already ended the transaction there.
+fn fenced(code: i16) -> bool {
+    code == ResponseError::InvalidProducerEpoch.code()
+        || code == ResponseError::TransactionCoordinatorFenced.code()
 }
 
 /// WriteTxnMarkers to the leader `leader` for `partitions`; every partition fails if the request does.
