@@ -272,6 +272,12 @@ impl Partition {
 
     /// The last stable offset: the high watermark, or the first offset of the earliest transaction still open
     /// if that is lower. `read_committed` consumers read below it.
+    /// Whether `producer_id` at `epoch` has a transaction open on this partition.
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.with_log(|log| Ok(log.in_transaction(producer_id, epoch)))
+            .unwrap_or(false)
+    }
+
     pub fn last_stable_offset(&self) -> Result<i64, PartitionError> {
         let hw = self.high_watermark();
         self.with_log(|log| Ok(log.last_stable_offset(hw)))

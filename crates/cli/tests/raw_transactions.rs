@@ -2,13 +2,15 @@
 //! future producer epochs (PRODUCER_FENCED from the versions that know it, INVALID_PRODUCER_EPOCH before, as Kafka
 //! answers them), markers from an older producer or coordinator epoch, and TxnOffsetCommit from a member of another
 //! generation. Each gets Kafka's error code and changes nothing: the transaction stays open at the same last stable
-//! offset until its producer ends it, and offsets refused in a transaction are not committed with it.
+//! offset until its producer ends it, and offsets refused in a transaction are not committed with it. On a
+//! cluster, a partition leader verifies a transaction's first batch with the coordinator on another broker.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::cluster::{create_topic, wait_until, TestCluster};
 use common::raw::RawClient;
 use common::TestBroker;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -34,6 +36,7 @@ use kafka_protocol::records::{
 };
 
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_TXN_STATE: i16 = 48;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
 const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 const PRODUCER_FENCED: i16 = 90;
@@ -48,7 +51,7 @@ fn s(v: &str) -> StrBytes {
 /// Waits until the broker coordinates `transactional_id` (FindCoordinator answers without error once
 /// `__transaction_state` exists and its partition is loaded), as clients do before their first transactional
 /// request.
-fn wait_for_coordinator(client: &mut RawClient, transactional_id: &str) {
+fn wait_for_coordinator(client: &mut RawClient, transactional_id: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
     while Instant::now() < deadline {
@@ -64,7 +67,7 @@ fn wait_for_coordinator(client: &mut RawClient, transactional_id: &str) {
         };
         let code = r.coordinators[0].error_code;
         if code == 0 {
-            return;
+            return r.coordinators[0].node_id.0;
         }
         last = Some(code);
         std::thread::sleep(Duration::from_millis(20));
@@ -189,6 +192,17 @@ fn produce_transactional(
     topic: &str,
     records: Bytes,
 ) -> (i16, i64) {
+    produce_transactional_to(client, transactional_id, topic, 0, records)
+}
+
+/// Produce (acks=all) of a transactional batch to `topic`-`partition`; (error code, base offset).
+fn produce_transactional_to(
+    client: &mut RawClient,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64) {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::ProduceRequest;
     let request = ProduceRequest::default()
@@ -198,7 +212,7 @@ fn produce_transactional(
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(s(topic)))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(partition)
                 .with_records(Some(records))])]);
     let ResponseKind::Produce(r) =
         client.request(ApiKey::Produce, 8, RequestKind::Produce(request))
@@ -210,7 +224,16 @@ fn produce_transactional(
 }
 
 /// A transactional RecordBatch of `records` records from `(producer id, epoch)` starting at sequence 0.
-fn transactional_batch(records: usize, (producer_id, producer_epoch): (i64, i16)) -> Bytes {
+fn transactional_batch(records: usize, producer: (i64, i16)) -> Bytes {
+    transactional_batch_from(records, producer, 0)
+}
+
+/// A transactional RecordBatch of `records` records from `(producer id, epoch)` starting at `base_sequence`.
+fn transactional_batch_from(
+    records: usize,
+    (producer_id, producer_epoch): (i64, i16),
+    base_sequence: i32,
+) -> Bytes {
     let records: Vec<Record> = (0..records)
         .map(|i| Record {
             transactional: true,
@@ -221,7 +244,7 @@ fn transactional_batch(records: usize, (producer_id, producer_epoch): (i64, i16)
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32,
+            sequence: base_sequence + i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),
@@ -442,5 +465,119 @@ fn txn_offset_commit_of_another_generation_is_refused_and_not_committed() {
     assert_eq!(
         r.topics[0].partitions[0].committed_offset, -1,
         "a refused transactional offset commit is not committed with its transaction"
+    );
+}
+
+/// KIP-890's verification across brokers: a partition leader whose transaction coordinator runs on another broker
+/// takes a transaction's first batch only once that coordinator (asked with AddPartitionsToTxn v4 `verify_only`)
+/// confirms the partition is in the producer's ongoing transaction. A batch for a partition never added, and a
+/// late batch after the transaction ended, are refused with INVALID_TXN_STATE and write nothing.
+#[test]
+fn a_leader_takes_a_transaction_s_first_batch_once_its_remote_coordinator_verifies_it() {
+    let cluster = TestCluster::start(
+        3,
+        &[
+            "controller.quorum.election.timeout.ms=500",
+            "broker.heartbeat.interval.ms=200",
+            "transaction.state.log.num.partitions=3",
+        ],
+    );
+    let topic = "txn-verified";
+    let (code, message, _) = create_topic(cluster.addr(1), topic, 6, 1, 30_000).unwrap();
+    assert_eq!(code, 0, "{message:?}");
+    let id = "verified-across-brokers";
+    let mut any = RawClient::connect(cluster.addr(1));
+    let coordinator = wait_for_coordinator(&mut any, id);
+    // A partition led by another broker than the coordinator.
+    let (partition, leader) = wait_until(
+        "a partition led away from the coordinator",
+        Duration::from_secs(60),
+        || {
+            let request =
+                kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(s(topic)))),
+                ]));
+            let ResponseKind::Metadata(m) =
+                any.request(ApiKey::Metadata, 9, RequestKind::Metadata(request))
+            else {
+                panic!("wrong response type")
+            };
+            m.topics[0]
+                .partitions
+                .iter()
+                .find(|p| p.leader_id.0 >= 0 && p.leader_id.0 != coordinator)
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .ok_or_else(|| {
+                    format!(
+                        "coordinator {coordinator}, partitions {:?}",
+                        m.topics[0].partitions
+                    )
+                })
+        },
+    );
+    let mut at_coordinator = RawClient::connect(cluster.addr(coordinator));
+    let mut at_leader = RawClient::connect(cluster.addr(leader));
+    let producer = init_producer_id(&mut at_coordinator, id);
+
+    let produce = |client: &mut RawClient, sequence: i32| {
+        produce_transactional_to(
+            client,
+            id,
+            topic,
+            partition,
+            transactional_batch_from(3, producer, sequence),
+        )
+        .0
+    };
+    assert_eq!(
+        produce(&mut at_leader, 0),
+        INVALID_TXN_STATE,
+        "a batch for a partition never added to the transaction"
+    );
+    assert_eq!(
+        latest(&mut at_leader, topic, partition, 0),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        add_partition(&mut at_coordinator, 3, id, producer, topic, partition),
+        0
+    );
+    assert_eq!(
+        produce(&mut at_leader, 0),
+        0,
+        "verified by the remote coordinator"
+    );
+    assert_eq!(
+        produce(&mut at_leader, 3),
+        0,
+        "the transaction is open here: no check"
+    );
+    assert_eq!(
+        (
+            latest(&mut at_leader, topic, partition, 1),
+            latest(&mut at_leader, topic, partition, 0)
+        ),
+        (0, 6)
+    );
+    assert_eq!(end_txn(&mut at_coordinator, 3, id, producer, true), 0);
+    assert_eq!(
+        latest(&mut at_leader, topic, partition, 1),
+        7,
+        "committed: records and marker stable"
+    );
+    assert_eq!(
+        produce(&mut at_leader, 6),
+        INVALID_TXN_STATE,
+        "a late batch after its transaction ended"
+    );
+    assert_eq!(
+        (
+            latest(&mut at_leader, topic, partition, 1),
+            latest(&mut at_leader, topic, partition, 0)
+        ),
+        (7, 7),
+        "the late batch wrote nothing and opened no transaction"
     );
 }

@@ -60,6 +60,8 @@ pub fn client_versions(api: ApiKey) -> (i16, i16) {
     let valid = api.valid_versions();
     let cap = match api {
         ApiKey::Produce | ApiKey::Fetch => 12,
+        // v4+ is the broker-to-broker form (KIP-890); clients send v0-3, as Kafka's own producer does.
+        ApiKey::AddPartitionsToTxn => 3,
         _ => valid.max,
     };
     (valid.min, valid.max.min(cap))

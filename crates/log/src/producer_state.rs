@@ -296,6 +296,13 @@ impl ProducerStateManager {
             .min()
     }
 
+    /// Whether `producer_id` at `epoch` has a transaction open here.
+    pub(crate) fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
+    }
+
     /// Producer id and first offset of every open transaction.
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.producers

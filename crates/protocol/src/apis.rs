@@ -60,9 +60,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::DeleteRecords, 0, 2),
     ApiSupport::new(ApiKey::InitProducerId, 0, 4),
     ApiSupport::new(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    // Transactions (issue 12), the producer's side; v4+ of AddPartitionsToTxn is KIP-890's broker-to-broker form
-    // and v4+ of EndTxn its transaction version 2, neither served yet.
-    ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 3),
+    // Transactions (issue 12). AddPartitionsToTxn v4 is KIP-890's broker-to-broker form (a partition leader
+    // verifies a transaction with its coordinator; producers use v0-3, as Kafka's own do); v5 and EndTxn v4+ belong
+    // to transaction version 2, not served yet.
+    ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 4),
     ApiSupport::new(ApiKey::AddOffsetsToTxn, 0, 3),
     ApiSupport::new(ApiKey::EndTxn, 0, 3),
     // Between brokers: a coordinator writes markers on partitions another broker leads.

@@ -1,13 +1,17 @@
 //! AddPartitionsToTxn (v0-3, from producers): the partitions a transaction is about to write join it on its
 //! coordinator, persisted before the answer, so its markers reach every one of them. Every partition of the
-//! request gets the same result.
+//! request gets the same result. v4 is KIP-890's broker-to-broker form: several transactions per request, each
+//! verified (`verify_only`, asked by a partition leader before it takes a transaction's first batch) or added.
 
 use std::sync::Arc;
 
 use strom_protocol::kafka::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
-use strom_protocol::kafka::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+use strom_protocol::kafka::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, TopicName,
+};
+use strom_protocol::kafka::protocol::StrBytes;
 use strom_protocol::kafka::ResponseError;
 
 use crate::server::BrokerState;
@@ -21,8 +25,7 @@ pub async fn handle(
 ) -> AddPartitionsToTxnResponse {
     let response = AddPartitionsToTxnResponse::default();
     if version >= 4 {
-        // The broker-to-broker batched form (KIP-890) is not advertised.
-        return response.with_error_code(ResponseError::UnsupportedVersion.code());
+        return batched(&state, request).await;
     }
     let transactional_id = request.v3_and_below_transactional_id.0.to_string();
     let producer = ProducerIdAndEpoch {
@@ -77,4 +80,38 @@ pub async fn handle(
         })
         .collect();
     response.with_results_by_topic_v3_and_below(results)
+}
+
+/// AddPartitionsToTxn v4+: each transaction answered on its own, per partition.
+async fn batched(
+    state: &Arc<BrokerState>,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let outcomes =
+        crate::transactions::verification::serve_batched(state, &request.transactions).await;
+    let results = request
+        .transactions
+        .iter()
+        .zip(outcomes)
+        .map(|(txn, outcome)| {
+            let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+            for ((topic, partition), code) in outcome {
+                let result = AddPartitionsToTxnPartitionResult::default()
+                    .with_partition_index(partition)
+                    .with_partition_error_code(code);
+                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                    Some(t) => t.results_by_partition.push(result),
+                    None => topics.push(
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(TopicName(StrBytes::from_string(topic)))
+                            .with_results_by_partition(vec![result]),
+                    ),
+                }
+            }
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(txn.transactional_id.clone())
+                .with_topic_results(topics)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }

@@ -3,6 +3,7 @@
 //! the leader and every in-sync replica has them (the high watermark passed them), and refuses the write up front
 //! when the ISR is smaller than `min.insync.replicas`; acks=0 gets no response.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use super::{str_bytes, Handled};
 use crate::clock::now_ms;
 use crate::partition::{Partition, PartitionError};
 use crate::server::BrokerState;
+use crate::transactions::verification;
 
 /// A partition whose ack must wait for its fsync up to `offset` and, for acks=all, for its high watermark.
 struct FlushWait {
@@ -29,6 +31,94 @@ struct FlushWait {
 }
 
 pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Handled {
+    match remote_verification(state, &request) {
+        None => handle_verified(state, request, version, &Verified::new()),
+        Some(check) => {
+            let state = state.clone();
+            Box::pin(async move {
+                let verified = check.run(&state).await;
+                handle_verified(&state, request, version, &verified).await
+            })
+        }
+    }
+}
+
+/// The answers of a remote transaction coordinator for this request's partitions: 0 for a partition verified to
+/// be in the producer's ongoing transaction, else the coordinator's error code.
+type Verified = HashMap<(String, i32), i16>;
+
+/// The partitions of a transactional produce request whose coordinator runs on another broker and whose
+/// transaction is not open here yet: they need the coordinator's word before their first batch is taken.
+struct RemoteVerification {
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<(String, i32)>,
+}
+
+impl RemoteVerification {
+    async fn run(self, state: &Arc<BrokerState>) -> Verified {
+        let codes = verification::verify_remote(
+            state,
+            &self.transactional_id,
+            self.producer_id,
+            self.producer_epoch,
+            &self.partitions,
+        )
+        .await;
+        self.partitions.into_iter().zip(codes).collect()
+    }
+}
+
+/// What `request` needs verified by a remote coordinator, if anything.
+fn remote_verification(
+    state: &Arc<BrokerState>,
+    request: &ProduceRequest,
+) -> Option<RemoteVerification> {
+    let id = request.transactional_id.as_ref()?.0.as_str();
+    match state.transactions.with(id, |_| ()) {
+        Err(code) if code == ResponseError::NotCoordinator.code() => {}
+        _ => return None,
+    }
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for topic_data in &request.topic_data {
+        let Some(topic) = state.topics.get(topic_data.name.0.as_str()) else {
+            continue;
+        };
+        for data in &topic_data.partition_data {
+            let Some(header) = data
+                .records
+                .as_ref()
+                .and_then(|r| strom_log::BatchHeader::parse(r).ok())
+                .filter(|h| h.is_transactional())
+            else {
+                continue;
+            };
+            let Some(partition) = topic.partition(data.index) else {
+                continue;
+            };
+            if !partition.in_transaction(header.producer_id, header.producer_epoch) {
+                producer = Some((header.producer_id, header.producer_epoch));
+                partitions.push((topic_data.name.0.to_string(), data.index));
+            }
+        }
+    }
+    let (producer_id, producer_epoch) = producer?;
+    Some(RemoteVerification {
+        transactional_id: id.to_string(),
+        producer_id,
+        producer_epoch,
+        partitions,
+    })
+}
+
+fn handle_verified(
+    state: &Arc<BrokerState>,
+    request: ProduceRequest,
+    version: i16,
+    verified: &Verified,
+) -> Handled {
     let acks = request.acks;
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -89,8 +179,9 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 state,
                 transactional_id.as_deref(),
                 topic_data.name.0.as_str(),
-                data.index,
+                &partition,
                 &records,
+                verified,
             ) {
                 partition_responses.push(fail(code, Some(message)));
                 continue;
@@ -213,15 +304,16 @@ pub(crate) fn error_code(e: &PartitionError) -> i16 {
 }
 
 /// A transactional write must belong to an ongoing transaction that holds the partition (KIP-890's server-side
-/// defence against a late write reopening a finished transaction). Checked when this broker coordinates the
-/// transactional id; a write whose coordinator is elsewhere is taken as it comes (KIP-890's verification request
-/// to a remote coordinator is not served yet).
+/// defence against a late write reopening a finished transaction): asked of the coordinator when it runs here,
+/// taken from `verified` (the remote coordinator's answers) for a transaction's first batch on this partition when
+/// it runs elsewhere; a later batch of a transaction already open here needs no check.
 fn verify_transactional(
     state: &Arc<BrokerState>,
     transactional_id: Option<&str>,
     topic: &str,
-    partition: i32,
+    partition: &Partition,
     records: &bytes::Bytes,
+    verified: &Verified,
 ) -> Result<(), (i16, String)> {
     let header = strom_log::BatchHeader::parse(records).ok();
     let transactional = header.is_some_and(|h| h.is_transactional());
@@ -241,29 +333,32 @@ fn verify_transactional(
             format!("a produce request of transactional id {id} holds non-transactional records"),
         ));
     };
-    let verdict = state.transactions.with(id, |c| match c.get(id) {
-        None => Err(ResponseError::InvalidProducerIdMapping.code()),
-        Some(m) if m.producer_id != header.producer_id => {
-            Err(ResponseError::InvalidProducerIdMapping.code())
-        }
-        Some(m) if header.producer_epoch < m.producer_epoch => {
-            Err(ResponseError::InvalidProducerEpoch.code())
-        }
-        Some(m)
-            if m.state == crate::transactions::coordinator::TxnState::Ongoing
-                && m.partitions.contains(&(topic.to_string(), partition)) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(ResponseError::InvalidTxnState.code()),
-    });
-    match verdict {
-        // Coordinated elsewhere (or still loading): not verifiable here.
-        Err(_) => Ok(()),
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(code)) => Err((
-            code,
-            format!("{topic}-{partition} is not in an ongoing transaction of {id}"),
-        )),
+    let index = partition.index;
+    let code = match verified.get(&(topic.to_string(), index)) {
+        Some(code) => *code,
+        None => match verification::check_local(
+            state,
+            id,
+            header.producer_id,
+            header.producer_epoch,
+            topic,
+            index,
+        ) {
+            Ok(Ok(())) => 0,
+            Ok(Err(code)) => code,
+            // Coordinated elsewhere and not asked: the transaction was already open here.
+            Err(code) if code == ResponseError::NotCoordinator.code() => 0,
+            Err(code) => code,
+        },
+    };
+    if code == 0 {
+        return Ok(());
     }
+    let code_for_producer = verification::produce_error(code);
+    let message = if code_for_producer == ResponseError::NotEnoughReplicas.code() {
+        format!("the transaction coordinator of {id} cannot verify {topic}-{index} now (error {code}); retry")
+    } else {
+        format!("{topic}-{index} is not in an ongoing transaction of {id} (error {code})")
+    };
+    Err((code_for_producer, message))
 }

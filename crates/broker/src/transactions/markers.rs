@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use strom_client::{Connection, ConnectionConfig};
 use strom_log::txn::{ControlType, Marker};
 use strom_protocol::kafka::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -137,21 +135,13 @@ async fn write_remote(
     partitions: &[(String, i32)],
 ) -> Vec<i16> {
     let unavailable = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
-    let Some(endpoint) = state
-        .cluster
-        .image()
-        .brokers
-        .get(&leader)
-        .filter(|b| !b.fenced)
-        .map(|b| format!("{}:{}", b.endpoint.host, b.endpoint.port))
+    let Some(connection) = state
+        .transactions
+        .marker_peers
+        .connection(state, leader)
+        .await
     else {
         return unavailable;
-    };
-    let settings = ConnectionConfig {
-        client_id: format!("strom-txn-coordinator-{}", state.topics.node_id()),
-        request_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(5),
-        ..ConnectionConfig::default()
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, index) in partitions {
@@ -173,14 +163,11 @@ async fn write_remote(
                     })
                     .collect(),
             )]);
-    let response = match Connection::connect(&endpoint, settings).await {
-        Ok(c) => c.request(&request).await,
-        Err(e) => Err(e),
-    };
-    let response = match response {
+    let response = match connection.request(&request).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(leader, error = %e, "WriteTxnMarkers failed");
+            state.transactions.marker_peers.failed(leader);
             return unavailable;
         }
     };

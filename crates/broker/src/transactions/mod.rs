@@ -6,6 +6,7 @@ pub mod driver;
 pub mod markers;
 pub mod record;
 pub mod store;
+pub mod verification;
 
 /// An error code as a client of request `version` understands it: PRODUCER_FENCED (KIP-588) exists from
 /// `fenced_since` (InitProducerId v4, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn v2); older versions get

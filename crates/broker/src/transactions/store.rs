@@ -31,6 +31,11 @@ pub struct TransactionStore {
     settings: Settings,
     /// By the index of a `__transaction_state` partition this broker leads (and has loaded).
     coordinators: Mutex<HashMap<i32, Coordinator>>,
+    /// Connections to the other brokers for markers to their partitions (WriteTxnMarkers waits for fsyncs and
+    /// replication, so verification requests get their own connections rather than queue behind them).
+    pub marker_peers: super::verification::Peers,
+    /// Connections to the other brokers' coordinators for verification (AddPartitionsToTxn v4).
+    pub verify_peers: super::verification::Peers,
 }
 
 /// Marker work a coordinator left unfinished: the transaction's id and what to do.
@@ -44,6 +49,8 @@ impl TransactionStore {
             partitions,
             settings,
             coordinators: Mutex::new(HashMap::new()),
+            marker_peers: super::verification::Peers::default(),
+            verify_peers: super::verification::Peers::default(),
         }
     }
 

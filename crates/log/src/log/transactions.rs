@@ -57,6 +57,12 @@ impl Log {
             .map_or(high_watermark, |o| o.min(high_watermark))
     }
 
+    /// Whether `producer_id` at `epoch` has a transaction open here: its next transactional batch continues that
+    /// transaction, which its coordinator already verified holds this partition.
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.in_transaction(producer_id, epoch)
+    }
+
     /// Producer id and first offset of every transaction open here (DescribeProducers).
     pub fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.producers.open_transactions()
