@@ -5,7 +5,9 @@
 //!   `suppress`) build a [`Topology`]; the Processor API ([`Processor`], [`ProcessorContext`]) is beneath it.
 //! - [`KafkaStreams`] runs a topology: `application.id` is the consumer group, one task per input partition,
 //!   state stores backed by changelog topics and restored when a task starts on an instance, at-least-once
-//!   commits (outputs acknowledged and stores flushed before input offsets are committed).
+//!   commits (outputs acknowledged and stores flushed before input offsets are committed) or, with
+//!   `processing.guarantee=exactly_once_v2`, one transaction per commit holding outputs, changelogs and input
+//!   offsets.
 //! - [`TopologyTestDriver`] runs a topology without a broker.
 //!
 //! ```

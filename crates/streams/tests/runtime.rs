@@ -286,14 +286,6 @@ async fn a_record_that_does_not_deserialize_is_skipped_or_stops_the_application_
     strict.close().await;
 }
 
-#[tokio::test]
-async fn exactly_once_is_refused_until_transactions_exist() {
-    let mut c = StreamsConfig::new("app", "127.0.0.1:1");
-    c.set("processing.guarantee", "exactly_once_v2").unwrap();
-    let err = KafkaStreams::new(counting_topology(), c).err().unwrap();
-    assert!(err.to_string().contains("transactions"), "{err}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_table_is_loaded_on_every_instance_before_processing() {
     let broker = TestBroker::start().await;

@@ -139,6 +139,10 @@ pub(crate) async fn changelog_reader(
     cc.enable_auto_commit = false;
     cc.auto_offset_reset = strom_client::consumer::OffsetReset::Earliest;
     cc.allow_auto_create_topics = false;
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        // Only what transactions committed: an aborted transaction's store updates never happened.
+        cc.isolation_level = strom_client::consumer::IsolationLevel::ReadCommitted;
+    }
     strom_client::consumer::Consumer::new(cc)
         .await
         .map_err(|e| format!("{}: {e}", config.client_id))
@@ -152,6 +156,8 @@ pub(crate) struct Shared {
     pub registry: Registry,
     /// This instance's id in the group (see `MemberInfo`).
     pub instance_id: String,
+    /// Under exactly-once: the process id kept in the state directory, in the producers' transactional ids.
+    pub process_id: Option<String>,
     /// Which stream thread of this instance owns each task now: a task's stores and directory have one owner,
     /// so a thread that gets a task another thread is still closing waits for it.
     pub owners: Mutex<BTreeMap<crate::processor::TaskId, usize>>,
@@ -211,17 +217,21 @@ pub struct KafkaStreams {
 
 impl KafkaStreams {
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            return Err(StreamsError::Config(
-                "processing.guarantee=exactly_once_v2 needs transactions, which Strom does not have yet (issue 12); \
-                 use at_least_once"
-                    .into(),
-            ));
-        }
         if config.application_id.is_empty() {
             return Err(StreamsError::Config("application.id is empty".into()));
         }
         let threads = config.num_stream_threads.max(1);
+        let process_id = match config.processing_guarantee {
+            ProcessingGuarantee::ExactlyOnceV2 => Some(
+                state_dir::process_id(&config.state_dir, &config.application_id).map_err(|e| {
+                    StreamsError::Config(format!(
+                        "state.dir {}: cannot keep the process id: {e}",
+                        config.state_dir.display()
+                    ))
+                })?,
+            ),
+            ProcessingGuarantee::AtLeastOnce => None,
+        };
         let globals = topology
             .global_stores()
             .map(|g| {
@@ -232,6 +242,7 @@ impl KafkaStreams {
         Ok(Self {
             shared: Arc::new(Shared {
                 instance_id: instance_id(),
+                process_id,
                 standbys: Mutex::new(BTreeMap::new()),
                 owners: Mutex::new(BTreeMap::new()),
                 globals,

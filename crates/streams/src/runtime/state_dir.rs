@@ -6,6 +6,11 @@
 //! deleted when the task opens, so after a crash there is none: the persistent stores are then wiped and
 //! restored from the whole changelog (their contents could be ahead of what the changelog and the committed
 //! input offsets agree on). With a checkpoint, restore replays the changelog from its offset only.
+//!
+//! `<state.dir>/<application.id>/process-id` (text, one line): the instance's process id under exactly-once, part
+//! of its producers' `transactional.id`s. Kept across restarts (as Kafka Streams keeps its process id in the
+//! state directory), so an instance restarted after a crash fences its predecessor's producers at once and
+//! aborts the transactions they left open, instead of waiting for `transaction.timeout.ms`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +59,30 @@ pub(crate) fn write_checkpoint(
     std::fs::rename(&tmp, dir.join(".checkpoint"))
 }
 
+/// The process id kept in the application's state directory, created on first use.
+pub(crate) fn process_id(state_dir: &Path, application_id: &str) -> std::io::Result<String> {
+    use std::io::Write;
+    let dir = state_dir.join(application_id);
+    let path = dir.join("process-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("{:x}-{nanos:x}", std::process::id());
+    let tmp = dir.join("process-id.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    writeln!(file, "{id}")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +94,13 @@ mod tests {
         write_checkpoint(dir.path(), 3, &offsets).unwrap();
         assert_eq!(take_checkpoint(dir.path()), offsets);
         assert!(take_checkpoint(dir.path()).is_empty(), "deleted when read");
+    }
+
+    #[test]
+    fn the_process_id_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = process_id(dir.path(), "app").unwrap();
+        assert_eq!(process_id(dir.path(), "app").unwrap(), first);
+        assert_ne!(process_id(dir.path(), "other-app").unwrap(), "");
     }
 }

@@ -16,6 +16,17 @@
 //! committed offsets (the updates after them came from the input being processed again), and resumes at the
 //! committed stream time, so windows that had closed stay closed. (Kafka Streams' at-least-once restores to
 //! the changelogs' ends, so its aggregates can count replayed records twice.)
+//!
+//! Under `processing.guarantee=exactly_once_v2` the thread's producer is transactional (`transactional.id` =
+//! `<application.id>-<process id>-<thread>`, the process id kept in the state directory) and its consumers read
+//! committed records only. A commit is one transaction: what the tasks wrote since the last commit (outputs,
+//! repartition records, changelogs) and their input offsets (`send_offsets_to_transaction`, checked against the
+//! group generation) commit together, or not at all. When a commit fails (a record not delivered, the group moved
+//! on, the producer fenced) the transaction is aborted and every task is revived: its stores restored from the
+//! changelogs (read committed: exactly the committed updates) and its inputs rewound to the committed offsets, so
+//! the aborted work is done again once. A task error stops the thread as at-least-once does; closing its producer
+//! aborts the open transaction. A crash leaves the transaction open; the restarted instance's producer (same
+//! transactional.id) aborts it before it writes, and its tasks restore from the committed changelogs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,7 +39,7 @@ use tokio::time::Instant;
 
 use super::state_dir;
 use super::Shared;
-use crate::config::DeserializationHandler;
+use crate::config::{DeserializationHandler, ProcessingGuarantee};
 use crate::processor::{PunctuationType, TaskId};
 use crate::record::{OutputRecord, PartitionChoice, RawRecord};
 use crate::store::{InMemoryBytes, PersistentBytes, Store, StoreSpec};
@@ -111,7 +122,20 @@ pub(crate) struct StreamThread {
     failed_commits: u32,
     /// Offsets of acknowledged changelog writes since the last commit: (changelog, partition) → next offset.
     acknowledged: BTreeMap<TopicPartition, i64>,
+    /// processing.guarantee=exactly_once_v2: the producer is transactional.
+    eos: bool,
+    /// Exactly-once: a transaction is open on the producer.
+    in_transaction: bool,
+    /// Exactly-once: how many times the tasks were revived after an aborted transaction.
+    revivals: u64,
+    /// Exactly-once: why the open transaction cannot commit (a record the producer refused); the next commit
+    /// aborts it.
+    doomed: Option<String>,
 }
+
+/// How long the coordinator keeps a stream thread's transaction open without a commit: Kafka Streams' 10 s under
+/// exactly-once, so a crashed instance that does not come back holds read_committed readers for no longer.
+const EOS_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -146,6 +170,10 @@ impl StreamThread {
             }
             .encode(),
         );
+        let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        if eos {
+            cc.isolation_level = strom_client::consumer::IsolationLevel::ReadCommitted;
+        }
         let mut consumer = Consumer::new(cc)
             .await
             .map_err(|e| format!("{name}: consumer: {e}"))?;
@@ -159,18 +187,7 @@ impl StreamThread {
         )
         .await
         .map_err(|e| format!("{name}: restore consumer: {e}"))?;
-        let mut pc = ProducerConfig::new(&config.bootstrap_servers);
-        pc.client_id = format!("{name}-producer");
-        pc.acks = Acks::All;
-        // Kafka Streams' producer default: batches fill for up to 100 ms (commits flush them sooner).
-        pc.linger = std::time::Duration::from_millis(100);
-        config
-            .clients
-            .apply_to_producer(&mut pc)
-            .map_err(|e| format!("{name}: {e}"))?;
-        let producer = Producer::new(pc)
-            .await
-            .map_err(|e| format!("{name}: producer: {e}"))?;
+        let producer = new_producer(&shared, index).await?;
         Ok(Self {
             shared,
             index,
@@ -184,6 +201,10 @@ impl StreamThread {
             next_commit: Instant::now(),
             failed_commits: 0,
             acknowledged: BTreeMap::new(),
+            eos,
+            in_transaction: false,
+            revivals: 0,
+            doomed: None,
         })
     }
 
@@ -195,9 +216,11 @@ impl StreamThread {
                 tracing::warn!(error = %e, "final commit failed");
             }
         }
+        // Under exactly-once a store holds what the last commit vouches for only if nothing followed it.
+        let clean = result.is_ok() && !(self.eos && self.dirty);
         let tasks: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in tasks {
-            self.close_task(id, result.is_ok()).await;
+            self.close_task(id, clean).await;
         }
         if let Err(e) = self.consumer.close().await {
             tracing::debug!(error = %e, "leaving the group failed");
@@ -207,7 +230,7 @@ impl StreamThread {
     }
 
     async fn run_loop(&mut self) -> Result<(), Fatal> {
-        let interval = self.shared.config.commit_interval;
+        let interval = self.shared.config.effective_commit_interval();
         self.next_commit = Instant::now() + interval;
         while !self.shared.closing() {
             if self.consumer.rebalance_pending() {
@@ -250,7 +273,7 @@ impl StreamThread {
     async fn commit_if_due(&mut self) -> Result<(), Fatal> {
         if Instant::now() >= self.next_commit {
             self.commit().await?;
-            self.next_commit = Instant::now() + self.shared.config.commit_interval;
+            self.next_commit = Instant::now() + self.shared.config.effective_commit_interval();
         }
         Ok(())
     }
@@ -275,8 +298,13 @@ impl StreamThread {
             .copied()
             .collect();
         if !gone.is_empty() {
-            // Outputs of tasks that leave must not be lost with them.
-            self.flush_outputs().await?;
+            if self.eos {
+                // Their work commits in the transaction before they leave (or is aborted and undone).
+                self.commit().await?;
+            } else {
+                // Outputs of tasks that leave must not be lost with them.
+                self.flush_outputs().await?;
+            }
         }
         // A task that leaves with work since the last commit (the commit before the rejoin failed) is closed
         // unclean: no checkpoint, no standby; its next owner restores from the commit.
@@ -425,10 +453,12 @@ impl StreamThread {
             .values()
             .flatten()
             .find_map(|c| serde_json::from_str::<CommitMetadata>(&c.metadata).ok());
-        let limits = metadata
-            .as_ref()
-            .map(|m| m.changelogs.clone())
-            .unwrap_or_default();
+        // Under exactly-once the changelogs hold, read committed, exactly what the committed offsets vouch for:
+        // they are replayed to their ends.
+        let limits = match &metadata {
+            Some(m) if !self.eos => m.changelogs.clone(),
+            _ => BTreeMap::new(),
+        };
         Ok((metadata, limits))
     }
 
@@ -593,11 +623,17 @@ impl StreamThread {
 
     /// Processes a poll's records, committing in between when a commit falls due (a poll may return a backlog).
     async fn process(&mut self, records: Vec<ConsumerRecord>) -> Result<(), Fatal> {
+        let revivals = self.revivals;
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
             let chunk: Vec<ConsumerRecord> = records.by_ref().take(COMMIT_CHECK_RECORDS).collect();
             self.process_chunk(chunk).await?;
             self.commit_if_due().await?;
+            if self.revivals != revivals {
+                // The tasks went back to their last commit and the consumer with them: the rest of this poll
+                // comes again.
+                break;
+            }
         }
         Ok(())
     }
@@ -697,6 +733,16 @@ impl StreamThread {
             .values_mut()
             .flat_map(|r| r.task.take_output())
             .collect();
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        if self.eos {
+            if self.doomed.is_some() {
+                // The transaction aborts at the next commit and its input is processed again.
+                return Ok(());
+            }
+            self.begin_transaction()?;
+        }
         for out in outputs {
             self.dirty = true;
             let mut record = ProducerRecord {
@@ -724,6 +770,11 @@ impl StreamThread {
                 }
             };
             if let Err(e) = self.producer.send_with_report(record, &self.report).await {
+                if self.eos {
+                    tracing::warn!(thread = self.index + 1, error = %e, "the transaction cannot take a record; it will be aborted");
+                    self.doomed = Some(format!("writing to {}: {e}", out.topic));
+                    return Ok(());
+                }
                 return Err(format!("writing to {}: {e}", out.topic));
             }
         }
@@ -751,14 +802,12 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Outputs acknowledged, stores flushed, then input offsets committed.
-    ///
-    /// The exactly-once seam: with transactions (issue 12) this becomes one transaction per commit interval on a
-    /// transactional producer per thread (`transactional.id` = `<application.id>-<thread>`): outputs and
-    /// changelogs are sent inside it, the input offsets go in with `send_offsets_to_transaction` instead of
-    /// `commit_offsets_sync`, and `commit_transaction` replaces waiting for the deliveries; a failed or fenced
-    /// transaction aborts and the tasks restore from their changelogs (read committed).
+    /// Outputs acknowledged, stores flushed, then input offsets committed (at-least-once; exactly-once commits
+    /// with [`commit_transaction`](Self::commit_transaction)).
     async fn commit(&mut self) -> Result<(), Fatal> {
+        if self.eos {
+            return self.commit_transaction().await;
+        }
         if !self.dirty {
             return Ok(());
         }
@@ -817,4 +866,184 @@ impl StreamThread {
         }
         Ok(())
     }
+
+    /// Exactly-once: opens the thread's transaction if none is open.
+    fn begin_transaction(&mut self) -> Result<(), Fatal> {
+        if !self.in_transaction {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once commit: stores flushed, the input offsets (with the tasks' stream times) sent to the
+    /// transaction, which then commits with every record the tasks wrote. On failure the transaction is aborted
+    /// and the tasks are revived from their last commit.
+    async fn commit_transaction(&mut self) -> Result<(), Fatal> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.send_outputs().await?;
+        let mut offsets = BTreeMap::new();
+        for running in self.tasks.values_mut() {
+            running.task.flush().map_err(|e| e.to_string())?;
+            let metadata = serde_json::to_string(&CommitMetadata {
+                stream_time: running.task.stream_time(),
+                changelogs: BTreeMap::new(),
+            })
+            .expect("commit metadata serializes");
+            offsets.extend(running.offsets.iter().map(|(tp, o)| {
+                (
+                    tp.clone(),
+                    OffsetAndMetadata {
+                        offset: *o,
+                        metadata: metadata.clone(),
+                    },
+                )
+            }));
+        }
+        let result = match self.doomed.take() {
+            Some(why) => Err(why),
+            None => self.commit_offsets_and_records(&offsets).await,
+        };
+        match result {
+            Ok(()) => {
+                self.in_transaction = false;
+                self.dirty = false;
+                self.failed_commits = 0;
+                // Acknowledged offsets are for at-least-once's restore limits; drop them.
+                drop(self.report.take_next_offsets());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(thread = self.index + 1, error = %e, "commit failed; aborting the transaction");
+                self.abort_and_revive(e).await
+            }
+        }
+    }
+
+    async fn commit_offsets_and_records(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<(), String> {
+        self.begin_transaction()?;
+        if !offsets.is_empty() {
+            let group = self
+                .consumer
+                .group_metadata()
+                .map_err(|e| format!("group metadata: {e}"))?;
+            self.producer
+                .send_offsets_to_transaction(offsets, &group)
+                .await
+                .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+        }
+        self.producer
+            .commit_transaction()
+            .await
+            .map_err(|e| format!("commit_transaction: {e}"))
+    }
+
+    /// Aborts the open transaction and revives every task from its last commit: stores restored from the
+    /// changelogs (read committed), inputs rewound to the committed offsets. A fenced producer is replaced.
+    async fn abort_and_revive(&mut self, cause: String) -> Result<(), Fatal> {
+        self.failed_commits += 1;
+        if self.failed_commits >= MAX_FAILED_COMMITS {
+            return Err(format!(
+                "{MAX_FAILED_COMMITS} commits in a row failed, the last: {cause}"
+            ));
+        }
+        if self.in_transaction && !self.producer.is_fenced() {
+            if let Err(e) = self.producer.abort_transaction().await {
+                if !self.producer.is_fenced() {
+                    return Err(format!("abort_transaction after {cause}: {e}"));
+                }
+            }
+        }
+        self.in_transaction = false;
+        self.doomed = None;
+        if self.producer.is_fenced() {
+            tracing::warn!(
+                thread = self.index + 1,
+                "the producer was fenced; starting a new one"
+            );
+            let fresh = new_producer(&self.shared, self.index).await?;
+            std::mem::replace(&mut self.producer, fresh).close().await;
+        }
+        self.report = DeliveryReport::new();
+        self.revivals += 1;
+        if self.shared.closing() {
+            // Closing: the tasks close unclean (dirty), and their next owner restores them.
+            return Ok(());
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for &id in &ids {
+            self.close_task(id, false).await;
+        }
+        self.dirty = false;
+        for id in ids {
+            self.open_task(id).await?;
+            self.rewind(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the consumer's positions of task `id`'s inputs back to its committed offsets (the beginning where
+    /// none was committed: `auto.offset.reset=earliest`).
+    async fn rewind(&mut self, id: TaskId) -> Result<(), Fatal> {
+        let offsets = self
+            .tasks
+            .get(&id)
+            .map(|r| r.offsets.clone())
+            .unwrap_or_default();
+        for tp in self.inputs_of(id) {
+            let result = match offsets.get(&tp) {
+                Some(&offset) => self.consumer.seek(&tp, offset),
+                None => {
+                    self.consumer
+                        .seek_to_beginning(std::slice::from_ref(&tp))
+                        .await
+                }
+            };
+            result.map_err(|e| format!("rewinding {tp}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The stream thread's producer: transactional under exactly-once (initialized, which fences an older producer
+/// of the same thread and aborts the transaction it left open).
+async fn new_producer(shared: &Shared, index: usize) -> Result<Producer, Fatal> {
+    let config = &shared.config;
+    let name = format!("{}-StreamThread-{}", config.client_id, index + 1);
+    let mut pc = ProducerConfig::new(&config.bootstrap_servers);
+    pc.client_id = format!("{name}-producer");
+    pc.acks = Acks::All;
+    // Kafka Streams' producer default: batches fill for up to 100 ms (commits flush them sooner).
+    pc.linger = std::time::Duration::from_millis(100);
+    if shared.process_id.is_some() {
+        pc.transaction_timeout = EOS_TRANSACTION_TIMEOUT;
+    }
+    config
+        .clients
+        .apply_to_producer(&mut pc)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(process_id) = &shared.process_id {
+        pc.transactional_id = Some(format!(
+            "{}-{process_id}-{}",
+            config.application_id,
+            index + 1
+        ));
+    }
+    let producer = Producer::new(pc)
+        .await
+        .map_err(|e| format!("{name}: producer: {e}"))?;
+    if shared.process_id.is_some() {
+        producer
+            .init_transactions()
+            .await
+            .map_err(|e| format!("{name}: init_transactions: {e}"))?;
+    }
+    Ok(producer)
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use strom_broker::{Broker, BrokerConfig, RunningBroker};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition,
 };
 use strom_client::{Producer, ProducerConfig, ProducerRecord};
 use tokio::net::TcpListener;
@@ -22,14 +22,20 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A broker with some settings of the test's own.
+    pub async fn start_with(configure: impl FnOnce(&mut BrokerConfig)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
+        let mut config = BrokerConfig {
             data_dir: dir.path().to_path_buf(),
             // Members of a test group join within milliseconds of each other; no need to wait 3 s for more.
             group_initial_rebalance_delay_ms: 0,
             ..BrokerConfig::default()
         };
+        configure(&mut config);
         let broker = Broker::start(config, listener)
             .await
             .expect("broker starts");
@@ -77,8 +83,21 @@ impl TestBroker {
         timeout: Duration,
         done: impl Fn(&[ConsumerRecord]) -> bool,
     ) -> Vec<ConsumerRecord> {
+        self.read_at(topic, IsolationLevel::ReadUncommitted, timeout, done)
+            .await
+    }
+
+    /// [`read_until`](Self::read_until) at an isolation level.
+    pub async fn read_at(
+        &self,
+        topic: &str,
+        isolation: IsolationLevel,
+        timeout: Duration,
+        done: impl Fn(&[ConsumerRecord]) -> bool,
+    ) -> Vec<ConsumerRecord> {
         let mut config = ConsumerConfig::new(&self.bootstrap);
         config.auto_offset_reset = OffsetReset::Earliest;
+        config.isolation_level = isolation;
         let mut consumer = Consumer::new(config).await.unwrap();
         let info = consumer
             .cluster()
