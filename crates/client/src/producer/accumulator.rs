@@ -698,20 +698,24 @@ impl Accumulator {
         self.next_deadline_where(|_| true)
     }
 
-    /// [`next_deadline`](Self::next_deadline) of the partitions `allowed` accepts: a batch waiting for its
-    /// partition to join the transaction has no deadline of its own to wake the sender for.
+    /// [`next_deadline`](Self::next_deadline) with the partitions `allowed` refuses waiting only for their
+    /// batches' expiry: a batch waiting for its partition to join the transaction is not ready at its linger.
     pub fn next_deadline_where(
         &self,
         allowed: impl Fn(&TopicPartition) -> bool,
     ) -> Option<Instant> {
         self.partitions
             .iter()
-            .filter(|(tp, _)| allowed(tp))
-            .map(|(_, s)| s)
-            .flat_map(|s| {
+            .flat_map(|(tp, s)| {
                 s.queue.front().map(|b| {
-                    let ready = b.retry_at.unwrap_or(b.created + self.settings.linger);
-                    ready.min(b.created + self.settings.delivery_timeout)
+                    let expiry = b.created + self.settings.delivery_timeout;
+                    if allowed(tp) {
+                        b.retry_at
+                            .unwrap_or(b.created + self.settings.linger)
+                            .min(expiry)
+                    } else {
+                        expiry
+                    }
                 })
             })
             .min()
@@ -1159,7 +1163,11 @@ mod tests {
             .drain_where(late, true, leader, |_| false)
             .batches
             .is_empty());
-        assert_eq!(a.next_deadline_where(|_| false), None, "no wake-ups for it");
+        assert_eq!(
+            a.next_deadline_where(|_| false),
+            Some(t0 + Duration::from_secs(60)),
+            "no wake-up at its linger, only at its expiry"
+        );
         let mut d = a.drain_where(late, true, leader, |p| *p == tp(0));
         let (_, mut b) = d.batches.pop().unwrap();
         let bytes = b.encode(Compression::None, true).unwrap();
