@@ -220,3 +220,51 @@ async fn an_application_that_dies_mid_transaction_and_restarts_writes_no_duplica
         .await;
     third.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_whose_producer_is_fenced_aborts_revives_its_tasks_and_counts_on_exactly_once() {
+    common::init_logs();
+    let broker = broker().await;
+    broker.create_topic("eos-words", 2).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut streams = KafkaStreams::new(
+        counting_topology(false),
+        config(&broker, "eos-fence", state.path()),
+    )
+    .unwrap();
+    streams.start().await.unwrap();
+    broker.produce("eos-words", words(100, 10, 0, false)).await;
+    committed_output(&broker, 100).await;
+
+    // Another producer takes the stream thread's transactional.id: the thread's next transaction fails fenced.
+    let process_id =
+        std::fs::read_to_string(state.path().join("eos-fence").join("process-id")).unwrap();
+    let mut pc = strom_client::ProducerConfig::new(&broker.bootstrap);
+    pc.set(
+        "transactional.id",
+        &format!("eos-fence-{}-1", process_id.trim()),
+    )
+    .unwrap();
+    let usurper = strom_client::Producer::new(pc).await.unwrap();
+    usurper.init_transactions().await.unwrap();
+
+    broker
+        .produce("eos-words", words(200, 10, 100, false))
+        .await;
+    let out = committed_output(&broker, 300).await;
+    assert_eq!(updates(&out), expected(300, 10));
+    assert!(
+        !matches!(streams.state(), State::Error(_)),
+        "{:?}",
+        streams.state()
+    );
+    // The thread took the id back with a new producer: the usurper is fenced in turn.
+    usurper.begin_transaction().unwrap();
+    usurper
+        .send(strom_client::ProducerRecord::new("eos-words").value("late"))
+        .await
+        .unwrap();
+    let err = usurper.commit_transaction().await.unwrap_err();
+    assert!(usurper.is_fenced(), "{err}");
+    streams.close().await;
+}
