@@ -502,7 +502,6 @@ fn consume_transform_produce_app_killed_ten_times_outputs_every_input_exactly_on
             r.value
         );
     }
-    drop(broker);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
