@@ -136,14 +136,19 @@ impl Broker {
                 hook_offsets.reload(p);
             }
             // Transaction coordinators follow the leadership of `__transaction_state` partitions: loaded when
-            // it arrives, their unfinished markers resumed.
+            // it arrives, their unfinished markers resumed once the new image names this broker leader (the
+            // marker writer asks it who coordinates, and would otherwise find the old leader and give up).
             if &*p.topic == crate::transactions::record::TRANSACTION_STATE_TOPIC {
                 if let Some(state) = hook_broker.get().and_then(std::sync::Weak::upgrade) {
-                    let _runtime = runtime.enter();
                     let resumed = state.transactions.reload(p);
-                    crate::transactions::driver::resume(&state, resumed);
+                    let runtime = runtime.clone();
+                    return Some(Box::new(move || {
+                        let _runtime = runtime.enter();
+                        crate::transactions::driver::resume(&state, resumed);
+                    }) as crate::topics::AfterPublish);
                 }
             }
+            None
         }));
         // Leadership gained between the load and the hook being set is caught here.
         if let Some(t) = topics.get(crate::offsets::OFFSETS_TOPIC) {

@@ -164,8 +164,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 }
 
 /// Called (during the reconcile, before the new image is published) with each partition this broker has just
-/// become the leader of.
-pub type LeadershipHook = Arc<dyn Fn(&Arc<Partition>) + Send + Sync>;
+/// become the leader of, to load what it coordinates before any request can reach it. What it returns runs once
+/// the image naming this broker leader is published: work that needs the leadership visible (a resumed
+/// transaction's markers) goes there.
+pub type LeadershipHook = Arc<dyn Fn(&Arc<Partition>) -> Option<AfterPublish> + Send + Sync>;
+
+/// Work a [`LeadershipHook`] leaves for after the publication of the new image.
+pub type AfterPublish = Box<dyn FnOnce() + Send>;
 
 pub struct Topics {
     config: Arc<BrokerConfig>,
@@ -218,6 +223,7 @@ impl Topics {
         let node = self.config.node_id;
         let current = self.topics.read().clone();
         let mut next: HashMap<Arc<str>, Arc<Topic>> = HashMap::with_capacity(image.topics.len());
+        let mut after_publish: Vec<AfterPublish> = Vec::new();
         for (name, t) in &image.topics {
             let Ok(id) = Uuid::parse_str(&t.topic_id) else {
                 tracing::error!(topic = %name, topic_id = %t.topic_id, "topic id is not a UUID; topic skipped");
@@ -282,7 +288,7 @@ impl Topics {
                         );
                         if newly {
                             if let Some(hook) = self.leadership_hook.get() {
-                                hook(local);
+                                after_publish.extend(hook(local));
                             }
                         }
                     } else {
@@ -328,6 +334,9 @@ impl Topics {
             }
         }
         *self.topics.write() = next;
+        for work in after_publish {
+            work();
+        }
     }
 
     /// Clean shutdown of every partition log.

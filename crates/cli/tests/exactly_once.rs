@@ -691,10 +691,6 @@ fn check_transactions(bootstrap: &str, outcomes: &BTreeMap<u64, Outcome>) -> (us
 }
 
 #[test]
-#[ignore = "broker bug: after a kill -9 during EndTxn, the restarted broker can leave the transaction in \
-            PrepareCommit for good (its coordinator is loaded, loses and regains leadership at startup, and \
-            neither marker task completes it), so InitProducerId answers CONCURRENT_TRANSACTIONS forever; fails \
-            about one run in three"]
 fn broker_killed_during_commits_leaves_each_transaction_whole_or_absent() {
     let mut rng = Rng::seeded("broker kills");
     let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,7 @@
 //! called `commit_transaction`, between EndTxn and the last marker:
 //!
 //! - the broker leading the id's `__transaction_state` partition (its transaction coordinator): another broker
-//!   takes the partition over and must finish what the dead one prepared (ignored for now: see the broker bug
-//!   noted at the test);
+//!   takes the partition over and must finish what the dead one prepared;
 //! - the leader of one of the data partitions: the coordinator must write the marker to its new leader.
 //!
 //! The killed broker restarts on its data directory and the producer commits more transactions after each round.
@@ -785,21 +784,7 @@ fn a_data_partition_leader_killed_mid_commit_leaves_every_transaction_whole_or_a
     transactions_through_kills(&[Victim::DataLeader, Victim::DataLeader]);
 }
 
-// Broker bug, open (found by this test, 2026-12-07): a broker that becomes the leader of the id's
-// `__transaction_state` partition while a transaction is in PrepareCommit (after the coordinator's kill -9, or when
-// the preferred leader takes the partition back) loads it ("loaded transactions ... resumed=1") and at once logs
-// "no longer the coordinator; markers left to the next one": the leadership hook runs inside
-// `Topics::reconcile` before the new topics snapshot is published, so the spawned marker task's
-// `TransactionStore::coordinator_epoch` still sees the old leader and answers NOT_COORDINATOR. No marker is
-// written, the transaction stays PrepareCommit (EndTxn retries get CONCURRENT_TRANSACTIONS, librdkafka's commit
-// times out until the test gives up) and every partition's last stable offset stays below the high watermark; or,
-// when the old coordinator had written the markers but not yet the completion, the id stays PrepareCommit and no
-// later transaction or InitProducerId of it gets through. Hit in 6 of 7 runs (the data-leader test above, where the
-// coordinator never moves, passed every run); the node logs printed on failure show it.
 #[test]
-#[ignore = "broker bug: a new transaction coordinator drops the markers of a transaction it resumes in PrepareCommit \
-            (leadership hook runs before the topics snapshot names it leader), so the commit never completes and \
-            the LSO is stuck; see the comment above"]
 fn a_coordinator_killed_mid_commit_leaves_every_transaction_whole_or_absent() {
     transactions_through_kills(&[
         Victim::Coordinator,

@@ -172,8 +172,10 @@ fn markers_of(
 }
 
 /// Writes the markers of one transaction to every partition it touched, waits until each is durable on its ISR,
-/// then completes the transaction. Gives up only when this broker stops coordinating the transaction (the next
-/// coordinator resumes from the Prepare state).
+/// then completes the transaction. Gives up only when the coordinator that started it is gone (this broker no
+/// longer leads the transaction's partition, or leads it at a new epoch: the coordinator loaded then resumes from
+/// the Prepare state), so no two writers of one coordinator overlap, nor one writer's retries and a later
+/// transaction of the same producer epoch.
 fn spawn_markers(
     state: Arc<BrokerState>,
     transactional_id: String,
@@ -185,14 +187,31 @@ fn spawn_markers(
     let (completed, on_completed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut pending = partitions;
+        let mut writer: Option<MarkerWriter> = None;
         loop {
-            let Ok(coordinator_epoch) = state.transactions.coordinator_epoch(&transactional_id)
-            else {
-                tracing::info!(
-                    transactional_id,
-                    "no longer the coordinator; markers left to the next one"
-                );
-                return;
+            let now = state.transactions.with(&transactional_id, |c| {
+                let awaits =
+                    c.awaits_markers(&transactional_id, producer_id, producer_epoch, control);
+                (c.coordinator_epoch, awaits)
+            });
+            let coordinator_epoch = match (now, &writer) {
+                (Ok((epoch, true)), None) => {
+                    writer = Some(MarkerWriter {
+                        state: state.clone(),
+                        transactional_id: transactional_id.clone(),
+                        coordinator_epoch: epoch,
+                    });
+                    epoch
+                }
+                (Ok((epoch, true)), Some(w)) if w.coordinator_epoch == epoch => epoch,
+                (Ok((_, false)), _) => return,
+                _ => {
+                    tracing::info!(
+                        transactional_id,
+                        "no longer the coordinator; markers left to the next one"
+                    );
+                    return;
+                }
             };
             let marker = Marker {
                 control,
@@ -240,6 +259,36 @@ fn spawn_markers(
         }
     });
     on_completed
+}
+
+/// A running marker writer: reports to its coordinator when it ends, however it ends, so the sweep can start
+/// another one for a transaction it left prepared.
+struct MarkerWriter {
+    state: Arc<BrokerState>,
+    transactional_id: String,
+    coordinator_epoch: i32,
+}
+
+impl Drop for MarkerWriter {
+    fn drop(&mut self) {
+        let _ = self.state.transactions.with(&self.transactional_id, |c| {
+            c.markers_stopped(&self.transactional_id, self.coordinator_epoch)
+        });
+    }
+}
+
+/// Writes again the markers of every transaction left in a Prepare state with no writer (its writer ended
+/// without completing it: completing could not be persisted). Without this it would stay prepared, holding the
+/// last stable offset of its partitions, until the next leadership change.
+pub fn redrive_unfinished(state: &Arc<BrokerState>) {
+    let unfinished: Vec<(String, Then)> = state.transactions.for_each(|c| c.take_unfinished());
+    for (transactional_id, then) in unfinished {
+        tracing::info!(
+            transactional_id,
+            "writing the markers of a prepared transaction again"
+        );
+        markers_of(state, &transactional_id, then);
+    }
 }
 
 /// Aborts the transactions open longer than their timeout, fencing their producers (one sweep).
@@ -296,6 +345,7 @@ pub fn start_timeouts(state: Arc<BrokerState>, mut shutdown: tokio::sync::watch:
                 _ = shutdown.changed() => return,
             }
             abort_timed_out(&state).await;
+            redrive_unfinished(&state);
         }
     });
 }

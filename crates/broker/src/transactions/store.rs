@@ -116,9 +116,22 @@ impl TransactionStore {
         Ok(f(coordinator))
     }
 
-    /// Every coordinator this broker runs, for the timeout sweep and ListTransactions.
-    pub fn for_each<T>(&self, f: impl FnMut(&mut Coordinator) -> Vec<T>) -> Vec<T> {
-        self.coordinators.lock().values_mut().flat_map(f).collect()
+    /// Every coordinator this broker runs now (of a partition it leads, loaded at its leader epoch), for the
+    /// sweeps.
+    pub fn for_each<T>(&self, mut f: impl FnMut(&mut Coordinator) -> Vec<T>) -> Vec<T> {
+        let Some(topic) = self.topics.get(TRANSACTION_STATE_TOPIC) else {
+            return Vec::new();
+        };
+        let mut coordinators = self.coordinators.lock();
+        let mut out = Vec::new();
+        for partition in &topic.led {
+            if let Some(c) = coordinators.get_mut(&partition.index) {
+                if c.coordinator_epoch == partition.leader_epoch() {
+                    out.extend(f(c));
+                }
+            }
+        }
+        out
     }
 
     /// The metadata of every transactional id this broker coordinates now (ListTransactions): those of the
@@ -139,11 +152,6 @@ impl TransactionStore {
             }
         }
         Ok(out)
-    }
-
-    /// The coordinator epoch markers of `transactional_id` carry.
-    pub fn coordinator_epoch(&self, transactional_id: &str) -> Result<i32, i16> {
-        self.with(transactional_id, |c| c.coordinator_epoch)
     }
 
     /// Appends `metadata` to the transactional id's partition; resolves once it is flushed and on every in-sync

@@ -146,6 +146,9 @@ struct Entry {
     pending: Option<TxnMetadata>,
     /// Created by a first InitProducerId whose transition is not persisted yet: `current` is only a copy of it.
     fresh: bool,
+    /// A Prepare state whose markers the driver is writing (it always starts writing them once the state is
+    /// persisted or loaded, and reports [`Coordinator::markers_stopped`] when its writer ends).
+    writing_markers: bool,
 }
 
 /// The transactions of one `__transaction_state` partition.
@@ -188,6 +191,7 @@ impl Coordinator {
                             current: m,
                             pending: None,
                             fresh: false,
+                            writing_markers: false,
                         },
                     );
                 }
@@ -196,8 +200,16 @@ impl Coordinator {
                 }
             }
         }
+        self.take_unfinished()
+    }
+
+    /// Every transaction in a Prepare state with no transition pending and no markers being written, with the
+    /// markers it needs, now counted as being written: what [`Coordinator::load`] resumes, and what the driver's
+    /// sweep writes again when a marker writer ended without completing its transaction.
+    pub fn take_unfinished(&mut self) -> Vec<(String, Then)> {
         self.txns
-            .values()
+            .values_mut()
+            .filter(|e| e.pending.is_none() && !e.writing_markers)
             .filter_map(|e| {
                 let m = &e.current;
                 let control = match m.state {
@@ -205,6 +217,7 @@ impl Coordinator {
                     TxnState::PrepareAbort => ControlType::Abort,
                     _ => return None,
                 };
+                e.writing_markers = true;
                 Some((
                     m.transactional_id.clone(),
                     Then::WriteMarkers {
@@ -261,6 +274,7 @@ impl Coordinator {
                     current: metadata.clone(),
                     pending: Some(metadata.clone()),
                     fresh: true,
+                    writing_markers: false,
                 },
             );
             return Ok(Transition {
@@ -479,10 +493,45 @@ impl Coordinator {
     pub fn persisted(&mut self, transactional_id: &str) {
         if let Some(entry) = self.txns.get_mut(transactional_id) {
             if let Some(next) = entry.pending.take() {
+                // A Prepare state is followed by its markers, which the driver starts writing now.
+                entry.writing_markers =
+                    matches!(next.state, TxnState::PrepareCommit | TxnState::PrepareAbort);
                 entry.current = next;
                 entry.fresh = false;
             }
         }
+    }
+
+    /// The driver's marker writer for `transactional_id`, started by the coordinator of `coordinator_epoch`,
+    /// ended (its transaction completed, or it gave up). A writer of an earlier coordinator changes nothing.
+    pub fn markers_stopped(&mut self, transactional_id: &str, coordinator_epoch: i32) {
+        if coordinator_epoch != self.coordinator_epoch {
+            return;
+        }
+        if let Some(entry) = self.txns.get_mut(transactional_id) {
+            entry.writing_markers = false;
+        }
+    }
+
+    /// Whether `producer_id`/`producer_epoch`'s transaction still waits for `control` markers (a marker writer
+    /// stops once it does not).
+    pub fn awaits_markers(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+    ) -> bool {
+        self.txns.get(transactional_id).is_some_and(|e| {
+            let m = &e.current;
+            let prepared = match control {
+                ControlType::Commit => TxnState::PrepareCommit,
+                ControlType::Abort => TxnState::PrepareAbort,
+            };
+            m.producer_id == producer_id
+                && m.producer_epoch == producer_epoch
+                && m.state == prepared
+        })
     }
 
     /// The pending transition could not be persisted: forget it (a first InitProducerId forgets the id).

@@ -268,6 +268,47 @@ fn loading_resumes_the_markers_of_prepared_transactions() {
 }
 
 #[test]
+fn a_prepared_transaction_whose_marker_writer_stopped_is_handed_out_again_once() {
+    let mut c = initialized();
+    persist(&mut c, |c| {
+        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+            .unwrap()
+            .unwrap())
+    });
+    persist(&mut c, |c| {
+        Ok(c.end_txn("tx", pe(7, 0), true, NOW).unwrap().unwrap())
+    });
+    assert!(c.awaits_markers("tx", 7, 0, ControlType::Commit));
+    assert!(!c.awaits_markers("tx", 7, 0, ControlType::Abort));
+    // Its writer runs (started with the Prepare state): the sweep leaves it alone.
+    assert_eq!(c.take_unfinished(), vec![]);
+    // A writer of an earlier coordinator epoch ending changes nothing.
+    c.markers_stopped("tx", 2);
+    assert_eq!(c.take_unfinished(), vec![]);
+    // Its own writer ended without completing it: handed out once, then counted as being written again.
+    c.markers_stopped("tx", 3);
+    let again = c.take_unfinished();
+    assert_eq!(
+        again,
+        vec![(
+            "tx".to_string(),
+            Then::WriteMarkers {
+                producer_id: 7,
+                producer_epoch: 0,
+                control: ControlType::Commit,
+                partitions: parts(&[("a", 0)]).into_iter().collect(),
+            }
+        )]
+    );
+    assert_eq!(c.take_unfinished(), vec![]);
+    persist(&mut c, |c| Ok(c.markers_written("tx", 7, 0, NOW).unwrap()));
+    assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteCommit);
+    assert!(!c.awaits_markers("tx", 7, 0, ControlType::Commit));
+    c.markers_stopped("tx", 3);
+    assert_eq!(c.take_unfinished(), vec![]);
+}
+
+#[test]
 fn bad_timeouts_and_out_of_step_ends_get_kafka_s_codes() {
     let mut c = coordinator();
     assert_eq!(
