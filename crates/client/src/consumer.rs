@@ -492,7 +492,16 @@ impl Consumer {
                 if ask.is_empty() {
                     BTreeMap::new()
                 } else {
-                    g.committed(&ask).await?
+                    match g.committed(&ask).await {
+                        Ok(committed) => committed,
+                        // A transaction still commits offsets of these partitions (read_committed asks for stable
+                        // offsets): they stay without a position, and the next poll asks again.
+                        Err(e) if e.kafka_code() == Some(ResponseError::UnstableOffsetCommit) => {
+                            tracing::debug!(error = %e, "committed offsets not stable yet");
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             None => BTreeMap::new(),

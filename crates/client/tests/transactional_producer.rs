@@ -332,6 +332,62 @@ async fn offsets_sent_to_a_transaction_commit_with_it_and_not_with_an_abort() {
     broker.stop().await;
 }
 
+/// KIP-447: a read_committed consumer fetches only stable offsets. While a transaction holds offsets for its
+/// group, OffsetFetch answers UNSTABLE_OFFSET_COMMIT and the consumer retries (here until its request timeout,
+/// as the transaction stays open); a read_uncommitted consumer sees the last offset committed outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_committed_consumer_waits_for_offsets_a_transaction_is_committing() {
+    let broker = broker().await;
+    broker.create_topic("txp-stable", 1).await;
+    let tp = TopicPartition::new("txp-stable", 0);
+    let consumer = |isolation: &str| {
+        let mut cc = ConsumerConfig::new(&broker.bootstrap);
+        cc.set("group.id", "txp-stable-group").unwrap();
+        cc.set("enable.auto.commit", "false").unwrap();
+        cc.set("isolation.level", isolation).unwrap();
+        cc.set("request.timeout.ms", "1000").unwrap();
+        cc.set("retry.backoff.ms", "50").unwrap();
+        Consumer::new(cc)
+    };
+    let committed = consumer("read_committed").await.unwrap();
+    let uncommitted = consumer("read_uncommitted").await.unwrap();
+    let group = ConsumerGroupMetadata {
+        group_id: "txp-stable-group".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(7))]);
+
+    let producer = transactional(&broker.bootstrap, "txp-stable-id").await;
+    producer.begin_transaction().unwrap();
+    producer
+        .send_offsets_to_transaction(&offsets, &group)
+        .await
+        .unwrap();
+    let err = committed
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kafka_code(),
+        Some(ResponseError::UnstableOffsetCommit),
+        "{err}"
+    );
+    let seen = uncommitted
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    assert_eq!(seen, BTreeMap::from([(tp.clone(), None)]));
+
+    producer.commit_transaction().await.unwrap();
+    for c in [&committed, &uncommitted] {
+        let seen = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+        assert_eq!(seen, BTreeMap::from([(tp.clone(), Some(7))]));
+    }
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_producer_with_the_id_fences_the_first_whose_writes_never_commit() {
     let broker = broker().await;

@@ -505,12 +505,19 @@ impl GroupShared {
             by_topic.entry(&tp.topic).or_default().push(tp.partition);
         }
         let group = &self.group_id;
+        // A read_committed consumer asks for stable offsets only (KIP-447): an offset a transaction is still
+        // committing is answered UNSTABLE_OFFSET_COMMIT, retried until the transaction completes, so a consumer
+        // taking over from a transactional producer's consumer starts where that transaction left off.
+        let require_stable = self.config.isolation_level == super::IsolationLevel::ReadCommitted;
         let found = self
             .with_coordinator("OffsetFetch", |c| {
                 let by_topic = &by_topic;
                 async move {
                     let version = c.version(ApiKey::OffsetFetch)?;
                     let mut request = OffsetFetchRequest::default();
+                    if version >= 7 {
+                        request.require_stable = require_stable;
+                    }
                     if version >= 8 {
                         request.groups = vec![OffsetFetchRequestGroup::default()
                             .with_group_id(GroupId(str_bytes(group)))
@@ -570,6 +577,17 @@ impl GroupShared {
                     };
                     if let Some(e) = Error::kafka(code, format!("OffsetFetch for group {group}")) {
                         return Err(e);
+                    }
+                    let unstable = ResponseError::UnstableOffsetCommit.code();
+                    if let Some((topic, partition, ..)) =
+                        found.iter().find(|(.., code)| *code == unstable)
+                    {
+                        // Retried (with the backoff) until the transaction's markers are written.
+                        return Err(Error::kafka(
+                            unstable,
+                            format!("OffsetFetch {topic}-{partition}"),
+                        )
+                        .expect("a known code"));
                     }
                     Ok(found)
                 }
