@@ -2,7 +2,7 @@
 //! producers (on any partitions, over any connections) share fsyncs instead of paying one each.
 //!
 //! Producers push the partition they appended to and then wait on its flushed offset. The task takes everything
-//! queued at that moment, deduplicates, and fsyncs the batch on a blocking thread; appends that arrive meanwhile
+//! queued at that moment, deduplicates, and fsyncs the batch's partitions at once on blocking threads; appends that arrive meanwhile
 //! form the next batch. The same task runs the background flush that bounds how long a write stays unsynced
 //! (`log.flush.interval.ms`): it fsyncs every dirty partition ten times per interval, so no fsync carries more
 //! than a tenth of the interval's writes. One fsync per interval made each a burst (on a follower, a second of
@@ -70,20 +70,26 @@ async fn run(
         let mut batch = batch;
         batch.sort_by_key(|p| Arc::as_ptr(p) as usize);
         batch.dedup_by_key(|p| Arc::as_ptr(p) as usize);
-        let result = tokio::task::spawn_blocking(move || {
-            for p in &batch {
-                match p.flush() {
-                    Ok(()) => {}
-                    // Deleted (its topic was) since it was queued: nothing left to make durable.
-                    Err(PartitionError::Closed(_)) => {}
-                    Err(e) => tracing::error!(partition = %p.name(), error = %e, "fsync failed"),
-                }
+        // The partitions are fsynced at once, each on a blocking thread: the block layer merges the cache flushes
+        // of concurrent fdatasyncs, so a batch costs about one device flush instead of one per partition (a
+        // transaction's markers on six partitions were six flushes in a row).
+        let flushes = batch
+            .into_iter()
+            .map(|p| tokio::task::spawn_blocking(move || flush(&p)));
+        for result in futures::future::join_all(flushes).await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "flush task failed");
             }
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "flush task failed");
         }
+    }
+}
+
+fn flush(p: &Partition) {
+    match p.flush() {
+        Ok(()) => {}
+        // Deleted (its topic was) since it was queued: nothing left to make durable.
+        Err(PartitionError::Closed(_)) => {}
+        Err(e) => tracing::error!(partition = %p.name(), error = %e, "fsync failed"),
     }
 }
 
