@@ -122,9 +122,20 @@ fn end_txn(
     client: &mut RawClient,
     version: i16,
     transactional_id: &str,
-    (producer_id, producer_epoch): (i64, i16),
+    producer: (i64, i16),
     commit: bool,
 ) -> i16 {
+    end_txn_continuing(client, version, transactional_id, producer, commit).0
+}
+
+/// EndTxn; its error code and (v5+) the producer id and epoch the producer continues with.
+fn end_txn_continuing(
+    client: &mut RawClient,
+    version: i16,
+    transactional_id: &str,
+    (producer_id, producer_epoch): (i64, i16),
+    commit: bool,
+) -> (i16, (i64, i16)) {
     let request = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(s(transactional_id)))
         .with_producer_id(ProducerId(producer_id))
@@ -135,7 +146,7 @@ fn end_txn(
     else {
         panic!("wrong response type")
     };
-    r.error_code
+    (r.error_code, (r.producer_id.0, r.producer_epoch))
 }
 
 /// WriteTxnMarkers (as a coordinator sends it) for one partition; the partition's error code.
@@ -203,6 +214,19 @@ fn produce_transactional_to(
     partition: i32,
     records: Bytes,
 ) -> (i16, i64) {
+    produce_transactional_at(client, 8, transactional_id, topic, partition, records)
+}
+
+/// Produce (acks=all) at `version` of a transactional batch to `topic`-`partition`; (error code, base offset).
+/// v12+ is transaction version 2: the partition joins the transaction with its first batch.
+fn produce_transactional_at(
+    client: &mut RawClient,
+    version: i16,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64) {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::ProduceRequest;
     let request = ProduceRequest::default()
@@ -215,7 +239,7 @@ fn produce_transactional_to(
                 .with_index(partition)
                 .with_records(Some(records))])]);
     let ResponseKind::Produce(r) =
-        client.request(ApiKey::Produce, 8, RequestKind::Produce(request))
+        client.request(ApiKey::Produce, version, RequestKind::Produce(request))
     else {
         panic!("wrong response type")
     };
@@ -579,5 +603,208 @@ fn a_leader_takes_a_transaction_s_first_batch_once_its_remote_coordinator_verifi
         ),
         (7, 7),
         "the late batch wrote nothing and opened no transaction"
+    );
+
+    // Transaction version 2: the leader adds the partition with the remote coordinator (AddPartitionsToTxn v5),
+    // and after the epoch bump of EndTxn v5 a late batch of the ended transaction's epoch is fenced.
+    let produce_v12 = |client: &mut RawClient, producer: (i64, i16), sequence: i32| {
+        produce_transactional_at(
+            client,
+            12,
+            id,
+            topic,
+            partition,
+            transactional_batch_from(3, producer, sequence),
+        )
+        .0
+    };
+    assert_eq!(
+        produce_v12(&mut at_leader, producer, 6),
+        0,
+        "added with its first batch"
+    );
+    assert_eq!(latest(&mut at_leader, topic, partition, 1), 7, "open");
+    let (code, bumped) = end_txn_continuing(&mut at_coordinator, 5, id, producer, true);
+    assert_eq!((code, bumped), (0, (producer.0, producer.1 + 1)));
+    assert_eq!(latest(&mut at_leader, topic, partition, 1), 11);
+    assert_eq!(
+        produce_v12(&mut at_leader, producer, 9),
+        INVALID_PRODUCER_EPOCH,
+        "a late batch of the ended transaction's epoch"
+    );
+    assert_eq!(produce_v12(&mut at_leader, bumped, 0), 0);
+    assert_eq!(
+        end_txn_continuing(&mut at_coordinator, 5, id, bumped, false),
+        (0, (producer.0, producer.1 + 2))
+    );
+    assert_eq!(
+        (
+            latest(&mut at_leader, topic, partition, 1),
+            latest(&mut at_leader, topic, partition, 0)
+        ),
+        (15, 15),
+        "aborted: stable up to the high watermark"
+    );
+}
+
+/// Transaction version 2 (KIP-890 part 2) on one broker: ApiVersions finalizes `transaction.version` 2; Produce
+/// v12 and TxnOffsetCommit v5 add their partitions without AddPartitionsToTxn or AddOffsetsToTxn; EndTxn v5
+/// ends each transaction with the next producer epoch and answers it (a retry gets the same answer); a late
+/// write of the ended epoch is fenced; an abort with nothing open bumps the epoch too. Produce below v12 still
+/// needs the partition added first.
+#[test]
+fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch_per_transaction() {
+    let broker = TestBroker::start();
+    let topic = "tv2";
+    broker.create_topic(topic, 2, &[]);
+    let mut client = RawClient::connect(broker.addr);
+    let id = "tv2-producer";
+    let group = "tv2-group";
+
+    let ResponseKind::ApiVersions(versions) = client.request(
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(
+            kafka_protocol::messages::ApiVersionsRequest::default()
+                .with_client_software_name(s("strom-test"))
+                .with_client_software_version(s("1")),
+        ),
+    ) else {
+        panic!("wrong response type")
+    };
+    let finalized: Vec<(String, i16)> = versions
+        .finalized_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.max_version_level))
+        .collect();
+    assert_eq!(finalized, vec![("transaction.version".to_string(), 2)]);
+    assert!(versions.finalized_features_epoch >= 0);
+
+    wait_for_coordinator(&mut client, id);
+    let producer = init_producer_id(&mut client, id);
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            11,
+            id,
+            topic,
+            1,
+            transactional_batch(2, producer)
+        )
+        .0,
+        INVALID_TXN_STATE,
+        "before v12 a partition must be added first"
+    );
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            12,
+            id,
+            topic,
+            0,
+            transactional_batch(4, producer)
+        )
+        .0,
+        0
+    );
+    let txn_commit = |client: &mut RawClient, producer: (i64, i16), offset: i64| {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_group_id(GroupId(s(group)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_generation_id(-1)
+            .with_member_id(s(""))
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(-1)])]);
+        let ResponseKind::TxnOffsetCommit(r) = client.request(
+            ApiKey::TxnOffsetCommit,
+            5,
+            RequestKind::TxnOffsetCommit(request),
+        ) else {
+            panic!("wrong response type")
+        };
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(txn_commit(&mut client, producer, 42), 0);
+    assert_eq!(latest(&mut client, topic, 0, 1), 0, "open");
+
+    let (code, bumped) = end_txn_continuing(&mut client, 5, id, producer, true);
+    assert_eq!((code, bumped), (0, (producer.0, producer.1 + 1)));
+    assert_eq!(
+        end_txn_continuing(&mut client, 5, id, producer, true),
+        (0, bumped),
+        "a retry of the EndTxn gets the same answer"
+    );
+    assert_eq!(
+        (
+            latest(&mut client, topic, 0, 1),
+            latest(&mut client, topic, 0, 0)
+        ),
+        (5, 5),
+        "committed: four records and the marker"
+    );
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]));
+    let ResponseKind::OffsetFetch(r) =
+        client.request(ApiKey::OffsetFetch, 5, RequestKind::OffsetFetch(request))
+    else {
+        panic!("wrong response type")
+    };
+    assert_eq!(r.topics[0].partitions[0].committed_offset, 42);
+
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            12,
+            id,
+            topic,
+            0,
+            transactional_batch_from(1, producer, 4)
+        )
+        .0,
+        INVALID_PRODUCER_EPOCH,
+        "a late write of the ended transaction's epoch"
+    );
+    assert_eq!(
+        txn_commit(&mut client, producer, 99),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(latest(&mut client, topic, 0, 0), 5, "nothing written");
+
+    // The next transaction runs at the bumped epoch, its sequences from 0; aborted, it bumps again.
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            12,
+            id,
+            topic,
+            0,
+            transactional_batch(2, bumped)
+        )
+        .0,
+        0
+    );
+    let (code, aborted) = end_txn_continuing(&mut client, 5, id, bumped, false);
+    assert_eq!((code, aborted), (0, (producer.0, producer.1 + 2)));
+    assert_eq!(
+        (
+            latest(&mut client, topic, 0, 1),
+            latest(&mut client, topic, 0, 0)
+        ),
+        (8, 8)
+    );
+    let (code, empty) = end_txn_continuing(&mut client, 5, id, aborted, false);
+    assert_eq!(
+        (code, empty),
+        (0, (producer.0, producer.1 + 3)),
+        "an abort with nothing open bumps the epoch too"
     );
 }

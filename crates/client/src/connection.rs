@@ -59,9 +59,15 @@ impl Default for ConnectionConfig {
 pub fn client_versions(api: ApiKey) -> (i16, i16) {
     let valid = api.valid_versions();
     let cap = match api {
-        ApiKey::Produce | ApiKey::Fetch => 12,
+        ApiKey::Fetch => 12,
         // v4+ is the broker-to-broker form (KIP-890); clients send v0-3, as Kafka's own producer does.
         ApiKey::AddPartitionsToTxn => 3,
+        // Produce v12, EndTxn v5 and TxnOffsetCommit v5 are transaction version 2 (KIP-890 part 2: the broker
+        // bumps the epoch at each EndTxn and adds partitions implicitly), which this client's transactional
+        // producer does not speak yet: it adds partitions itself and keeps its epoch.
+        ApiKey::Produce => 11,
+        ApiKey::EndTxn => 4,
+        ApiKey::TxnOffsetCommit => 4,
         _ => valid.max,
     };
     (valid.min, valid.max.min(cap))
@@ -656,8 +662,11 @@ mod tests {
     }
 
     #[test]
-    fn produce_is_capped_below_topic_id_addressing() {
-        assert_eq!(client_versions(ApiKey::Produce), (3, 12));
+    fn produce_and_transactions_are_capped_at_transaction_version_1() {
+        assert_eq!(client_versions(ApiKey::Produce), (3, 11));
+        assert_eq!(client_versions(ApiKey::EndTxn).1, 4);
+        assert_eq!(client_versions(ApiKey::TxnOffsetCommit).1, 4);
+        assert_eq!(client_versions(ApiKey::AddPartitionsToTxn).1, 3);
     }
 
     #[tokio::test]

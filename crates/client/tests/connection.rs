@@ -18,8 +18,9 @@ async fn handshake_negotiates_and_pipelined_requests_all_complete() {
     let c = Connection::connect(&broker.bootstrap, ConnectionConfig::default())
         .await
         .unwrap();
-    // Strom advertises Produce up to v9 and Metadata up to v12.
-    assert_eq!(c.version(ApiKey::Produce).unwrap(), 9);
+    // Strom advertises Produce up to v12 (transaction version 2), which this client caps at v11, and Metadata up
+    // to v12.
+    assert_eq!(c.version(ApiKey::Produce).unwrap(), 11);
     assert_eq!(c.version(ApiKey::Metadata).unwrap(), 12);
     let request = MetadataRequest::default().with_topics(Some(Vec::new()));
     let responses = futures::future::join_all((0..50).map(|_| c.request(&request))).await;

@@ -39,7 +39,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport {
         key: ApiKey::Produce,
         min_version: 0,
-        max_version: 9,
+        max_version: 12,
         serve_min_version: 3,
     },
     ApiSupport::new(ApiKey::Fetch, 4, 12),
@@ -58,17 +58,18 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport::new(ApiKey::CreateTopics, 2, 7),
     ApiSupport::new(ApiKey::DeleteTopics, 1, 6),
     ApiSupport::new(ApiKey::DeleteRecords, 0, 2),
-    ApiSupport::new(ApiKey::InitProducerId, 0, 4),
+    ApiSupport::new(ApiKey::InitProducerId, 0, 5),
     ApiSupport::new(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    // Transactions (issue 12). AddPartitionsToTxn v4 is KIP-890's broker-to-broker form (a partition leader
-    // verifies a transaction with its coordinator; producers use v0-3, as Kafka's own do); v5 and EndTxn v4+ belong
-    // to transaction version 2, not served yet.
-    ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 4),
-    ApiSupport::new(ApiKey::AddOffsetsToTxn, 0, 3),
-    ApiSupport::new(ApiKey::EndTxn, 0, 3),
+    // Transactions (issue 12). AddPartitionsToTxn v4-5 is KIP-890's broker-to-broker form (a partition leader
+    // verifies a transaction with its coordinator, or adds a partition to it; producers use v0-3, as Kafka's own
+    // do). Produce v12, EndTxn v5 and TxnOffsetCommit v5 are transaction version 2 (KIP-890 part 2, finalized as
+    // `transaction.version` 2 in ApiVersions): the epoch bumped at each EndTxn, partitions added implicitly.
+    ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 5),
+    ApiSupport::new(ApiKey::AddOffsetsToTxn, 0, 4),
+    ApiSupport::new(ApiKey::EndTxn, 0, 5),
     // Between brokers: a coordinator writes markers on partitions another broker leads.
     ApiSupport::new(ApiKey::WriteTxnMarkers, 1, 1),
-    ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 3),
+    ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 5),
     ApiSupport::new(ApiKey::DescribeConfigs, 1, 4),
     ApiSupport::new(ApiKey::AlterConfigs, 0, 2),
     ApiSupport::new(ApiKey::DescribeLogDirs, 1, 2),

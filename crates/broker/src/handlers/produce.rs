@@ -31,7 +31,7 @@ struct FlushWait {
 }
 
 pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Handled {
-    match remote_verification(state, &request) {
+    match coordinator_check(state, &request, version) {
         None => handle_verified(state, request, version, &Verified::new()),
         Some(check) => {
             let state = state.clone();
@@ -47,39 +47,65 @@ pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
 /// be in the producer's ongoing transaction, else the coordinator's error code.
 type Verified = HashMap<(String, i32), i16>;
 
-/// The partitions of a transactional produce request whose coordinator runs on another broker and whose
-/// transaction is not open here yet: they need the coordinator's word before their first batch is taken.
-struct RemoteVerification {
+/// The partitions of a transactional produce request whose transaction is not open here yet: they need the
+/// coordinator's word before their first batch is taken. Under transaction version 2 (Produce v12+, KIP-890 part
+/// 2) the producer sends no AddPartitionsToTxn: the coordinator adds them now, here or on its broker. Before it,
+/// a coordinator on another broker verifies them (one on this broker is asked as each batch is appended).
+struct CoordinatorCheck {
     transactional_id: String,
     producer_id: i64,
     producer_epoch: i16,
     partitions: Vec<(String, i32)>,
+    add: bool,
+    remote: bool,
 }
 
-impl RemoteVerification {
+impl CoordinatorCheck {
     async fn run(self, state: &Arc<BrokerState>) -> Verified {
-        let codes = verification::verify_remote(
-            state,
-            &self.transactional_id,
-            self.producer_id,
-            self.producer_epoch,
-            &self.partitions,
-        )
-        .await;
+        let codes = if self.remote {
+            verification::ask_remote(
+                state,
+                &self.transactional_id,
+                self.producer_id,
+                self.producer_epoch,
+                &self.partitions,
+                !self.add,
+            )
+            .await
+        } else {
+            let producer = crate::transactions::coordinator::ProducerIdAndEpoch {
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+            };
+            let code = crate::transactions::driver::add_partitions(
+                state,
+                &self.transactional_id,
+                producer,
+                &self.partitions,
+            )
+            .await
+            .err()
+            .unwrap_or(0);
+            vec![code; self.partitions.len()]
+        };
         self.partitions.into_iter().zip(codes).collect()
     }
 }
 
-/// What `request` needs verified by a remote coordinator, if anything.
-fn remote_verification(
+/// What `request` needs of its transaction coordinator before its batches are appended, if anything.
+fn coordinator_check(
     state: &Arc<BrokerState>,
     request: &ProduceRequest,
-) -> Option<RemoteVerification> {
+    version: i16,
+) -> Option<CoordinatorCheck> {
     let id = request.transactional_id.as_ref()?.0.as_str();
-    match state.transactions.with(id, |_| ()) {
-        Err(code) if code == ResponseError::NotCoordinator.code() => {}
-        _ => return None,
-    }
+    let add = version >= 12;
+    let remote = match state.transactions.with(id, |_| ()) {
+        Err(code) if code == ResponseError::NotCoordinator.code() => true,
+        // Verified batch by batch as they are appended.
+        _ if !add => return None,
+        _ => false,
+    };
     let mut producer = None;
     let mut partitions = Vec::new();
     for topic_data in &request.topic_data {
@@ -105,11 +131,13 @@ fn remote_verification(
         }
     }
     let (producer_id, producer_epoch) = producer?;
-    Some(RemoteVerification {
+    Some(CoordinatorCheck {
         transactional_id: id.to_string(),
         producer_id,
         producer_epoch,
         partitions,
+        add,
+        remote,
     })
 }
 

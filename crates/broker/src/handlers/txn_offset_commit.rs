@@ -13,8 +13,10 @@ use strom_protocol::kafka::messages::{TxnOffsetCommitRequest, TxnOffsetCommitRes
 use strom_protocol::kafka::ResponseError;
 
 use crate::clock::now_ms;
-use crate::offsets::record::{CommittedOffset, OffsetKey};
+use crate::offsets::record::{partition_for_group, CommittedOffset, OffsetKey};
+use crate::offsets::OFFSETS_TOPIC;
 use crate::server::BrokerState;
+use crate::transactions::verification;
 
 pub async fn handle(
     state: Arc<BrokerState>,
@@ -44,6 +46,11 @@ pub async fn handle(
         }
     } else {
         0
+    };
+    let group_error = if group_error == 0 {
+        transaction_check(&state, &request, &group_id, version).await
+    } else {
+        group_error
     };
     let now = now_ms();
     let mut changes = Vec::new();
@@ -114,4 +121,50 @@ pub async fn handle(
         );
     }
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// KIP-890: the group's `__consumer_offsets` partition must be in the producer's ongoing transaction (added by
+/// AddOffsetsToTxn), or, from v5 (transaction version 2, where the producer sends no AddOffsetsToTxn), is added
+/// now. Otherwise a commit delayed past its transaction's end would leave offsets no coordinator completes.
+async fn transaction_check(
+    state: &Arc<BrokerState>,
+    request: &TxnOffsetCommitRequest,
+    group_id: &str,
+    version: i16,
+) -> i16 {
+    let topic = match state.ensure_offsets_topic().await {
+        Ok(topic) => topic,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the offsets topic");
+            return ResponseError::CoordinatorNotAvailable.code();
+        }
+    };
+    let partition = (
+        OFFSETS_TOPIC.to_string(),
+        partition_for_group(group_id, topic.partition_count()),
+    );
+    let codes = verification::verify_or_add(
+        state,
+        request.transactional_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        &[partition],
+        version >= 5,
+    )
+    .await;
+    match codes.first().copied().unwrap_or(0) {
+        0 => 0,
+        code if code == ResponseError::InvalidTxnState.code()
+            || code == ResponseError::InvalidProducerIdMapping.code()
+            || code == ResponseError::InvalidProducerEpoch.code() =>
+        {
+            code
+        }
+        code if code == ResponseError::ProducerFenced.code() => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        // The transaction coordinator cannot answer now (moving, loading, ending the previous transaction):
+        // retriable for the producer, which asks again.
+        _ => ResponseError::CoordinatorLoadInProgress.code(),
+    }
 }

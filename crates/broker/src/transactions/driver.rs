@@ -103,20 +103,24 @@ pub async fn add_partitions(
     }
 }
 
-/// EndTxn: answered once the decision is persisted; the markers follow in the background.
+/// EndTxn: answered once the decision is persisted; the markers follow in the background. Returns the producer
+/// id and epoch the producer continues with: bumped under transaction version 2 (`bump_epoch`, EndTxn v5+).
 pub async fn end_txn(
     state: &Arc<BrokerState>,
     transactional_id: &str,
     producer: ProducerIdAndEpoch,
     commit: bool,
-) -> Result<(), i16> {
+    bump_epoch: bool,
+) -> Result<(i64, i16), i16> {
     let transition = state.transactions.with(transactional_id, |c| {
-        c.end_txn(transactional_id, producer, commit, now_ms())
+        c.end_txn(transactional_id, producer, commit, bump_epoch, now_ms())
     })??;
     let Some(transition) = transition else {
-        return Ok(());
+        // Already ended this way: the producer continues with what the transaction completed with.
+        return current_producer(state, transactional_id);
     };
     persist(state, transactional_id, &transition).await?;
+    let new_producer_id = transition.metadata.producer_epoch == i16::MAX;
     if let Some(completed) = markers_of(state, transactional_id, transition.then) {
         // The outcome is durable once the Prepare state is: answering now would be correct (Kafka does). But the
         // producer's next transaction would then meet CONCURRENT_TRANSACTIONS until the markers are written, and
@@ -124,7 +128,28 @@ pub async fn end_txn(
         // transaction whose markers take longer is answered anyway and completes in the background.
         let _ = tokio::time::timeout(END_TXN_WAIT, completed).await;
     }
-    Ok(())
+    if new_producer_id {
+        // The epoch is exhausted: the producer id it continues with exists once the transaction completes.
+        // Until then the client retries (a retry of this EndTxn is recognised) and gets it.
+        let (producer_id, producer_epoch) = current_producer(state, transactional_id)?;
+        if producer_epoch == i16::MAX {
+            return Err(ResponseError::ConcurrentTransactions.code());
+        }
+        return Ok((producer_id, producer_epoch));
+    }
+    Ok((
+        transition.metadata.producer_id,
+        transition.metadata.producer_epoch,
+    ))
+}
+
+/// The producer id and epoch `transactional_id` has now.
+fn current_producer(state: &Arc<BrokerState>, transactional_id: &str) -> Result<(i64, i16), i16> {
+    state.transactions.with(transactional_id, |c| {
+        c.get(transactional_id)
+            .map(|m| (m.producer_id, m.producer_epoch))
+            .ok_or(ResponseError::InvalidProducerIdMapping.code())
+    })?
 }
 
 /// Resumes what a newly loaded coordinator found unfinished.
@@ -226,8 +251,33 @@ fn spawn_markers(
             pending = failed;
             tokio::time::sleep(MARKER_RETRY).await;
         }
+        // An exhausted epoch completes with a new producer id.
+        let exhausted = state
+            .transactions
+            .with(&transactional_id, |c| {
+                c.completes_with_new_producer_id(&transactional_id)
+            })
+            .unwrap_or(false);
+        let next_producer_id = if exhausted {
+            match state.producer_ids.next(&state).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    // Left prepared: the sweep writes the markers again and retries this.
+                    tracing::warn!(transactional_id, error = %e, "cannot allocate a producer id");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let transition = state.transactions.with(&transactional_id, |c| {
-            c.markers_written(&transactional_id, producer_id, producer_epoch, now_ms())
+            c.markers_written(
+                &transactional_id,
+                producer_id,
+                producer_epoch,
+                now_ms(),
+                next_producer_id,
+            )
         });
         if let Ok(Some(t)) = transition {
             // The Complete state counts once appended, without waiting for its fsync: it follows the durable

@@ -6,7 +6,12 @@
 //!
 //! The coordinator is asked directly when it runs on this broker, and through AddPartitionsToTxn v4 with
 //! `verify_only` (the broker-to-broker form) when it runs elsewhere. Later batches of the same transaction need no
-//! check: the partition already has the transaction open for that producer id and epoch.
+//! check: the partition already has the transaction open for that producer id and epoch. A transactional offset
+//! commit is verified the same way for its `__consumer_offsets` partition.
+//!
+//! Under transaction version 2 (KIP-890 part 2: Produce v12+, TxnOffsetCommit v5+) the producer sends no
+//! AddPartitionsToTxn or AddOffsetsToTxn: the leader (or group coordinator) asks the transaction coordinator to
+//! add the partition instead of verifying it (AddPartitionsToTxn v5 without `verify_only` when it is remote).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +34,8 @@ use crate::server::BrokerState;
 
 /// The broker-to-broker version of AddPartitionsToTxn that carries `verify_only`.
 const VERIFY_VERSION: i16 = 4;
+/// The version a partition leader adds a transaction version 2 producer's partitions with.
+const ADD_VERSION: i16 = 5;
 
 /// Asks the coordinator of `transactional_id`, which must run on this broker, whether `(producer_id, epoch)` has
 /// an ongoing transaction holding `topic`-`partition`. The outer error is the coordinator's own (NOT_COORDINATOR,
@@ -124,14 +131,16 @@ impl Peers {
 }
 
 /// Asks the coordinator of `transactional_id` on another broker, with AddPartitionsToTxn v4 `verify_only`,
-/// whether `(producer_id, epoch)` has an ongoing transaction holding each of `partitions`. Returns one code per
-/// partition, in order (0: verified).
-pub async fn verify_remote(
+/// whether `(producer_id, epoch)` has an ongoing transaction holding each of `partitions`, or (not `verify_only`,
+/// v5: a transaction version 2 producer's first write to them) to add them to its transaction. Returns one code
+/// per partition, in order (0: verified, or added).
+pub async fn ask_remote(
     state: &BrokerState,
     transactional_id: &str,
     producer_id: i64,
     producer_epoch: i16,
     partitions: &[(String, i32)],
+    verify_only: bool,
 ) -> Vec<i16> {
     let unavailable = vec![ResponseError::CoordinatorNotAvailable.code(); partitions.len()];
     let Some(coordinator) = state.topics.get(TRANSACTION_STATE_TOPIC).and_then(|t| {
@@ -169,10 +178,15 @@ pub async fn verify_remote(
             )))
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch)
-            .with_verify_only(true)
+            .with_verify_only(verify_only)
             .with_topics(topics),
     ]);
-    let response = match connection.request_at(&request, VERIFY_VERSION).await {
+    let version = if verify_only {
+        VERIFY_VERSION
+    } else {
+        ADD_VERSION
+    };
+    let response = match connection.request_at(&request, version).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(coordinator, error = %e, "transaction verification failed");
@@ -203,6 +217,58 @@ pub async fn verify_remote(
                 .unwrap_or(ResponseError::UnknownServerError.code())
         })
         .collect()
+}
+
+/// Verifies (or, `add`, adds) `partitions` in the transaction of `transactional_id`'s producer, with its
+/// coordinator wherever it runs. One code per partition, in order (0: verified or added).
+pub async fn verify_or_add(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+    add: bool,
+) -> Vec<i16> {
+    match state.transactions.with(transactional_id, |_| ()) {
+        Err(code) if code == ResponseError::NotCoordinator.code() => {
+            ask_remote(
+                state,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+                !add,
+            )
+            .await
+        }
+        _ if add => {
+            let producer = super::coordinator::ProducerIdAndEpoch {
+                producer_id,
+                producer_epoch,
+            };
+            let code = super::driver::add_partitions(state, transactional_id, producer, partitions)
+                .await
+                .err()
+                .unwrap_or(0);
+            vec![code; partitions.len()]
+        }
+        _ => partitions
+            .iter()
+            .map(|(topic, p)| {
+                match check_local(
+                    state,
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    topic,
+                    *p,
+                ) {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(code)) | Err(code) => code,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// The coordinator's side of AddPartitionsToTxn v4+: each transaction's partitions verified (`verify_only`) or

@@ -149,6 +149,9 @@ struct Entry {
     /// A Prepare state whose markers the driver is writing (it always starts writing them once the state is
     /// persisted or loaded, and reports [`Coordinator::markers_stopped`] when its writer ends).
     writing_markers: bool,
+    /// The producer id and epoch that ended the last transaction under transaction version 2, before its epoch
+    /// bump: a retry of that EndTxn (its response lost) is recognised by them and answered with the bumped ones.
+    ended_by: Option<ProducerIdAndEpoch>,
 }
 
 /// The transactions of one `__transaction_state` partition.
@@ -192,6 +195,7 @@ impl Coordinator {
                             pending: None,
                             fresh: false,
                             writing_markers: false,
+                            ended_by: None,
                         },
                     );
                 }
@@ -275,6 +279,7 @@ impl Coordinator {
                     pending: Some(metadata.clone()),
                     fresh: true,
                     writing_markers: false,
+                    ended_by: None,
                 },
             );
             return Ok(Transition {
@@ -370,14 +375,39 @@ impl Coordinator {
         }))
     }
 
-    /// EndTxn. `Ok(None)`: a retry of an end already complete with the same result, answer at once.
+    /// EndTxn. `Ok(None)`: a retry of an end already complete with the same result, answer at once (with the
+    /// current producer id and epoch).
+    ///
+    /// `bump_epoch` is transaction version 2 (EndTxn v5+, KIP-890 part 2): the transaction ends with the next
+    /// producer epoch, carried by its markers, so no write of the ended transaction's epoch is taken afterwards
+    /// (a late produce, or a zombie's), and the producer continues with that epoch; an epoch that would overflow
+    /// ends at `i16::MAX` and moves to a new producer id when the transaction completes. An abort with no
+    /// transaction open bumps the epoch too.
     pub fn end_txn(
         &mut self,
         transactional_id: &str,
         producer: ProducerIdAndEpoch,
         commit: bool,
+        bump_epoch: bool,
         now_ms: i64,
     ) -> Result<Option<Transition>, i16> {
+        if bump_epoch {
+            if let Some(entry) = self.txns.get(transactional_id) {
+                if entry.ended_by == Some(producer) && entry.pending.is_none() {
+                    // A retry of the EndTxn that bumped the epoch: its outcome, if it is this one.
+                    let (prepare, complete) = if commit {
+                        (TxnState::PrepareCommit, TxnState::CompleteCommit)
+                    } else {
+                        (TxnState::PrepareAbort, TxnState::CompleteAbort)
+                    };
+                    return match entry.current.state {
+                        s if s == prepare => Err(error::CONCURRENT_TRANSACTIONS),
+                        s if s == complete => Ok(None),
+                        _ => Err(error::INVALID_TXN_STATE),
+                    };
+                }
+            }
+        }
         let entry = self.checked(transactional_id, producer)?;
         let current = &entry.current;
         let (prepare, complete, control) = if commit {
@@ -393,6 +423,33 @@ impl Coordinator {
                 ControlType::Abort,
             )
         };
+        let open = current.state == TxnState::Ongoing;
+        let empty_abort = !commit
+            && matches!(
+                current.state,
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+            );
+        if bump_epoch && (open || empty_abort) {
+            let mut next = current.clone();
+            next.state = prepare;
+            next.last_update_ms = now_ms;
+            // i16::MAX is reached only here: the epoch is exhausted, and the id changes on completion.
+            next.producer_epoch = current.producer_epoch.saturating_add(1);
+            if !open {
+                next.partitions.clear();
+            }
+            entry.ended_by = Some(producer);
+            entry.pending = Some(next.clone());
+            return Ok(Some(Transition {
+                then: Then::WriteMarkers {
+                    producer_id: next.producer_id,
+                    producer_epoch: next.producer_epoch,
+                    control,
+                    partitions: next.partitions.clone(),
+                },
+                metadata: next,
+            }));
+        }
         match current.state {
             TxnState::Ongoing => {
                 let mut next = current.clone();
@@ -420,13 +477,23 @@ impl Coordinator {
         }
     }
 
-    /// The markers of `producer_id`/`producer_epoch`'s transaction are on every partition: complete it.
+    /// Whether completing `transactional_id`'s prepared transaction moves it to a new producer id (its epoch
+    /// is exhausted): the driver then allocates one for [`Coordinator::markers_written`].
+    pub fn completes_with_new_producer_id(&self, transactional_id: &str) -> bool {
+        self.txns
+            .get(transactional_id)
+            .is_some_and(|e| e.current.producer_epoch == i16::MAX)
+    }
+
+    /// The markers of `producer_id`/`producer_epoch`'s transaction are on every partition: complete it (with
+    /// `next_producer_id` at epoch 0 when the epoch is exhausted, see [`Coordinator::end_txn`]).
     pub fn markers_written(
         &mut self,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         now_ms: i64,
+        next_producer_id: Option<i64>,
     ) -> Option<Transition> {
         let entry = self.txns.get_mut(transactional_id)?;
         let current = &entry.current;
@@ -444,6 +511,10 @@ impl Coordinator {
         let mut next = current.clone();
         next.state = complete;
         next.last_update_ms = now_ms;
+        if current.producer_epoch == i16::MAX {
+            next.producer_id = next_producer_id?;
+            next.producer_epoch = 0;
+        }
         entry.pending = Some(next.clone());
         Some(Transition {
             metadata: next,

@@ -59,7 +59,8 @@ fn a_transaction_goes_empty_ongoing_prepare_complete_and_the_next_starts_afresh(
         Ok(None)
     );
     let end = persist(&mut c, |c| {
-        c.end_txn("tx", pe(7, 0), true, NOW).map(Option::unwrap)
+        c.end_txn("tx", pe(7, 0), true, false, NOW)
+            .map(Option::unwrap)
     });
     assert_eq!(end.metadata.state, TxnState::PrepareCommit);
     assert_eq!(
@@ -73,14 +74,14 @@ fn a_transaction_goes_empty_ongoing_prepare_complete_and_the_next_starts_afresh(
     );
     // A retry while the markers are being written is told to wait.
     assert_eq!(
-        c.end_txn("tx", pe(7, 0), true, NOW),
+        c.end_txn("tx", pe(7, 0), true, false, NOW),
         Err(error::CONCURRENT_TRANSACTIONS)
     );
-    let done = c.markers_written("tx", 7, 0, NOW + 1).unwrap();
+    let done = c.markers_written("tx", 7, 0, NOW + 1, None).unwrap();
     assert_eq!(done.metadata.state, TxnState::CompleteCommit);
     c.persisted("tx");
     // Now a retry is answered as done; the opposite end is refused.
-    assert_eq!(c.end_txn("tx", pe(7, 0), true, NOW), Ok(None));
+    assert_eq!(c.end_txn("tx", pe(7, 0), true, false, NOW), Ok(None));
     // The next transaction starts with only its own partitions.
     let next = c
         .add_partitions("tx", pe(7, 0), &parts(&[("c", 0)]), NOW + 5)
@@ -102,7 +103,7 @@ fn a_pending_transition_makes_every_other_request_wait() {
         .unwrap();
     assert_eq!(t.metadata.state, TxnState::Ongoing);
     assert_eq!(
-        c.end_txn("tx", pe(7, 0), true, NOW),
+        c.end_txn("tx", pe(7, 0), true, false, NOW),
         Err(error::CONCURRENT_TRANSACTIONS)
     );
     assert_eq!(c_init(&mut c, None), Err(error::CONCURRENT_TRANSACTIONS));
@@ -133,7 +134,7 @@ fn init_producer_id_bumps_the_epoch_and_fences_the_old_producer() {
         Err(error::PRODUCER_FENCED)
     );
     assert_eq!(
-        c.end_txn("tx", pe(7, 0), false, NOW),
+        c.end_txn("tx", pe(7, 0), false, false, NOW),
         Err(error::PRODUCER_FENCED)
     );
     assert_eq!(
@@ -170,7 +171,9 @@ fn init_producer_id_aborts_a_transaction_left_open_with_the_new_epoch() {
     );
     // Until the abort completes the new producer is told to retry.
     assert_eq!(c_init(&mut c, None), Err(error::CONCURRENT_TRANSACTIONS));
-    persist(&mut c, |c| c.markers_written("tx", 7, 1, NOW).ok_or(0));
+    persist(&mut c, |c| {
+        c.markers_written("tx", 7, 1, NOW, None).ok_or(0)
+    });
     assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteAbort);
     let ready = persist(&mut c, |c| c_init(c, None));
     assert_eq!(ready.metadata.producer_epoch, 2);
@@ -201,7 +204,7 @@ fn an_expired_transaction_is_aborted_with_the_next_epoch() {
     ));
     // The producer that left it open is fenced.
     assert_eq!(
-        c.end_txn("tx", pe(7, 0), true, NOW),
+        c.end_txn("tx", pe(7, 0), true, false, NOW),
         Err(error::PRODUCER_FENCED)
     );
 }
@@ -263,7 +266,7 @@ fn loading_resumes_the_markers_of_prepared_transactions() {
             }
         )]
     );
-    let complete = c.markers_written("p", 5, 2, NOW).unwrap();
+    let complete = c.markers_written("p", 5, 2, NOW, None).unwrap();
     assert_eq!(complete.metadata.state, TxnState::CompleteAbort);
 }
 
@@ -276,7 +279,9 @@ fn a_prepared_transaction_whose_marker_writer_stopped_is_handed_out_again_once()
             .unwrap())
     });
     persist(&mut c, |c| {
-        Ok(c.end_txn("tx", pe(7, 0), true, NOW).unwrap().unwrap())
+        Ok(c.end_txn("tx", pe(7, 0), true, false, NOW)
+            .unwrap()
+            .unwrap())
     });
     assert!(c.awaits_markers("tx", 7, 0, ControlType::Commit));
     assert!(!c.awaits_markers("tx", 7, 0, ControlType::Abort));
@@ -301,11 +306,120 @@ fn a_prepared_transaction_whose_marker_writer_stopped_is_handed_out_again_once()
         )]
     );
     assert_eq!(c.take_unfinished(), vec![]);
-    persist(&mut c, |c| Ok(c.markers_written("tx", 7, 0, NOW).unwrap()));
+    persist(&mut c, |c| {
+        Ok(c.markers_written("tx", 7, 0, NOW, None).unwrap())
+    });
     assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteCommit);
     assert!(!c.awaits_markers("tx", 7, 0, ControlType::Commit));
     c.markers_stopped("tx", 3);
     assert_eq!(c.take_unfinished(), vec![]);
+}
+
+/// Transaction version 2: EndTxn bumps the epoch (markers carry it), a retry of that EndTxn is answered, and an
+/// exhausted epoch ends at i16::MAX and completes with a new producer id at epoch 0.
+#[test]
+fn transaction_version_2_ends_each_transaction_with_the_next_epoch() {
+    let mut c = initialized();
+    let add = |c: &mut Coordinator, epoch: i16| {
+        persist(c, |c| {
+            Ok(
+                c.add_partitions("tx", pe(7, epoch), &parts(&[("a", 0)]), NOW)
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
+    };
+    add(&mut c, 0);
+    let t = persist(&mut c, |c| {
+        Ok(c.end_txn("tx", pe(7, 0), true, true, NOW).unwrap().unwrap())
+    });
+    assert_eq!(
+        (t.metadata.producer_epoch, t.metadata.state),
+        (1, TxnState::PrepareCommit)
+    );
+    assert_eq!(
+        t.then,
+        Then::WriteMarkers {
+            producer_id: 7,
+            producer_epoch: 1,
+            control: ControlType::Commit,
+            partitions: parts(&[("a", 0)]).into_iter().collect(),
+        }
+    );
+    // A retry while the markers are written, then once complete.
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), true, true, NOW),
+        Err(error::CONCURRENT_TRANSACTIONS)
+    );
+    persist(&mut c, |c| {
+        Ok(c.markers_written("tx", 7, 1, NOW, None).unwrap())
+    });
+    assert_eq!(c.end_txn("tx", pe(7, 0), true, true, NOW), Ok(None));
+    assert_eq!(
+        c.end_txn("tx", pe(7, 0), false, true, NOW),
+        Err(error::INVALID_TXN_STATE),
+        "not the end it made"
+    );
+    // The old epoch is fenced for anything else.
+    assert_eq!(
+        c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+    // An abort with nothing open bumps too, with no markers to write.
+    let t = persist(&mut c, |c| {
+        Ok(c.end_txn("tx", pe(7, 1), false, true, NOW)
+            .unwrap()
+            .unwrap())
+    });
+    assert_eq!(t.metadata.producer_epoch, 2);
+    assert!(t.metadata.partitions.is_empty());
+    persist(&mut c, |c| {
+        Ok(c.markers_written("tx", 7, 2, NOW, None).unwrap())
+    });
+    assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteAbort);
+
+    // The exhausted epoch: ends at i16::MAX, completes with the new id the driver allocated.
+    let mut c = coordinator();
+    c.load([(
+        "tx".to_string(),
+        Some(TxnMetadata {
+            transactional_id: "tx".into(),
+            producer_id: 7,
+            producer_epoch: i16::MAX - 1,
+            timeout_ms: 60_000,
+            state: TxnState::Ongoing,
+            partitions: parts(&[("a", 0)]).into_iter().collect(),
+            start_ms: NOW,
+            last_update_ms: NOW,
+        }),
+    )]);
+    let t = persist(&mut c, |c| {
+        Ok(c.end_txn("tx", pe(7, i16::MAX - 1), true, true, NOW)
+            .unwrap()
+            .unwrap())
+    });
+    assert_eq!(t.metadata.producer_epoch, i16::MAX);
+    assert!(c.completes_with_new_producer_id("tx"));
+    assert_eq!(
+        c.markers_written("tx", 7, i16::MAX, NOW, None),
+        None,
+        "needs the new id"
+    );
+    let done = persist(&mut c, |c| {
+        Ok(c.markers_written("tx", 7, i16::MAX, NOW, Some(8)).unwrap())
+    });
+    assert_eq!(
+        (
+            done.metadata.producer_id,
+            done.metadata.producer_epoch,
+            done.metadata.state
+        ),
+        (8, 0, TxnState::CompleteCommit)
+    );
+    assert_eq!(
+        c.end_txn("tx", pe(7, i16::MAX - 1), true, true, NOW),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -322,13 +436,13 @@ fn bad_timeouts_and_out_of_step_ends_get_kafka_s_codes() {
     assert!(c.get("tx").is_none(), "nothing created");
     let mut c = initialized();
     assert_eq!(
-        c.end_txn("tx", pe(7, 0), true, NOW),
+        c.end_txn("tx", pe(7, 0), true, false, NOW),
         Err(error::INVALID_TXN_STATE),
         "commit with nothing open"
     );
-    assert_eq!(c.end_txn("tx", pe(7, 0), false, NOW), Ok(None));
+    assert_eq!(c.end_txn("tx", pe(7, 0), false, false, NOW), Ok(None));
     assert_eq!(
-        c.end_txn("tx", pe(7, 1), false, NOW),
+        c.end_txn("tx", pe(7, 1), false, false, NOW),
         Err(error::INVALID_PRODUCER_EPOCH),
         "an epoch from the future"
     );
