@@ -42,6 +42,10 @@ fn bench_prints_summaries_targets_and_a_report() {
             "e2e-latency",
             "--scenario",
             "many-partitions",
+            "--scenario",
+            "e2e-after-load",
+            "--after-load-mb",
+            "2",
             "--e2e-rate",
             "1000",
             "--e2e-seconds",
@@ -96,10 +100,21 @@ fn bench_prints_summaries_targets_and_a_report() {
     let e2e = line_of(&stdout, "e2e-latency");
     assert!(e2e.starts_with("e2e-latency: 1000 records, "), "{e2e}");
     assert!(e2e.contains("p99 "), "{e2e}");
+    // After 2 MiB of load, one second at each fixed rate.
+    for (case, records) in [("e2e-after-load/5k", 5000), ("e2e-after-load/10k", 10000)] {
+        let line = line_of(&stdout, case);
+        assert!(
+            line.starts_with(&format!("{case}: {records} records, ")),
+            "{line}"
+        );
+        assert!(line.contains("p99.9 "), "{line}");
+    }
     for target in [
         "produce-1k/p6:",
         "consume/assign:",
         "e2e-latency:",
+        "e2e-after-load/5k:",
+        "e2e-after-load/10k:",
         "many-partitions/p1000:",
     ] {
         assert!(

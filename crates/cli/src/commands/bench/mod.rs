@@ -29,6 +29,16 @@ use figures::Figures;
 const PARTITIONS: i32 = 6;
 /// Partitions of the many-partitions scenario's topic.
 const MANY_PARTITIONS: i32 = 1000;
+/// The traffic e2e-after-load follows, as a user's broker sees it before its latency is measured: `mb` MiB at
+/// acks=1, three quarters in 1 KiB records and a quarter in 100 B records (2048 MiB: 1.57M and 5.4M records),
+/// each read back.
+fn after_load(mb: u64) -> [(produce::Load, usize); 2] {
+    let bytes = mb * 1024 * 1024;
+    [
+        (produce::Load::ONE_K, (bytes * 3 / 4 / 1024).max(1) as usize),
+        (produce::Load::HUNDRED_B, (bytes / 4 / 100).max(1) as usize),
+    ]
+}
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -54,9 +64,12 @@ pub struct BenchArgs {
     /// e2e-latency: records per second the producer sends.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub e2e_rate: u32,
-    /// e2e-latency: how long each run sends for.
+    /// e2e-latency and e2e-after-load: how long each run sends for.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub e2e_seconds: u32,
+    /// e2e-after-load: MiB produced (and consumed) right before each run.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    pub after_load_mb: u64,
     /// streams: the application's `num.stream.threads` (Kafka Streams' default, 1, unless given).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub streams_threads: u32,
@@ -80,6 +93,10 @@ pub enum Scenario {
     /// Fixed-rate produce (linger 0, acks=1) to consume, per-record latency.
     #[value(name = "e2e-latency")]
     E2eLatency,
+    /// e2e-latency at 5,000 and 10,000 records/s right after 2 GB of produce traffic (1.5M × 1 KiB and
+    /// 5M × 100 B, acks=1) and its consumption, with no pause between: the tail users see after real traffic.
+    #[value(name = "e2e-after-load")]
+    E2eAfterLoad,
     /// 1,000 partitions, 1 KiB records, acks=1.
     #[value(name = "many-partitions")]
     ManyPartitions,
@@ -125,6 +142,10 @@ enum Kind {
     },
     Consume(consume::Mode),
     E2eLatency,
+    /// e2e-latency at `rate` records/s right after [`after_load`]'s traffic.
+    E2eAfterLoad {
+        rate: u32,
+    },
     /// A strom-streams topology over records written before the run.
     Streams(streams::Topology),
     /// On the bench's 3-node cluster.
@@ -187,6 +208,16 @@ impl Scenario {
                 name: "e2e-latency",
                 kind: Kind::E2eLatency,
             }],
+            Scenario::E2eAfterLoad => vec![
+                Case {
+                    name: "e2e-after-load/5k",
+                    kind: Kind::E2eAfterLoad { rate: 5_000 },
+                },
+                Case {
+                    name: "e2e-after-load/10k",
+                    kind: Kind::E2eAfterLoad { rate: 10_000 },
+                },
+            ],
             Scenario::ManyPartitions => vec![produce(
                 "many-partitions/p1000",
                 Load::ONE_K,
@@ -247,7 +278,7 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Consume(_) => &["produce-1k/p6"],
         Kind::Streams(_) => &["produce-100b/p6"],
         Kind::Replicated { .. } | Kind::Transactional { .. } => &["produce-durable/p6"],
-        Kind::Ceiling { .. } | Kind::E2eLatency | Kind::Failover => &[],
+        Kind::Ceiling { .. } | Kind::E2eLatency | Kind::E2eAfterLoad { .. } | Kind::Failover => &[],
     }
 }
 
@@ -361,6 +392,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
             {
                 from_disk = broker_process::evict_from_page_cache(&data_dir, source)? > 0;
             }
+            // The traffic e2e-after-load measures after: written and read right before, not settled.
+            let mut load_topics = Vec::new();
+            if let Kind::E2eAfterLoad { .. } = case.kind {
+                for (i, (load, records)) in after_load(args.after_load_mb).into_iter().enumerate() {
+                    let load_topic = format!("{topic}-load{i}");
+                    produce::run(&bootstrap, &load_topic, PARTITIONS, load, records)?;
+                    consume::run(
+                        &bootstrap,
+                        &load_topic,
+                        PARTITIONS,
+                        records,
+                        consume::Mode::Assign,
+                        false,
+                    )?;
+                    load_topics.push(load_topic);
+                }
+            }
             // The ceiling and the sink run in this process and involve no broker; the cluster's three brokers are
             // not probed.
             let measured = !matches!(case.kind, Kind::Ceiling { .. } | Kind::Sink { .. });
@@ -429,6 +477,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     finished_topic = Some(topic);
                     figures
                 }
+                Kind::E2eAfterLoad { rate } => {
+                    let records = rate as usize * args.e2e_seconds as usize;
+                    let figures = e2e::run(&bootstrap, &topic, PARTITIONS, rate, records)?;
+                    finished_topic = Some(topic);
+                    figures
+                }
                 Kind::Transactional {
                     per_transaction,
                     producers,
@@ -463,12 +517,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if let Some(topic) = finished_topic {
                 produce::delete_topic(&bootstrap, &topic)?;
             }
+            for topic in load_topics {
+                produce::delete_topic(&bootstrap, &topic)?;
+            }
             runs.push(figures);
         }
         let rates_of_all_runs: Vec<f64> = runs.iter().map(|f| f.records_per_sec).collect();
         let figures = match case.kind {
             // A fixed-rate run is judged by its latency, not its rate.
-            Kind::E2eLatency => {
+            Kind::E2eLatency | Kind::E2eAfterLoad { .. } => {
                 figures::median_run(runs, |f| f.latency_ms.map_or(f64::MAX, |l| l.p99))
             }
             Kind::Failover => figures::median_run(runs, |f| f.pause_ms.unwrap_or(f64::MAX)),
@@ -492,7 +549,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let checked = targets::check(&results);
     if !checked.is_empty() {
-        println!("targets (issues #5, #10, #11 and #12, 2-core machine):");
+        println!("targets (issues #5, #10, #11, #12 and #13, 2-core machine):");
         for t in &checked {
             println!("  {}", t.line());
         }

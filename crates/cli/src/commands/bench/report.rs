@@ -55,6 +55,7 @@ pub fn build(
             "many_partitions": MANY_PARTITIONS,
             "e2e_rate": args.e2e_rate,
             "e2e_seconds": args.e2e_seconds,
+            "after_load_mb": args.after_load_mb,
             "streams": {
                 "keys": streams::KEYS,
                 "stream_threads": args.streams_threads,
