@@ -110,9 +110,26 @@ async fn app(bootstrap: &str) {
     }
 }
 
+/// The app's process, killed when dropped: a failing test leaves no app running.
+struct App(Child);
+
+impl App {
+    /// `kill -9`, and waits for it to be gone.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the app against `bootstrap`: this test binary, running only the ignored app test.
-fn start_app(bootstrap: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+fn start_app(bootstrap: &str) -> App {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
             "--exact",
@@ -125,7 +142,8 @@ fn start_app(bootstrap: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("starting the app")
+        .expect("starting the app");
+    App(child)
 }
 
 /// The sum of the output partitions' last stable offsets: committed records and markers, a progress measure.
@@ -228,7 +246,7 @@ async fn a_killed_consume_transform_produce_app_writes_every_record_exactly_once
         let step = 1 + (rng.next_u64() % (RECORDS as u64 / 30)) as i64;
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Some(status) = app.try_wait().unwrap() {
+            if let Some(status) = app.0.try_wait().unwrap() {
                 panic!("the app exited by itself ({status}) before kill {kill}");
             }
             let now = stable_end(&admin).await;
@@ -243,8 +261,7 @@ async fn a_killed_consume_transform_produce_app_writes_every_record_exactly_once
         }
         // Then a random moment more, so the kill also lands inside transactions and commits, not only after one.
         tokio::time::sleep(Duration::from_millis(rng.next_u64() % 20)).await;
-        app.kill().unwrap();
-        app.wait().unwrap();
+        app.kill();
         kill_points.push(stable_end(&admin).await);
     }
     println!("killed at output stable ends {kill_points:?}");
@@ -252,8 +269,7 @@ async fn a_killed_consume_transform_produce_app_writes_every_record_exactly_once
     // The last instance runs until every input record is in the output.
     let mut app = start_app(&broker.bootstrap);
     let values = read_output(&broker.bootstrap, RECORDS).await;
-    app.kill().unwrap();
-    app.wait().unwrap();
+    app.kill();
     // Read again once the app is gone: nothing it did last may have added a duplicate.
     let values = {
         let again = read_output(&broker.bootstrap, values.len()).await;
