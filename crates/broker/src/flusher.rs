@@ -12,10 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::partition::{Partition, PartitionError};
 use crate::topics::Topics;
+
+/// fdatasyncs in flight at once in one flush batch.
+const PARALLEL_FSYNCS: usize = 16;
 
 #[derive(Clone)]
 pub struct Flusher {
@@ -72,11 +76,15 @@ async fn run(
         batch.dedup_by_key(|p| Arc::as_ptr(p) as usize);
         // The partitions are fsynced at once, each on a blocking thread: the block layer merges the cache flushes
         // of concurrent fdatasyncs, so a batch costs about one device flush instead of one per partition (a
-        // transaction's markers on six partitions were six flushes in a row).
-        let flushes = batch
-            .into_iter()
-            .map(|p| tokio::task::spawn_blocking(move || flush(&p)));
-        for result in futures::future::join_all(flushes).await {
+        // transaction's markers on six partitions were six flushes in a row). At most `PARALLEL_FSYNCS` at a time,
+        // so a thousand dirty partitions do not become a thousand threads.
+        let mut flushes = futures::stream::iter(
+            batch
+                .into_iter()
+                .map(|p| tokio::task::spawn_blocking(move || flush(&p))),
+        )
+        .buffer_unordered(PARALLEL_FSYNCS);
+        while let Some(result) = flushes.next().await {
             if let Err(e) = result {
                 tracing::error!(error = %e, "flush task failed");
             }
