@@ -1,5 +1,5 @@
 //! The transaction admin APIs (issue 12, KIP-664) against real brokers, with a transaction librdkafka's
-//! transactional producer holds open: DescribeTransactions, ListTransactions (v0, and v1's duration filter) and
+//! transactional producer holds open: DescribeTransactions, ListTransactions (v0, v1's duration filter and v2's id pattern) and
 //! DescribeProducers with raw requests, errors included; `strom transactions list|describe|producers` and the
 //! last stable offset in `strom topic describe`; and in a two-broker cluster the answers of the broker that does
 //! not coordinate the id or holds no replica, and of a follower.
@@ -30,6 +30,7 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_COORDINATOR: i16 = 16;
 const INVALID_REQUEST: i16 = 42;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -243,6 +244,32 @@ fn an_open_transaction_is_described_listed_and_its_producer_shown_then_committed
             Err(format!("{got:?}"))
         }
     });
+    // v2 (KIP-1152): a regular expression the whole id matches; empty is no filter; one that does not compile is
+    // INVALID_REGULAR_EXPRESSION.
+    let by_pattern = |client: &mut RawClient, pattern: &str| {
+        let body = ListTransactionsRequest::default()
+            .with_duration_filter(-1)
+            .with_transactional_id_pattern(Some(sb(pattern)));
+        let ResponseKind::ListTransactions(r) = client.request(
+            ApiKey::ListTransactions,
+            2,
+            RequestKind::ListTransactions(body),
+        ) else {
+            panic!("not a ListTransactions response")
+        };
+        r
+    };
+    assert_eq!(listed(&by_pattern(&mut client, "open-.*")), ongoing);
+    assert_eq!(listed(&by_pattern(&mut client, "")), ongoing);
+    assert!(
+        listed(&by_pattern(&mut client, "open")).is_empty(),
+        "the whole id must match"
+    );
+    assert!(listed(&by_pattern(&mut client, "other-.*")).is_empty());
+    assert_eq!(
+        by_pattern(&mut client, "open-(").error_code,
+        INVALID_REGULAR_EXPRESSION
+    );
 
     // The producer on each partition: sequence, time, the open transaction from offset 0, no marker yet.
     let partitions = describe_producers(&mut client, &[("txa", &[0, 1, 5]), ("nope", &[0])]);

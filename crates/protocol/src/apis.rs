@@ -89,10 +89,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // v1 adds endpoint_type (kafka-python 3.0.12's describe_cluster() reads it), v2 include_fenced_brokers.
     ApiSupport::new(ApiKey::DescribeCluster, 0, 2),
     // KIP-664's transaction admin APIs (kafka-transactions.sh, admin clients, `strom transactions`); v1 of
-    // ListTransactions is KIP-994's duration filter (v2, KIP-1152's transactional id pattern, is not served).
+    // ListTransactions is KIP-994's duration filter, v2 KIP-1152's transactional id pattern.
     ApiSupport::new(ApiKey::DescribeProducers, 0, 0),
     ApiSupport::new(ApiKey::DescribeTransactions, 0, 0),
-    ApiSupport::new(ApiKey::ListTransactions, 0, 1),
+    ApiSupport::new(ApiKey::ListTransactions, 0, 2),
     // KIP-848: librdkafka >= 2.12 (`group.protocol=consumer`) needs v1, which carries client-generated member ids.
     ApiSupport::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     ApiSupport::new(ApiKey::ConsumerGroupDescribe, 0, 1),

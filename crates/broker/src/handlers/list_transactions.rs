@@ -1,7 +1,9 @@
-//! ListTransactions (KIP-664; v1 adds KIP-994's duration filter): the transactional ids this broker coordinates,
-//! with their producer id and state, as Kafka lists them: filtered by state names (a name that is not one of
-//! Kafka's states is echoed in `unknown_state_filters` and matches nothing), by producer ids, and from v1 by how
-//! long the transaction has been running; Dead ids (being expired) are never listed. The whole listing is
+//! ListTransactions (KIP-664; v1 adds KIP-994's duration filter, v2 KIP-1152's transactional id pattern): the
+//! transactional ids this broker coordinates, with their producer id and state, as Kafka lists them: filtered by
+//! state names (a name that is not one of Kafka's states is echoed in `unknown_state_filters` and matches
+//! nothing), by producer ids, from v1 by how long the transaction has been running, and from v2 by a regular
+//! expression the whole id must match (INVALID_REGULAR_EXPRESSION when it does not compile); Dead ids (being
+//! expired) are never listed. The whole listing is
 //! COORDINATOR_LOAD_IN_PROGRESS while a `__transaction_state` partition this broker leads is still loading.
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use strom_protocol::kafka::messages::list_transactions_response::TransactionStat
 use strom_protocol::kafka::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
+use strom_protocol::kafka::ResponseError;
 
 use super::str_bytes;
 use crate::clock::now_ms;
@@ -31,6 +34,21 @@ pub fn handle(
     request: ListTransactionsRequest,
     version: i16,
 ) -> ListTransactionsResponse {
+    // Empty or null: no filter. Matched against the whole id, as Java's `Matcher::matches`.
+    let pattern = match request
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| version >= 2 && !p.is_empty())
+    {
+        None => None,
+        Some(p) => match regex::Regex::new(&format!("^(?:{})$", p.as_str())) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                return ListTransactionsResponse::default()
+                    .with_error_code(ResponseError::InvalidRegularExpression.code())
+            }
+        },
+    };
     let transactions = match state.transactions.coordinated() {
         Ok(t) => t,
         Err(code) => return ListTransactionsResponse::default().with_error_code(code),
@@ -58,6 +76,7 @@ pub fn handle(
             && (request.state_filters.is_empty() || states.contains(&m.state))
             // Kafka's rule, start time -1 (no transaction yet) included: running longer than the filter.
             && (duration < 0 || now - m.start_ms > duration)
+            && pattern.as_ref().is_none_or(|r| r.is_match(&m.transactional_id))
     };
     let mut listed: Vec<TransactionState> = transactions
         .iter()
