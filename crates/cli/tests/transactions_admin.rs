@@ -437,8 +437,37 @@ fn strom_transactions_commands_and_the_lso_in_topic_describe() {
         json_of(b, &["transactions", "list", "--duration-filter", "3600000"]),
         json!([])
     );
+    assert_eq!(
+        json_of(
+            b,
+            &[
+                "transactions",
+                "list",
+                "--transactional-id-pattern",
+                "cli-.*"
+            ]
+        )[0]["transactional_id"],
+        "cli-open"
+    );
+    assert_eq!(
+        json_of(
+            b,
+            &["transactions", "list", "--transactional-id-pattern", "cli"]
+        ),
+        json!([])
+    );
     let err = fails(b, &["transactions", "list", "--state", "Bogus"]);
     assert!(err.contains("unknown transaction state 'Bogus'"), "{err}");
+    let err = fails(
+        b,
+        &[
+            "transactions",
+            "list",
+            "--transactional-id-pattern",
+            "cli-(",
+        ],
+    );
+    assert!(err.contains("INVALID_REGULAR_EXPRESSION"), "{err}");
 
     let described = json_of(b, &["transactions", "describe", "cli-open"]);
     let start = described[0]["start_time_ms"].as_i64().unwrap();

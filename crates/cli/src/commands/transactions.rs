@@ -48,6 +48,9 @@ pub enum TransactionsCommand {
         /// Only transactions running for longer than this many milliseconds.
         #[arg(long, value_name = "MS")]
         duration_filter: Option<i64>,
+        /// Only transactional ids this regular expression matches whole (as kafka-transactions.sh).
+        #[arg(long, value_name = "REGEX")]
+        transactional_id_pattern: Option<String>,
     },
     /// Show transactional ids' state, producer id and epoch, timeout, start time and partitions.
     Describe {
@@ -71,6 +74,7 @@ pub async fn run(global: &GlobalArgs, command: TransactionsCommand) -> Result<()
             states,
             producer_ids,
             duration_filter,
+            transactional_id_pattern,
         } => {
             if let Some(unknown) = states.iter().find(|s| !STATES.contains(&s.as_str())) {
                 bail!(
@@ -82,6 +86,7 @@ pub async fn run(global: &GlobalArgs, command: TransactionsCommand) -> Result<()
                 states,
                 producer_ids,
                 running_longer_than_ms: duration_filter,
+                transactional_id_pattern,
             };
             list(&admin, &filter, global.format).await
         }

@@ -29,6 +29,8 @@ pub struct TransactionFilter {
     pub producer_ids: Vec<i64>,
     /// Only transactions running for longer than this (KIP-994, ListTransactions v1).
     pub running_longer_than_ms: Option<i64>,
+    /// Only transactional ids this regular expression matches whole (KIP-1152, ListTransactions v2).
+    pub transactional_id_pattern: Option<String>,
 }
 
 /// A transactional id as ListTransactions reports it.
@@ -100,12 +102,19 @@ impl Admin {
             let connection = self.cluster.broker_connection(id).await?;
             let version = connection.version(ApiKey::ListTransactions)?;
             let duration = filter.running_longer_than_ms.unwrap_or(-1);
-            if duration >= 0 && version < 1 {
+            let needed = if filter.transactional_id_pattern.is_some() {
+                2
+            } else if duration >= 0 {
+                1
+            } else {
+                0
+            };
+            if version < needed {
                 return Err(Error::UnsupportedVersion {
                     addr: connection.addr().to_string(),
                     api: ApiKey::ListTransactions,
                     broker: connection.broker_versions(ApiKey::ListTransactions),
-                    client_min: 1,
+                    client_min: needed,
                     client_max: version,
                 });
             }
@@ -114,7 +123,10 @@ impl Admin {
                 .with_producer_id_filters(
                     filter.producer_ids.iter().map(|p| ProducerId(*p)).collect(),
                 )
-                .with_duration_filter(duration);
+                .with_duration_filter(duration)
+                .with_transactional_id_pattern(
+                    filter.transactional_id_pattern.as_deref().map(str_bytes),
+                );
             let deadline = tokio::time::Instant::now() + RETRY_WAIT;
             let mut backoff = Duration::from_millis(20);
             let response = loop {
