@@ -176,6 +176,63 @@ fn write_marker(
     r.markers[0].topics[0].partitions[0].error_code
 }
 
+/// How a TxnOffsetCommit presents its group member: the group, generation and member id (-1 and "" outside a
+/// group's membership).
+struct Member<'a> {
+    group: &'a str,
+    generation: i32,
+    id: &'a str,
+}
+
+/// TxnOffsetCommit at `version` of `offset` for `topic`-0 by `member`; the partition's error code.
+fn txn_offset_commit(
+    client: &mut RawClient,
+    version: i16,
+    transactional_id: &str,
+    (producer_id, producer_epoch): (i64, i16),
+    member: Member,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(transactional_id)))
+        .with_group_id(GroupId(s(member.group)))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch)
+        .with_generation_id(member.generation)
+        .with_member_id(s(member.id))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let ResponseKind::TxnOffsetCommit(r) = client.request(
+        ApiKey::TxnOffsetCommit,
+        version,
+        RequestKind::TxnOffsetCommit(request),
+    ) else {
+        panic!("wrong response type")
+    };
+    r.topics[0].partitions[0].error_code
+}
+
+/// The offset `group` has committed for `topic`-0 (-1: none).
+fn committed_offset(client: &mut RawClient, group: &str, topic: &str) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]));
+    let ResponseKind::OffsetFetch(r) =
+        client.request(ApiKey::OffsetFetch, 5, RequestKind::OffsetFetch(request))
+    else {
+        panic!("wrong response type")
+    };
+    assert_eq!(r.error_code, 0);
+    r.topics[0].partitions[0].committed_offset
+}
+
 /// ListOffsets LATEST at `isolation_level` (0 read_uncommitted: the high watermark; 1 read_committed: the last
 /// stable offset).
 fn latest(client: &mut RawClient, topic: &str, partition: i32, isolation_level: i8) -> i64 {
@@ -442,28 +499,13 @@ fn txn_offset_commit_of_another_generation_is_refused_and_not_committed() {
     };
     assert_eq!(r.error_code, 0);
 
-    let txn_commit = |client: &mut RawClient, generation: i32, member: &str| {
-        let request = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s("txn-generation")))
-            .with_group_id(GroupId(s(group)))
-            .with_producer_id(ProducerId(producer.0))
-            .with_producer_epoch(producer.1)
-            .with_generation_id(generation)
-            .with_member_id(s(member))
-            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(42)
-                    .with_committed_leader_epoch(-1)])]);
-        let ResponseKind::TxnOffsetCommit(r) = client.request(
-            ApiKey::TxnOffsetCommit,
-            3,
-            RequestKind::TxnOffsetCommit(request),
-        ) else {
-            panic!("wrong response type")
+    let txn_commit = |client: &mut RawClient, generation: i32, id: &str| {
+        let member = Member {
+            group,
+            generation,
+            id,
         };
-        r.topics[0].partitions[0].error_code
+        txn_offset_commit(client, 3, "txn-generation", producer, member, topic, 42)
     };
     assert_eq!(
         txn_commit(&mut client, generation + 1, &member),
@@ -475,19 +517,9 @@ fn txn_offset_commit_of_another_generation_is_refused_and_not_committed() {
     );
     assert_eq!(end_txn(&mut client, 3, "txn-generation", producer, true), 0);
 
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_indexes(vec![0])]));
-    let ResponseKind::OffsetFetch(r) =
-        client.request(ApiKey::OffsetFetch, 5, RequestKind::OffsetFetch(request))
-    else {
-        panic!("wrong response type")
-    };
-    assert_eq!(r.error_code, 0);
     assert_eq!(
-        r.topics[0].partitions[0].committed_offset, -1,
+        committed_offset(&mut client, group, topic),
+        -1,
         "a refused transactional offset commit is not committed with its transaction"
     );
 }
@@ -708,27 +740,12 @@ fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch_per_tran
         0
     );
     let txn_commit = |client: &mut RawClient, producer: (i64, i16), offset: i64| {
-        let request = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s(id)))
-            .with_group_id(GroupId(s(group)))
-            .with_producer_id(ProducerId(producer.0))
-            .with_producer_epoch(producer.1)
-            .with_generation_id(-1)
-            .with_member_id(s(""))
-            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)
-                    .with_committed_leader_epoch(-1)])]);
-        let ResponseKind::TxnOffsetCommit(r) = client.request(
-            ApiKey::TxnOffsetCommit,
-            5,
-            RequestKind::TxnOffsetCommit(request),
-        ) else {
-            panic!("wrong response type")
+        let outside = Member {
+            group,
+            generation: -1,
+            id: "",
         };
-        r.topics[0].partitions[0].error_code
+        txn_offset_commit(client, 5, id, producer, outside, topic, offset)
     };
     assert_eq!(txn_commit(&mut client, producer, 42), 0);
     assert_eq!(latest(&mut client, topic, 0, 1), 0, "open");
@@ -748,17 +765,7 @@ fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch_per_tran
         (5, 5),
         "committed: four records and the marker"
     );
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_indexes(vec![0])]));
-    let ResponseKind::OffsetFetch(r) =
-        client.request(ApiKey::OffsetFetch, 5, RequestKind::OffsetFetch(request))
-    else {
-        panic!("wrong response type")
-    };
-    assert_eq!(r.topics[0].partitions[0].committed_offset, 42);
+    assert_eq!(committed_offset(&mut client, group, topic), 42);
 
     assert_eq!(
         produce_transactional_at(
