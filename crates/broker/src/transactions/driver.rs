@@ -42,6 +42,23 @@ async fn persist(
     result
 }
 
+/// Persists `transition`, reports the outcome to its coordinator, then starts the markers it asks for (returning
+/// their completion), in a task of its own: a request whose connection closes mid-way (dropping the handler's
+/// future) must not leave the transition pending for good, nor a persisted Prepare state without its writer.
+async fn persist_and_follow(
+    state: &Arc<BrokerState>,
+    transactional_id: &str,
+    transition: Transition,
+) -> Result<Option<tokio::sync::oneshot::Receiver<()>>, i16> {
+    let (state, transactional_id) = (state.clone(), transactional_id.to_string());
+    tokio::spawn(async move {
+        persist(&state, &transactional_id, &transition).await?;
+        Ok(markers_of(&state, &transactional_id, transition.then))
+    })
+    .await
+    .unwrap_or(Err(ResponseError::UnknownServerError.code()))
+}
+
 /// InitProducerId with a transactional id: the producer id and epoch to use.
 pub async fn init_producer_id(
     state: &Arc<BrokerState>,
@@ -75,12 +92,11 @@ pub async fn init_producer_id(
             .with(transactional_id, |c| c.persist_failed(transactional_id));
         return Err(ResponseError::ConcurrentTransactions.code());
     }
-    persist(state, transactional_id, &transition).await?;
     let (producer_id, producer_epoch) = (
         transition.metadata.producer_id,
         transition.metadata.producer_epoch,
     );
-    match markers_of(state, transactional_id, transition.then) {
+    match persist_and_follow(state, transactional_id, transition).await? {
         // The transaction left open is being aborted: the client retries until it is.
         Some(_) => Err(ResponseError::ConcurrentTransactions.code()),
         None => Ok((producer_id, producer_epoch)),
@@ -98,7 +114,9 @@ pub async fn add_partitions(
         c.add_partitions(transactional_id, producer, partitions, now_ms())
     })??;
     match transition {
-        Some(t) => persist(state, transactional_id, &t).await,
+        Some(t) => persist_and_follow(state, transactional_id, t)
+            .await
+            .map(|_| ()),
         None => Ok(()),
     }
 }
@@ -119,9 +137,12 @@ pub async fn end_txn(
         // Already ended this way: the producer continues with what the transaction completed with.
         return current_producer(state, transactional_id);
     };
-    persist(state, transactional_id, &transition).await?;
     let new_producer_id = transition.metadata.producer_epoch == i16::MAX;
-    if let Some(completed) = markers_of(state, transactional_id, transition.then) {
+    let (producer_id, producer_epoch) = (
+        transition.metadata.producer_id,
+        transition.metadata.producer_epoch,
+    );
+    if let Some(completed) = persist_and_follow(state, transactional_id, transition).await? {
         // The outcome is durable once the Prepare state is: answering now would be correct (Kafka does). But the
         // producer's next transaction would then meet CONCURRENT_TRANSACTIONS until the markers are written, and
         // wait out a retry backoff for it; waiting here for the markers, which take a few fsyncs, is faster. A
@@ -137,10 +158,7 @@ pub async fn end_txn(
         }
         return Ok((producer_id, producer_epoch));
     }
-    Ok((
-        transition.metadata.producer_id,
-        transition.metadata.producer_epoch,
-    ))
+    Ok((producer_id, producer_epoch))
 }
 
 /// The producer id and epoch `transactional_id` has now.
@@ -346,20 +364,8 @@ pub async fn abort_timed_out(state: &Arc<BrokerState>) {
     let now = now_ms();
     let expired: Vec<String> = state.transactions.for_each(|c| c.expired(now));
     for transactional_id in expired {
-        let exhausted = state.transactions.with(&transactional_id, |c| {
-            c.get(&transactional_id)
-                .is_some_and(|m| m.producer_epoch >= i16::MAX - 1)
-        });
-        let fresh = match exhausted {
-            Ok(true) => match state.producer_ids.next(state).await {
-                Ok(id) => id,
-                Err(_) => continue,
-            },
-            Ok(false) => -1,
-            Err(_) => continue,
-        };
         let transition = state.transactions.with(&transactional_id, |c| {
-            c.abort_expired(&transactional_id, now, || fresh)
+            c.abort_expired(&transactional_id, now)
         });
         let Ok(Some(transition)) = transition else {
             continue;
@@ -369,13 +375,7 @@ pub async fn abort_timed_out(state: &Arc<BrokerState>) {
             producer_id = transition.metadata.producer_id,
             "aborting a transaction past its timeout"
         );
-        if persist(state, &transactional_id, &transition)
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        markers_of(state, &transactional_id, transition.then);
+        let _ = persist_and_follow(state, &transactional_id, transition).await;
     }
 }
 

@@ -75,6 +75,14 @@ impl TransactionStore {
         resumed
     }
 
+    /// Whether the coordinator of `partition` is loaded at its current leader epoch (by the leadership hook).
+    pub fn is_loaded(&self, partition: &Partition) -> bool {
+        self.coordinators
+            .lock()
+            .get(&partition.index)
+            .is_some_and(|c| c.coordinator_epoch == partition.leader_epoch())
+    }
+
     /// Partitions of `__transaction_state` when it is created, and its topic configs (Kafka's).
     pub fn topic_spec(&self) -> (i32, BTreeMap<String, String>) {
         (self.partitions, crate::offsets::internal_topic_configs())

@@ -305,7 +305,7 @@ impl Coordinator {
             TxnState::PrepareCommit | TxnState::PrepareAbort => Err(error::CONCURRENT_TRANSACTIONS),
             TxnState::Ongoing => {
                 // Fence the producer that left it open: abort with the next epoch.
-                let mut next = bumped(current, now_ms, next_producer_id);
+                let mut next = bumped_for_abort(current, now_ms);
                 next.state = TxnState::PrepareAbort;
                 next.timeout_ms = timeout_ms;
                 let then = Then::FenceAndAbort {
@@ -536,17 +536,12 @@ impl Coordinator {
     }
 
     /// Aborts an expired transaction with the next epoch, which fences the producer that left it open.
-    pub fn abort_expired(
-        &mut self,
-        transactional_id: &str,
-        now_ms: i64,
-        next_producer_id: impl FnOnce() -> i64,
-    ) -> Option<Transition> {
+    pub fn abort_expired(&mut self, transactional_id: &str, now_ms: i64) -> Option<Transition> {
         let entry = self.txns.get_mut(transactional_id)?;
         if entry.pending.is_some() || entry.current.state != TxnState::Ongoing {
             return None;
         }
-        let mut next = bumped(&entry.current, now_ms, next_producer_id);
+        let mut next = bumped_for_abort(&entry.current, now_ms);
         next.state = TxnState::PrepareAbort;
         entry.pending = Some(next.clone());
         Some(Transition {
@@ -610,6 +605,14 @@ impl Coordinator {
         let Some(entry) = self.txns.get_mut(transactional_id) else {
             return;
         };
+        if entry
+            .pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+        {
+            // The end did not happen: a retry of it is a new attempt, not a retry of a bump.
+            entry.ended_by = None;
+        }
         entry.pending = None;
         if entry.fresh {
             // A first InitProducerId inserted it before persisting; nothing of it exists.
@@ -641,6 +644,16 @@ impl Coordinator {
         }
         Ok(entry)
     }
+}
+
+/// The metadata of an open transaction aborted with the next epoch, which fences its producer: the same producer
+/// id, since the markers must end the transaction its records belong to. An exhausted epoch aborts at `i16::MAX`
+/// and moves to a new producer id once the abort completes ([`Coordinator::markers_written`]).
+fn bumped_for_abort(current: &TxnMetadata, now_ms: i64) -> TxnMetadata {
+    let mut next = current.clone();
+    next.producer_epoch = current.producer_epoch.saturating_add(1);
+    next.last_update_ms = now_ms;
+    next
 }
 
 /// The metadata with the next epoch, or a new producer id at epoch 0 when the epoch is exhausted.

@@ -190,9 +190,7 @@ fn an_expired_transaction_is_aborted_with_the_next_epoch() {
     });
     assert!(c.expired(NOW + 59_999).is_empty());
     assert_eq!(c.expired(NOW + 60_000), vec!["tx".to_string()]);
-    let abort = persist(&mut c, |c| {
-        c.abort_expired("tx", NOW + 60_000, || 99).ok_or(0)
-    });
+    let abort = persist(&mut c, |c| c.abort_expired("tx", NOW + 60_000).ok_or(0));
     assert_eq!(abort.metadata.producer_epoch, 1);
     assert!(matches!(
         abort.then,
@@ -229,6 +227,59 @@ fn an_exhausted_epoch_moves_to_a_new_producer_id() {
         c.init_producer_id("tx", 60_000, None, NOW, || 8)
     });
     assert_eq!((t.metadata.producer_id, t.metadata.producer_epoch), (8, 0));
+}
+
+/// An open transaction at the last epoch is aborted (fencing its producer, or past its timeout) with the same
+/// producer id at `i16::MAX`, so the markers end the transaction its records belong to; the id changes when the
+/// abort completes.
+#[test]
+fn an_open_transaction_at_the_last_epoch_is_aborted_under_its_own_producer_id() {
+    for fence in [true, false] {
+        let mut c = coordinator();
+        c.load([(
+            "tx".to_string(),
+            Some(TxnMetadata {
+                transactional_id: "tx".into(),
+                producer_id: 7,
+                producer_epoch: i16::MAX - 1,
+                timeout_ms: 60_000,
+                state: TxnState::Ongoing,
+                partitions: parts(&[("a", 0)]).into_iter().collect(),
+                start_ms: NOW,
+                last_update_ms: NOW,
+            }),
+        )]);
+        let abort = if fence {
+            persist(&mut c, |c| {
+                c.init_producer_id("tx", 60_000, None, NOW, || 8)
+            })
+        } else {
+            persist(&mut c, |c| c.abort_expired("tx", NOW + 60_000).ok_or(0))
+        };
+        let (producer_id, producer_epoch) = match abort.then {
+            Then::WriteMarkers {
+                producer_id,
+                producer_epoch,
+                ..
+            }
+            | Then::FenceAndAbort {
+                producer_id,
+                producer_epoch,
+                ..
+            } => (producer_id, producer_epoch),
+            Then::Respond => panic!("markers expected"),
+        };
+        assert_eq!((producer_id, producer_epoch), (7, i16::MAX));
+        assert!(c.completes_with_new_producer_id("tx"));
+        let done = persist(&mut c, |c| {
+            Ok(c.markers_written("tx", 7, i16::MAX, NOW, Some(9)).unwrap())
+        });
+        assert_eq!(
+            (done.metadata.producer_id, done.metadata.producer_epoch),
+            (9, 0)
+        );
+        assert_eq!(done.metadata.state, TxnState::CompleteAbort);
+    }
 }
 
 #[test]
