@@ -208,14 +208,17 @@ impl Broker {
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
         let _ = hook_broker_set.set(Arc::downgrade(&state));
-        // Leadership gained before the hook could reach the state is caught here (a partition the hook loaded
-        // meanwhile is not loaded twice: two coordinators would run two marker writers per transaction).
-        if let Some(t) = topics.get(crate::transactions::record::TRANSACTION_STATE_TOPIC) {
-            for p in t.led.iter().filter(|p| !transactions.is_loaded(p)) {
-                let resumed = transactions.reload(p);
-                crate::transactions::driver::resume(&state, resumed);
+        // Leadership gained before the hook could reach the state is caught here. With no reconcile running
+        // meanwhile, a partition the hook loaded is not loaded twice (two coordinators would run two marker writers
+        // per transaction).
+        topics.serialized(|| {
+            if let Some(t) = topics.get(crate::transactions::record::TRANSACTION_STATE_TOPIC) {
+                for p in t.led.iter().filter(|p| !transactions.is_loaded(p)) {
+                    let resumed = transactions.reload(p);
+                    crate::transactions::driver::resume(&state, resumed);
+                }
             }
-        }
+        });
         crate::transactions::driver::start_timeouts(state.clone(), shutdown_rx.clone());
         if !config.roles.broker {
             // A controller alone: it votes and serves the other nodes, and no clients.

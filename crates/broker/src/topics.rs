@@ -206,6 +206,12 @@ impl Topics {
         self.config.node_id
     }
 
+    /// Runs `f` with no reconcile running meanwhile (so no leadership hook either).
+    pub fn serialized<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _serial = self.reconciling.lock();
+        f()
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }
