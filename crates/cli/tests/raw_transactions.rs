@@ -35,6 +35,11 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const NOT_COORDINATOR: i16 = 16;
+const CONCURRENT_TRANSACTIONS: i16 = 51;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
@@ -75,21 +80,36 @@ fn wait_for_coordinator(client: &mut RawClient, transactional_id: &str) -> i32 {
     panic!("no transaction coordinator for {transactional_id} after 60 s (last FindCoordinator error {last:?})");
 }
 
+/// InitProducerId, asked again while the coordinator is not ready (as clients do: on a cluster, the broker
+/// FindCoordinator named may not have applied the metadata that makes it the coordinator yet).
 fn init_producer_id(client: &mut RawClient, transactional_id: &str) -> (i64, i16) {
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(s(transactional_id))))
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let ResponseKind::InitProducerId(r) = client.request(
-        ApiKey::InitProducerId,
-        4,
-        RequestKind::InitProducerId(request),
-    ) else {
-        panic!("wrong response type")
-    };
-    assert_eq!(r.error_code, 0, "InitProducerId");
-    (r.producer_id.0, r.producer_epoch)
+    const RETRIABLE: [i16; 4] = [
+        COORDINATOR_LOAD_IN_PROGRESS,
+        COORDINATOR_NOT_AVAILABLE,
+        NOT_COORDINATOR,
+        CONCURRENT_TRANSACTIONS,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(transactional_id))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let ResponseKind::InitProducerId(r) = client.request(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(request),
+        ) else {
+            panic!("wrong response type")
+        };
+        if RETRIABLE.contains(&r.error_code) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(r.error_code, 0, "InitProducerId");
+        return (r.producer_id.0, r.producer_epoch);
+    }
 }
 
 /// AddPartitionsToTxn at `version` for one partition; the partition's error code.
@@ -302,6 +322,19 @@ fn produce_transactional_at(
     };
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
+}
+
+/// Sends a produce until its answer is not NOT_ENOUGH_REPLICAS, which a leader gives (as Kafka does) while it
+/// cannot reach the transaction's coordinator yet, e.g. before it has applied the metadata that names it.
+fn until_answered(mut produce: impl FnMut() -> i16) -> i16 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let code = produce();
+        if code != NOT_ENOUGH_REPLICAS || Instant::now() >= deadline {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A transactional RecordBatch of `records` records from `(producer id, epoch)` starting at sequence 0.
@@ -577,14 +610,16 @@ fn a_leader_takes_a_transaction_s_first_batch_once_its_remote_coordinator_verifi
     let producer = init_producer_id(&mut at_coordinator, id);
 
     let produce = |client: &mut RawClient, sequence: i32| {
-        produce_transactional_to(
-            client,
-            id,
-            topic,
-            partition,
-            transactional_batch_from(3, producer, sequence),
-        )
-        .0
+        until_answered(|| {
+            produce_transactional_to(
+                client,
+                id,
+                topic,
+                partition,
+                transactional_batch_from(3, producer, sequence),
+            )
+            .0
+        })
     };
     assert_eq!(
         produce(&mut at_leader, 0),
@@ -640,15 +675,17 @@ fn a_leader_takes_a_transaction_s_first_batch_once_its_remote_coordinator_verifi
     // Transaction version 2: the leader adds the partition with the remote coordinator (AddPartitionsToTxn v5),
     // and after the epoch bump of EndTxn v5 a late batch of the ended transaction's epoch is fenced.
     let produce_v12 = |client: &mut RawClient, producer: (i64, i16), sequence: i32| {
-        produce_transactional_at(
-            client,
-            12,
-            id,
-            topic,
-            partition,
-            transactional_batch_from(3, producer, sequence),
-        )
-        .0
+        until_answered(|| {
+            produce_transactional_at(
+                client,
+                12,
+                id,
+                topic,
+                partition,
+                transactional_batch_from(3, producer, sequence),
+            )
+            .0
+        })
     };
     assert_eq!(
         produce_v12(&mut at_leader, producer, 6),
