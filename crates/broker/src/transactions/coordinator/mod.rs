@@ -221,16 +221,9 @@ impl Coordinator {
                     TxnState::PrepareAbort => ControlType::Abort,
                     _ => return None,
                 };
+                let then = write_markers(m, control);
                 e.writing_markers = true;
-                Some((
-                    m.transactional_id.clone(),
-                    Then::WriteMarkers {
-                        producer_id: m.producer_id,
-                        producer_epoch: m.producer_epoch,
-                        control,
-                        partitions: m.partitions.clone(),
-                    },
-                ))
+                Some((m.transactional_id.clone(), then))
             })
             .collect()
     }
@@ -391,15 +384,11 @@ impl Coordinator {
         bump_epoch: bool,
         now_ms: i64,
     ) -> Result<Option<Transition>, i16> {
+        let (prepare, complete, control) = ending(commit);
         if bump_epoch {
             if let Some(entry) = self.txns.get(transactional_id) {
                 if entry.ended_by == Some(producer) && entry.pending.is_none() {
                     // A retry of the EndTxn that bumped the epoch: its outcome, if it is this one.
-                    let (prepare, complete) = if commit {
-                        (TxnState::PrepareCommit, TxnState::CompleteCommit)
-                    } else {
-                        (TxnState::PrepareAbort, TxnState::CompleteAbort)
-                    };
                     return match entry.current.state {
                         s if s == prepare => Err(error::CONCURRENT_TRANSACTIONS),
                         s if s == complete => Ok(None),
@@ -410,62 +399,31 @@ impl Coordinator {
         }
         let entry = self.checked(transactional_id, producer)?;
         let current = &entry.current;
-        let (prepare, complete, control) = if commit {
-            (
-                TxnState::PrepareCommit,
-                TxnState::CompleteCommit,
-                ControlType::Commit,
-            )
-        } else {
-            (
-                TxnState::PrepareAbort,
-                TxnState::CompleteAbort,
-                ControlType::Abort,
-            )
-        };
         let open = current.state == TxnState::Ongoing;
         let empty_abort = !commit
             && matches!(
                 current.state,
                 TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
             );
-        if bump_epoch && (open || empty_abort) {
+        if open || (bump_epoch && empty_abort) {
             let mut next = current.clone();
             next.state = prepare;
             next.last_update_ms = now_ms;
-            // i16::MAX is reached only here: the epoch is exhausted, and the id changes on completion.
-            next.producer_epoch = current.producer_epoch.saturating_add(1);
+            if bump_epoch {
+                // i16::MAX is reached only here: the epoch is exhausted, and the id changes on completion.
+                next.producer_epoch = current.producer_epoch.saturating_add(1);
+                entry.ended_by = Some(producer);
+            }
             if !open {
                 next.partitions.clear();
             }
-            entry.ended_by = Some(producer);
             entry.pending = Some(next.clone());
             return Ok(Some(Transition {
-                then: Then::WriteMarkers {
-                    producer_id: next.producer_id,
-                    producer_epoch: next.producer_epoch,
-                    control,
-                    partitions: next.partitions.clone(),
-                },
+                then: write_markers(&next, control),
                 metadata: next,
             }));
         }
         match current.state {
-            TxnState::Ongoing => {
-                let mut next = current.clone();
-                next.state = prepare;
-                next.last_update_ms = now_ms;
-                entry.pending = Some(next.clone());
-                Ok(Some(Transition {
-                    then: Then::WriteMarkers {
-                        producer_id: next.producer_id,
-                        producer_epoch: next.producer_epoch,
-                        control,
-                        partitions: next.partitions.clone(),
-                    },
-                    metadata: next,
-                }))
-            }
             // The same end again (a retry after a lost response): already under way or done.
             s if s == prepare => Err(error::CONCURRENT_TRANSACTIONS),
             s if s == complete => Ok(None),
@@ -545,12 +503,7 @@ impl Coordinator {
         next.state = TxnState::PrepareAbort;
         entry.pending = Some(next.clone());
         Some(Transition {
-            then: Then::WriteMarkers {
-                producer_id: next.producer_id,
-                producer_epoch: next.producer_epoch,
-                control: ControlType::Abort,
-                partitions: next.partitions.clone(),
-            },
+            then: write_markers(&next, ControlType::Abort),
             metadata: next,
         })
     }
@@ -588,12 +541,9 @@ impl Coordinator {
         producer_epoch: i16,
         control: ControlType,
     ) -> bool {
+        let (prepared, _, _) = ending(control == ControlType::Commit);
         self.txns.get(transactional_id).is_some_and(|e| {
             let m = &e.current;
-            let prepared = match control {
-                ControlType::Commit => TxnState::PrepareCommit,
-                ControlType::Abort => TxnState::PrepareAbort,
-            };
             m.producer_id == producer_id
                 && m.producer_epoch == producer_epoch
                 && m.state == prepared
@@ -643,6 +593,33 @@ impl Coordinator {
             return Err(error::CONCURRENT_TRANSACTIONS);
         }
         Ok(entry)
+    }
+}
+
+/// The Prepare state, Complete state and marker of a commit (`true`) or an abort.
+fn ending(commit: bool) -> (TxnState, TxnState, ControlType) {
+    if commit {
+        (
+            TxnState::PrepareCommit,
+            TxnState::CompleteCommit,
+            ControlType::Commit,
+        )
+    } else {
+        (
+            TxnState::PrepareAbort,
+            TxnState::CompleteAbort,
+            ControlType::Abort,
+        )
+    }
+}
+
+/// The markers that end `m`'s transaction: `control` on its partitions, under its producer id and epoch.
+fn write_markers(m: &TxnMetadata, control: ControlType) -> Then {
+    Then::WriteMarkers {
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        control,
+        partitions: m.partitions.clone(),
     }
 }
 
