@@ -1,7 +1,7 @@
 //! Exactly-once with the Strom client under `kill -9` (issue 12): a consume-transform-produce app reads an input
 //! topic at read_committed and writes each record, transformed, to an output topic in transactions that carry its
-//! consumer offsets. The app is a child process (this test binary run again for the ignored
-//! `consume_transform_produce_app` test) killed with SIGKILL ten times at random points of its progress and
+//! consumer offsets. The app is a child process (this test binary run again for this test, told by an
+//! environment variable to be the app) killed with SIGKILL ten times at random points of its progress and
 //! restarted with the same transactional.id, which fences the killed instance and aborts its open transaction; a
 //! last instance runs until the output is complete. Read at read_committed, the output holds every input record
 //! exactly once.
@@ -35,22 +35,8 @@ const GROUP: &str = "strom-ctp-app";
 const APP_BOOTSTRAP: &str = "STROM_CTP_APP_BOOTSTRAP";
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The app (run as a child process by the test below): consume, transform, produce and send the consumed
-/// offsets in one transaction per poll, until killed.
-#[test]
-#[ignore = "the child process of a_killed_consume_transform_produce_app_writes_every_record_exactly_once"]
-fn consume_transform_produce_app() {
-    let Ok(bootstrap) = std::env::var(APP_BOOTSTRAP) else {
-        println!("run by a_killed_consume_transform_produce_app_writes_every_record_exactly_once");
-        return;
-    };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(app(&bootstrap));
-}
-
+/// The app (the test below, run again as a child process): consume, transform, produce and send the consumed
+/// offsets in one transaction per chunk of records, until killed.
 async fn app(bootstrap: &str) {
     let mut config = ProducerConfig::new(bootstrap);
     config
@@ -127,17 +113,10 @@ impl Drop for App {
     }
 }
 
-/// Starts the app against `bootstrap`: this test binary, running only the ignored app test.
+/// Starts the app against `bootstrap`: this test binary, running only this test, as the app.
 fn start_app(bootstrap: &str) -> App {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "consume_transform_produce_app",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"])
         .env(APP_BOOTSTRAP, bootstrap)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -201,8 +180,16 @@ async fn read_output(bootstrap: &str, at_least: usize) -> Vec<String> {
     }
 }
 
+/// This test's name, which the app process runs.
+const TEST_NAME: &str = "a_killed_consume_transform_produce_app_writes_every_record_exactly_once";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consume_transform_produce_app_writes_every_record_exactly_once() {
+    if let Ok(bootstrap) = std::env::var(APP_BOOTSTRAP) {
+        // This process is the app the test started: it runs until killed.
+        app(&bootstrap).await;
+        return;
+    }
     let broker = TestBroker::start_with(|c| {
         c.transaction_state_log_num_partitions = 3;
         c.offsets_topic_num_partitions = 3;
