@@ -212,17 +212,7 @@ async fn a_killed_consume_transform_produce_app_writes_every_record_exactly_once
         d.await.unwrap();
     }
 
-    let seed = std::env::var("STROM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("seed {seed} (STROM_TEST_SEED={seed} replays these kill points)");
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded("kill points");
     let admin = Admin::connect(&broker.bootstrap).await.unwrap();
     let mut kill_points = Vec::new();
     for kill in 0..KILLS {

@@ -241,6 +241,21 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// Seeded from `STROM_TEST_SEED` when set, else from the clock; the seed is printed so a run can be replayed.
+    pub fn seeded(what: &str) -> Self {
+        let seed = std::env::var("STROM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        println!("{what}: seed {seed} (STROM_TEST_SEED={seed} replays them)");
+        Rng::new(seed)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
