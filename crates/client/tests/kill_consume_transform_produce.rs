@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Rng, TestBroker};
+use common::{transactional, Rng, TestBroker};
 use strom_client::admin::{Admin, OffsetSpec};
 use strom_client::consumer::{
     Consumer, ConsumerConfig, IsolationLevel, OffsetAndMetadata, OffsetReset, TopicPartition,
@@ -38,18 +38,9 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 /// The app (the test below, run again as a child process): consume, transform, produce and send the consumed
 /// offsets in one transaction per chunk of records, until killed.
 async fn app(bootstrap: &str) {
-    let mut config = ProducerConfig::new(bootstrap);
-    config
-        .set("transactional.id", TRANSACTIONAL_ID)
-        .unwrap()
-        .set("transaction.timeout.ms", "60000")
-        .unwrap()
-        .set("linger.ms", "5")
-        .unwrap();
-    let producer = Producer::new(config).await.unwrap();
     // First: fences a killed instance and waits until its open transaction is aborted (or its commit completed),
     // so the offsets read next are the last committed ones.
-    producer.init_transactions().await.unwrap();
+    let producer = transactional(bootstrap, TRANSACTIONAL_ID).await;
     let mut cc = ConsumerConfig::new(bootstrap);
     cc.group_id = Some(GROUP.into());
     cc.enable_auto_commit = false;

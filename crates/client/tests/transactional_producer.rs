@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{client_config, TestBroker};
+use common::{client_config, transactional, TestBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message;
 use strom_client::consumer::{
@@ -27,20 +27,6 @@ async fn broker() -> TestBroker {
         c.group_initial_rebalance_delay_ms = 0;
     })
     .await
-}
-
-async fn transactional(bootstrap: &str, id: &str) -> Producer {
-    let mut config = ProducerConfig::new(bootstrap);
-    config
-        .set("transactional.id", id)
-        .unwrap()
-        .set("transaction.timeout.ms", "60000")
-        .unwrap()
-        .set("linger.ms", "5")
-        .unwrap();
-    let producer = Producer::new(config).await.unwrap();
-    producer.init_transactions().await.unwrap();
-    producer
 }
 
 /// Sends `n` records `prefix-i` to `topic`, spread over its partitions by key; returns their futures.

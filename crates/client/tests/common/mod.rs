@@ -269,3 +269,19 @@ impl Rng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// A Strom-client transactional producer with `transactional.id` `id` (60 s transaction timeout, linger 5 ms),
+/// initialized: older producers with the id are fenced and their open transaction is ended.
+pub async fn transactional(bootstrap: &str, id: &str) -> strom_client::Producer {
+    let mut config = strom_client::ProducerConfig::new(bootstrap);
+    config
+        .set("transactional.id", id)
+        .unwrap()
+        .set("transaction.timeout.ms", "60000")
+        .unwrap()
+        .set("linger.ms", "5")
+        .unwrap();
+    let producer = strom_client::Producer::new(config).await.unwrap();
+    producer.init_transactions().await.unwrap();
+    producer
+}
