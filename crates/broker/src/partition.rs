@@ -54,6 +54,15 @@ impl PartitionError {
     }
 }
 
+/// A leader's append: what it did, whether its ack must wait for an fsync (`flush.messages` reached), and the
+/// leader epoch it was written at, which an acks=all ack waits on (`Partition::wait_replicated`).
+#[derive(Debug)]
+pub struct LeaderAppend {
+    pub outcome: AppendOutcome,
+    pub must_flush: bool,
+    pub leader_epoch: i32,
+}
+
 /// What the metadata makes this replica.
 #[derive(Debug)]
 pub enum Role {
@@ -89,9 +98,10 @@ pub struct Partition {
     /// Offsets below the high watermark are on every in-sync replica and visible to consumers. The leader's
     /// comes from its `LeaderState`; a follower's is the leader's, capped at its own log end offset.
     high_watermark: AtomicI64,
-    /// The high watermark and whether this replica leads, as a watch for acks=all producers. Its high watermark
-    /// mirrors `high_watermark`: every change of that goes through [`Partition::mirror_high_watermark`].
-    replicated: watch::Sender<(i64, bool)>,
+    /// The high watermark and the leader epoch this replica leads at (`None` when it does not lead), as a watch
+    /// for acks=all producers. Its high watermark mirrors `high_watermark`: every change of that goes through
+    /// [`Partition::mirror_high_watermark`].
+    replicated: watch::Sender<(i64, Option<i32>)>,
     log_start_offset: AtomicI64,
     /// Records appended since the last fsync (for `flush.messages`).
     unflushed_records: AtomicI64,
@@ -141,7 +151,7 @@ impl Partition {
             role: Mutex::new(Role::Unassigned),
             leader_epoch: AtomicI32::new(0),
             high_watermark: AtomicI64::new(hw),
-            replicated: watch::channel((hw, false)).0,
+            replicated: watch::channel((hw, None)).0,
             log_start_offset: AtomicI64::new(lso),
             unflushed_records: AtomicI64::new(0),
             log: Mutex::new(Some(log)),
@@ -197,13 +207,14 @@ impl Partition {
     }
 
     /// Appends one produce request's records, as the leader. Returns the outcome, whether the append pushed the
-    /// unflushed record count to `flush_messages` (the ack must then wait for an fsync), and the ISR size.
+    /// unflushed record count to `flush_messages` (the ack must then wait for an fsync), and the leader epoch it
+    /// was written at (an acks=all ack waits for the high watermark of that epoch).
     pub fn append(
         &self,
         records: Bytes,
         now_ms: i64,
         flush_messages: i64,
-    ) -> Result<(AppendOutcome, bool), PartitionError> {
+    ) -> Result<LeaderAppend, PartitionError> {
         let mut role = self.role.lock();
         let Role::Leader { state, .. } = &mut *role else {
             return Err(PartitionError::NotLeader(format!(
@@ -235,18 +246,23 @@ impl Partition {
             self.publish(effects.high_watermark);
             self.appended.notify_waiters();
         }
-        Ok((outcome, must_flush))
+        Ok(LeaderAppend {
+            outcome,
+            must_flush,
+            leader_epoch: opts.leader_epoch,
+        })
     }
 
     /// Appends the marker that ends `producer_id`'s transaction here, as the leader (WriteTxnMarkers). Returns
-    /// its offset; like any append it is then flushed and replicated before the coordinator is answered.
+    /// its offset and the leader epoch it was written at; like any append it is then flushed and replicated
+    /// before the coordinator is answered.
     pub fn append_marker(
         &self,
         producer_id: i64,
         producer_epoch: i16,
         marker: strom_log::txn::Marker,
         now_ms: i64,
-    ) -> Result<i64, PartitionError> {
+    ) -> Result<(i64, i32), PartitionError> {
         let mut role = self.role.lock();
         let Role::Leader { state, .. } = &mut *role else {
             return Err(PartitionError::NotLeader(format!(
@@ -267,7 +283,7 @@ impl Partition {
         self.unflushed_records.fetch_add(1, Ordering::AcqRel);
         self.publish(effects.high_watermark);
         self.appended.notify_waiters();
-        Ok(offset)
+        Ok((offset, opts.leader_epoch))
     }
 
     /// The last stable offset: the high watermark, or the first offset of the earliest transaction still open
@@ -317,26 +333,34 @@ impl Partition {
         if let Some(hw) = high_watermark {
             let previous = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
             if hw > previous {
-                self.mirror_high_watermark(None);
+                self.mirror_high_watermark();
                 // Consumers long-polling at the old high watermark have new records to read.
                 self.appended.notify_waiters();
             }
         }
     }
 
-    /// Copies the high watermark as it is now (and whether this replica leads, if given) into the watch acks=all
-    /// producers wait on. A copy left behind would be wrong both ways: one left low (a follower's high watermark
-    /// moves without a leader's `publish`) holds an acknowledgement until the high watermark moves again, which
-    /// an idempotent producer waiting for that very acknowledgement never makes happen; one left high (after a
-    /// truncation) would acknowledge records the ISR may not have.
-    fn mirror_high_watermark(&self, leading: Option<bool>) {
-        self.replicated.send_if_modified(|(hw, is_leading)| {
+    /// Copies the high watermark as it is now into the watch acks=all producers wait on. A copy left behind would
+    /// be wrong both ways: one left low (a follower's high watermark moves without a leader's `publish`) holds an
+    /// acknowledgement until the high watermark moves again, which an idempotent producer waiting for that very
+    /// acknowledgement never makes happen; one left high (after a truncation) would acknowledge records the ISR
+    /// may not have.
+    fn mirror_high_watermark(&self) {
+        self.replicated.send_if_modified(|(hw, _)| {
             let now = self.high_watermark();
-            let changed = *hw != now || leading.is_some_and(|l| l != *is_leading);
+            let changed = *hw != now;
             *hw = now;
-            if let Some(l) = leading {
-                *is_leading = l;
-            }
+            changed
+        });
+    }
+
+    /// Tells acks=all waiters the leader epoch this replica now leads at, or that it does not lead.
+    fn mirror_leadership(&self, leading: Option<i32>) {
+        self.replicated.send_if_modified(|(hw, led)| {
+            let now = self.high_watermark();
+            let changed = *hw != now || *led != leading;
+            *hw = now;
+            *led = leading;
             changed
         });
     }
@@ -414,7 +438,7 @@ impl Partition {
                     state,
                     partition_epoch,
                 };
-                self.mirror_high_watermark(Some(true));
+                self.mirror_leadership(Some(leader_epoch));
                 high_watermark
             }
         };
@@ -439,7 +463,7 @@ impl Partition {
             leader_epoch,
         };
         // acks=all producers waiting here learn that this replica no longer leads.
-        self.mirror_high_watermark(Some(false));
+        self.mirror_leadership(None);
     }
 
     /// The leader this replica follows and at which epoch, if it is a follower.
@@ -560,7 +584,7 @@ impl Partition {
             Ok(log.log_end_offset())
         })?;
         self.high_watermark.fetch_min(leo, Ordering::AcqRel);
-        self.mirror_high_watermark(None);
+        self.mirror_high_watermark();
         self.forget_flushed_above(leo);
         tracing::info!(partition = %self.name(), leader_epoch, log_end_offset = leo, "truncated divergent log tail");
         Ok(leo)
@@ -573,7 +597,7 @@ impl Partition {
         self.with_log(|log| Ok(log.reset_to(offset)?))?;
         self.log_start_offset.store(offset, Ordering::Release);
         self.high_watermark.store(offset, Ordering::Release);
-        self.mirror_high_watermark(None);
+        self.mirror_high_watermark();
         self.forget_flushed_above(offset);
         tracing::info!(partition = %self.name(), offset, "log restarted at the leader's log start offset");
         Ok(())
@@ -608,7 +632,7 @@ impl Partition {
         let hw = leader_high_watermark.min(leo);
         if hw >= 0 {
             self.high_watermark.store(hw, Ordering::Release);
-            self.mirror_high_watermark(None);
+            self.mirror_high_watermark();
         }
         if leader_log_start > lso {
             if let Ok(lso) = self.delete_records_before(leader_log_start.min(leo)) {
@@ -659,12 +683,18 @@ impl Partition {
         self.with_log(|log| Ok(log.write_high_watermark(hw)?))
     }
 
-    /// Waits until the high watermark reaches `offset` (every ISR member has the records below it); false if
-    /// this replica stops leading first.
-    pub async fn wait_replicated(&self, offset: i64) -> bool {
+    /// Waits until the high watermark of `leader_epoch` reaches `offset` (every ISR member has the records below
+    /// it); false if this replica stops leading at that epoch first. Bound to the epoch the records were written
+    /// at: a replica that lost leadership may truncate them, take other records at those offsets from the new
+    /// leader and lead again, all before a waiter looks, and a high watermark past `offset` then says nothing
+    /// about the waiter's records.
+    pub async fn wait_replicated(&self, leader_epoch: i32, offset: i64) -> bool {
         let mut rx = self.replicated.subscribe();
-        let reached = match rx.wait_for(|(hw, leading)| *hw >= offset || !leading).await {
-            Ok(state) => state.0 >= offset,
+        let reached = match rx
+            .wait_for(|(hw, led)| *led != Some(leader_epoch) || *hw >= offset)
+            .await
+        {
+            Ok(state) => state.1 == Some(leader_epoch) && state.0 >= offset,
             Err(_) => false,
         };
         reached
@@ -810,7 +840,7 @@ impl Partition {
     /// Deletes the partition's data (topic deletion); waiters see it as closed.
     pub fn delete(&self) -> Result<(), LogError> {
         *self.role.lock() = Role::Unassigned;
-        self.replicated.send_modify(|(_, leading)| *leading = false);
+        self.replicated.send_modify(|(_, leading)| *leading = None);
         let log = self.log.lock().take();
         self.appended.notify_waiters();
         match log {
@@ -823,6 +853,8 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use bytes::{Bytes, BytesMut};
+    use std::future::Future;
+
     use futures::FutureExt;
     use strom_log::LogConfig;
     use strom_protocol::kafka::records::{
@@ -885,9 +917,9 @@ mod tests {
 
         assert!(p.become_leader(2, 1, 1, &[1, 2, 3], &[1, 2, 3], 30_000, 1, 0));
         assert_eq!(p.high_watermark(), 10);
-        assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
+        assert_eq!(p.wait_replicated(1, 10).now_or_never(), Some(true));
         // Records above it wait for the followers.
-        assert_eq!(p.wait_replicated(11).now_or_never(), None);
+        assert_eq!(p.wait_replicated(1, 11).now_or_never(), None);
     }
 
     /// After a truncation the acks=all watch comes down with the high watermark: records appended again at
@@ -897,8 +929,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = open(&dir);
         assert!(p.become_leader(1, 0, 0, &[1, 2], &[1], 30_000, 1, 0));
-        let (outcome, _) = p.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
-        assert!(matches!(outcome, strom_log::AppendOutcome::Appended { .. }));
+        let appended = p.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
+        assert!(matches!(
+            appended.outcome,
+            strom_log::AppendOutcome::Appended { .. }
+        ));
         assert_eq!(
             p.high_watermark(),
             10,
@@ -912,12 +947,58 @@ mod tests {
         assert!(p.become_leader(1, 2, 2, &[1, 2], &[1, 2], 30_000, 1, 0));
         p.append(batch(0, 5, 0), 0, i64::MAX).unwrap();
         assert_eq!(
-            p.wait_replicated(10).now_or_never(),
+            p.wait_replicated(2, 10).now_or_never(),
             None,
             "acknowledged before the follower has the records"
         );
         p.on_follower_fetch(2, 10, 0).unwrap();
-        assert_eq!(p.wait_replicated(10).now_or_never(), Some(true));
+        assert_eq!(p.wait_replicated(2, 10).now_or_never(), Some(true));
+    }
+
+    /// An acks=all waiter that is not looked at while its leader is deposed, truncates its records, takes other
+    /// records at those offsets from the new leader, sees the high watermark pass them and leads again: it must
+    /// answer that its records are gone, not acknowledge them (found under load: 70 acknowledged records lost
+    /// in `replication::acknowledged_records_survive_five_leader_kills...`).
+    #[test]
+    fn a_waiter_that_sleeps_through_a_lost_leadership_is_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        assert!(p.become_leader(1, 0, 0, &[1, 2], &[1, 2], 30_000, 1, 0));
+        let appended = p.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
+        assert_eq!(appended.leader_epoch, 0);
+        let waiter = p.wait_replicated(appended.leader_epoch, 10);
+        futures::pin_mut!(waiter);
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+
+        // Deposed before follower 2 fetched the records: they are truncated, the new leader's records take
+        // their offsets and its high watermark passes them, and this replica leads again. The waiter was not
+        // polled in between (a busy worker thread).
+        p.become_follower(2, 1);
+        p.truncate_replica(1, 0).unwrap();
+        p.append_replicated(1, batch(0, 12, 1), 0).unwrap();
+        p.follow_leader_offsets(1, 12, 0).unwrap();
+        assert!(p.become_leader(1, 2, 2, &[1, 2], &[1, 2], 30_000, 1, 0));
+        assert_eq!(p.high_watermark(), 12);
+
+        assert_eq!(
+            waiter.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(false),
+            "records truncated while deposed were acknowledged"
+        );
+        // A waiter deposed and not leading again sees the same.
+        let p2_dir = tempfile::tempdir().unwrap();
+        let p2 = open(&p2_dir);
+        assert!(p2.become_leader(1, 0, 0, &[1, 2], &[1, 2], 30_000, 1, 0));
+        p2.append(batch(0, 10, 0), 0, i64::MAX).unwrap();
+        let waiter = p2.wait_replicated(0, 10);
+        futures::pin_mut!(waiter);
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+        p2.become_follower(2, 1);
+        p2.truncate_replica(1, 0).unwrap();
+        p2.append_replicated(1, batch(0, 12, 1), 0).unwrap();
+        p2.follow_leader_offsets(1, 12, 0).unwrap();
+        assert_eq!(waiter.as_mut().poll(&mut cx), std::task::Poll::Ready(false));
     }
 
     /// A leader alone in its ISR whose checkpointed high watermark lags its log (a restart after kill -9) commits

@@ -125,13 +125,15 @@ async fn read_committed_skips_aborted_transactions_and_waits_at_an_open_one() {
     assert_eq!(
         partition
             .append_marker(100, 0, marker(ControlType::Abort), now_ms())
-            .unwrap(),
+            .unwrap()
+            .0,
         6
     );
     assert_eq!(
         partition
             .append_marker(200, 0, marker(ControlType::Commit), now_ms())
-            .unwrap(),
+            .unwrap()
+            .0,
         7
     );
     append(batch(300, true, &["c1"]));
@@ -183,7 +185,8 @@ async fn read_committed_skips_aborted_transactions_and_waits_at_an_open_one() {
     assert_eq!(
         partition
             .append_marker(300, 0, marker(ControlType::Commit), now_ms())
-            .unwrap(),
+            .unwrap()
+            .0,
         10
     );
     assert_eq!(partition.last_stable_offset().unwrap(), 11);

@@ -16,7 +16,7 @@ use strom_protocol::kafka::ResponseError;
 
 use super::{str_bytes, Handled};
 use crate::clock::now_ms;
-use crate::partition::{Partition, PartitionError};
+use crate::partition::{LeaderAppend, Partition, PartitionError};
 use crate::server::BrokerState;
 use crate::transactions::verification;
 
@@ -28,6 +28,8 @@ struct FlushWait {
     partition_index: usize,
     /// acks=all: the ISR must hold the records, and still hold `min.insync.replicas` replicas.
     replicated: Option<usize>,
+    /// The leader epoch the records were written at (or found at, for a retried batch).
+    leader_epoch: i32,
 }
 
 pub fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Handled {
@@ -215,15 +217,17 @@ fn handle_verified(
                 continue;
             }
             match partition.append(records, now_ms(), settings.flush_messages) {
-                Ok((
-                    AppendOutcome::Appended {
-                        base_offset,
-                        last_offset,
-                        log_append_time,
-                        log_start_offset,
-                    },
+                Ok(LeaderAppend {
+                    outcome:
+                        AppendOutcome::Appended {
+                            base_offset,
+                            last_offset,
+                            log_append_time,
+                            log_start_offset,
+                        },
                     must_flush,
-                )) => {
+                    leader_epoch,
+                }) => {
                     let mut r = response
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(log_append_time);
@@ -239,17 +243,20 @@ fn handle_verified(
                             topic_index,
                             partition_index,
                             replicated: (acks == -1).then_some(min_isr),
+                            leader_epoch,
                         });
                     }
                 }
-                Ok((
-                    AppendOutcome::Duplicate {
-                        base_offset,
-                        last_offset,
-                        log_start_offset,
-                    },
-                    _,
-                )) => {
+                Ok(LeaderAppend {
+                    outcome:
+                        AppendOutcome::Duplicate {
+                            base_offset,
+                            last_offset,
+                            log_start_offset,
+                        },
+                    leader_epoch,
+                    ..
+                }) => {
                     let mut r = response
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(-1);
@@ -266,6 +273,7 @@ fn handle_verified(
                             topic_index,
                             partition_index,
                             replicated: Some(min_isr),
+                            leader_epoch,
                         });
                     }
                 }
@@ -302,7 +310,7 @@ fn handle_verified(
             let done = tokio::time::timeout_at(deadline, async {
                 let flushed = p.wait_flushed(wait.offset).await;
                 let replicated = match wait.replicated {
-                    Some(_) => p.wait_replicated(wait.offset).await,
+                    Some(_) => p.wait_replicated(wait.leader_epoch, wait.offset).await,
                     None => true,
                 };
                 flushed && replicated

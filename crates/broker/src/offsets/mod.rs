@@ -27,7 +27,7 @@ use strom_protocol::kafka::ResponseError;
 
 use crate::clock::now_ms;
 use crate::flusher::Flusher;
-use crate::partition::Partition;
+use crate::partition::{LeaderAppend, Partition};
 use crate::topics::{TopicError, Topics};
 use record::{
     decode_key, decode_value, encode_key, encode_value, partition_for_group, CommittedOffset,
@@ -290,9 +290,18 @@ impl OffsetStore {
             tracing::error!(group, error = %e, "cannot encode offset commit");
             return Box::pin(async { Err(ResponseError::UnknownServerError.code()) });
         }
-        let last_offset = match partition.append(Bytes::from(batch), now, i64::MAX) {
-            Ok((AppendOutcome::Appended { last_offset, .. }, _)) => last_offset,
-            Ok((AppendOutcome::Duplicate { .. }, _)) => unreachable_duplicate(),
+        let (last_offset, leader_epoch) = match partition.append(Bytes::from(batch), now, i64::MAX)
+        {
+            Ok(LeaderAppend {
+                outcome: AppendOutcome::Appended { last_offset, .. },
+                leader_epoch,
+                ..
+            }) => (last_offset, leader_epoch),
+            Ok(LeaderAppend {
+                outcome: AppendOutcome::Duplicate { .. },
+                leader_epoch,
+                ..
+            }) => (unreachable_duplicate(), leader_epoch),
             Err(crate::partition::PartitionError::Append(e)) if producer.is_some() => {
                 // A fenced producer epoch, or a write outside the transaction.
                 tracing::debug!(group, error = %e, "transactional offset commit refused");
@@ -323,7 +332,8 @@ impl OffsetStore {
         Box::pin(async move {
             let end = last_offset + 1;
             let done = tokio::time::timeout(timeout, async {
-                partition.wait_flushed(end).await && partition.wait_replicated(end).await
+                partition.wait_flushed(end).await
+                    && partition.wait_replicated(leader_epoch, end).await
             })
             .await;
             match done {

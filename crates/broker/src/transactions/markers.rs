@@ -39,18 +39,19 @@ pub async fn write_local(
             continue;
         };
         match partition.append_marker(producer_id, producer_epoch, marker, now_ms()) {
-            Ok(offset) => waits.push((i, partition, offset + 1)),
+            Ok((offset, leader_epoch)) => waits.push((i, partition, leader_epoch, offset + 1)),
             // Fenced (an older producer epoch or coordinator epoch): INVALID_PRODUCER_EPOCH or
             // TRANSACTION_COORDINATOR_FENCED, as Kafka answers; nothing is written.
             Err(e) => codes[i] = e.kafka_error_code(),
         }
     }
     // Every flush is asked for before any is waited on, so the partitions' fsyncs overlap.
-    for (_, partition, _) in &waits {
+    for (_, partition, _, _) in &waits {
         state.flusher.request(partition.clone());
     }
-    for (i, partition, end) in waits {
-        let durable = partition.wait_flushed(end).await && partition.wait_replicated(end).await;
+    for (i, partition, leader_epoch, end) in waits {
+        let durable =
+            partition.wait_flushed(end).await && partition.wait_replicated(leader_epoch, end).await;
         if !durable {
             codes[i] = ResponseError::NotLeaderOrFollower.code();
         } else if partitions[i].0 == crate::offsets::OFFSETS_TOPIC {

@@ -198,16 +198,19 @@ impl TransactionStore {
             tracing::error!(error = %e, "cannot encode a transaction state record");
             return Box::pin(async { Err(ResponseError::UnknownServerError.code()) });
         }
-        let end = match partition.append(Bytes::from(batch), now, i64::MAX) {
-            Ok((strom_log::AppendOutcome::Appended { last_offset, .. }, _)) => last_offset + 1,
-            Ok((strom_log::AppendOutcome::Duplicate { .. }, _)) | Err(_) => {
-                return Box::pin(async { Err(ResponseError::NotCoordinator.code()) })
-            }
+        let (end, leader_epoch) = match partition.append(Bytes::from(batch), now, i64::MAX) {
+            Ok(crate::partition::LeaderAppend {
+                outcome: strom_log::AppendOutcome::Appended { last_offset, .. },
+                leader_epoch,
+                ..
+            }) => (last_offset + 1, leader_epoch),
+            Ok(_) | Err(_) => return Box::pin(async { Err(ResponseError::NotCoordinator.code()) }),
         };
         self.flusher.request(partition.clone());
         Box::pin(async move {
             let done = tokio::time::timeout(timeout, async {
-                partition.wait_flushed(end).await && partition.wait_replicated(end).await
+                partition.wait_flushed(end).await
+                    && partition.wait_replicated(leader_epoch, end).await
             })
             .await;
             match done {
