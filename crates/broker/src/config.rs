@@ -50,6 +50,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection that completes no request for this long is closed.
     pub connections_max_idle_ms: u64,
+    /// `strom.metrics.listener` (`host:port`, Strom's own key): where `GET /metrics` serves the request times in
+    /// Prometheus's format (`metrics.rs`). None by default.
+    pub metrics_listener: Option<String>,
     /// `fetch.max.bytes`: the most record bytes one Fetch response carries, whatever the client asks for.
     pub fetch_max_bytes: usize,
     /// `log.flush.interval.messages`: once a partition holds this many unflushed records, the append that crossed
@@ -162,6 +165,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle_ms: 10 * 60 * 1000,
+            metrics_listener: None,
             fetch_max_bytes: 55 * 1024 * 1024,
             flush_interval_messages: i64::MAX,
             flush_interval_ms: 1000,
@@ -331,6 +335,20 @@ impl BrokerConfig {
             "fetch.max.bytes" => self.fetch_max_bytes = positive::<i32>(key, value)? as usize,
             "connections.max.idle.ms" => {
                 self.connections_max_idle_ms = positive::<i64>(key, value)? as u64
+            }
+            "strom.metrics.listener" => {
+                let value = value.trim();
+                if value.is_empty() {
+                    self.metrics_listener = None;
+                } else if value.parse::<SocketAddr>().is_ok()
+                    || value
+                        .rsplit_once(':')
+                        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+                {
+                    self.metrics_listener = Some(value.to_string());
+                } else {
+                    return Err(invalid("expected host:port, such as 127.0.0.1:9644"));
+                }
             }
             "log.flush.interval.messages" => self.flush_interval_messages = positive(key, value)?,
             "log.flush.interval.ms" => self.flush_interval_ms = positive::<i64>(key, value)? as u64,

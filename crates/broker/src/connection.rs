@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::task::Poll;
 
@@ -29,6 +29,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::watch;
 
 use crate::handlers;
+use crate::metrics::RequestMetrics;
 use crate::server::BrokerState;
 
 /// Requests read but not yet answered, per connection.
@@ -39,7 +40,15 @@ pub const MAX_IN_FLIGHT: usize = 32;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// What the writer half sends for one request: `None` for acks=0 produce, which gets no response.
-type PendingResponse = BoxFuture<'static, Option<ResponseFrame>>;
+type ResponseFuture = BoxFuture<'static, Option<ResponseFrame>>;
+
+/// One request being answered: its response, and what its request time is recorded under.
+struct PendingResponse {
+    response: ResponseFuture,
+    api_key: i16,
+    /// When the request had been read whole.
+    received: Instant,
+}
 
 pub async fn serve(
     stream: TcpStream,
@@ -49,7 +58,7 @@ pub async fn serve(
 ) {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_responses(writer, rx));
+    let writer_task = tokio::spawn(write_responses(writer, rx, state.metrics.clone()));
     let max_frame = state.config.socket_request_max_bytes;
     let idle = Duration::from_millis(state.config.connections_max_idle_ms);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -61,7 +70,8 @@ pub async fn serve(
                 Ok(Some(size)) => {
                     buf.advance(frame::LENGTH_PREFIX);
                     let body = buf.split_to(size).freeze();
-                    let Some(pending) = dispatch(&state, body, peer) else {
+                    let received = Instant::now();
+                    let Some(pending) = dispatch(&state, body, peer, received) else {
                         break 'connection;
                     };
                     if tx.send(pending).await.is_err() {
@@ -107,6 +117,7 @@ fn dispatch(
     state: &Arc<BrokerState>,
     body: bytes::Bytes,
     peer: SocketAddr,
+    received: Instant,
 ) -> Option<PendingResponse> {
     let request = match decode_request(body) {
         Ok(request) => request,
@@ -117,7 +128,11 @@ fn dispatch(
         }) => {
             tracing::debug!(%peer, version, "ApiVersions at an unknown version; answering in v0 (KIP-511)");
             let response = ResponseFrame::from(unsupported_api_versions_response(correlation_id));
-            return Some(Box::pin(async move { Some(response) }));
+            return Some(PendingResponse {
+                response: Box::pin(async move { Some(response) }),
+                api_key: ApiKey::ApiVersions as i16,
+                received,
+            });
         }
         Err(e) => {
             tracing::warn!(%peer, error = %e, "closing connection on a request that cannot be served");
@@ -127,28 +142,42 @@ fn dispatch(
     let (api_key, version, correlation_id) =
         (request.api_key, request.api_version, request.correlation_id);
     let handling = handlers::handle(state, request, peer);
-    Some(Box::pin(async move {
-        let body = handling.await?;
-        match encode_response_frame(api_key, version, correlation_id, &body) {
-            Ok(frame) => Some(frame),
-            Err(e) => {
-                tracing::error!(error = %e, "dropping a response that cannot be encoded");
-                None
+    Some(PendingResponse {
+        response: Box::pin(async move {
+            let body = handling.await?;
+            match encode_response_frame(api_key, version, correlation_id, &body) {
+                Ok(frame) => Some(frame),
+                Err(e) => {
+                    tracing::error!(error = %e, "dropping a response that cannot be encoded");
+                    None
+                }
             }
-        }
-    }))
+        }),
+        api_key: api_key as i16,
+        received,
+    })
 }
 
 /// Writes responses in request order. Frames that are ready are gathered into one [`ResponseFrame`] and written
 /// when the next response is not ready yet (or none is queued), so a burst of small responses is one vectored
-/// write and no response waits behind a slower one (a long-polling fetch) that follows it.
-async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<PendingResponse>) {
-    let mut out = ResponseFrame::default();
+/// write and no response waits behind a slower one (a long-polling fetch) that follows it. Each request's time is
+/// recorded once its response is written.
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<PendingResponse>,
+    metrics: Arc<RequestMetrics>,
+) {
+    let mut out = Outgoing {
+        writer,
+        frame: ResponseFrame::default(),
+        requests: Vec::new(),
+        metrics,
+    };
     loop {
         let mut pending = match rx.try_recv() {
             Ok(pending) => pending,
             Err(TryRecvError::Empty) => {
-                if writer.write_all_buf(&mut out).await.is_err() {
+                if out.write().await.is_err() {
                     return;
                 }
                 match rx.recv().await {
@@ -158,24 +187,53 @@ async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        let response = match futures::poll!(&mut pending) {
+        let response = match futures::poll!(&mut pending.response) {
             Poll::Ready(response) => response,
             Poll::Pending => {
-                if writer.write_all_buf(&mut out).await.is_err() {
+                if out.write().await.is_err() {
                     return;
                 }
-                pending.await
+                (&mut pending.response).await
             }
         };
-        if let Some(frame) = response {
-            out.append(frame);
+        match response {
+            Some(frame) => {
+                out.frame.append(frame);
+                out.requests.push((pending.api_key, pending.received));
+            }
+            // No response to write (acks=0): done now.
+            None => out
+                .metrics
+                .record(pending.api_key, pending.received.elapsed()),
         }
-        if out.len() >= WRITE_BATCH_BYTES && writer.write_all_buf(&mut out).await.is_err() {
+        if out.frame.len() >= WRITE_BATCH_BYTES && out.write().await.is_err() {
             return;
         }
     }
-    if writer.write_all_buf(&mut out).await.is_ok() {
-        let _ = writer.shutdown().await;
+    if out.write().await.is_ok() {
+        let _ = out.writer.shutdown().await;
+    }
+}
+
+/// Responses gathered for one vectored write, and the requests they answer.
+struct Outgoing {
+    writer: OwnedWriteHalf,
+    frame: ResponseFrame,
+    requests: Vec<(i16, Instant)>,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl Outgoing {
+    /// Writes what is gathered, then records the request times of the responses it held.
+    async fn write(&mut self) -> std::io::Result<()> {
+        self.writer.write_all_buf(&mut self.frame).await?;
+        if !self.requests.is_empty() {
+            let now = Instant::now();
+            for (api_key, received) in self.requests.drain(..) {
+                self.metrics.record(api_key, now - received);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -187,7 +245,15 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn ready(frame: Option<ResponseFrame>) -> PendingResponse {
-        Box::pin(async move { frame })
+        pending(Box::pin(async move { frame }))
+    }
+
+    fn pending(response: ResponseFuture) -> PendingResponse {
+        PendingResponse {
+            response,
+            api_key: ApiKey::Produce as i16,
+            received: Instant::now(),
+        }
     }
 
     fn chunked(parts: &[Bytes]) -> ResponseFrame {
@@ -207,7 +273,8 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (_read_half, write_half) = server.into_split();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        let writer = tokio::spawn(write_responses(write_half, rx));
+        let metrics = Arc::new(RequestMetrics::default());
+        let writer = tokio::spawn(write_responses(write_half, rx, metrics.clone()));
 
         let small = Bytes::from_static(b"small response");
         let records = Bytes::from(vec![7u8; 200_000]);
@@ -217,10 +284,10 @@ mod tests {
         tx.send(ready(Some(chunked(&[small.clone(), records.clone()]))))
             .await
             .unwrap();
-        tx.send(Box::pin(async move {
+        tx.send(pending(Box::pin(async move {
             released.await.unwrap();
             Some(ResponseFrame::from(Bytes::from_static(b"slow")))
-        }))
+        })))
         .await
         .unwrap();
 
@@ -239,5 +306,10 @@ mod tests {
         client.read_to_end(&mut received).await.unwrap();
         expected = b"slow".to_vec();
         assert_eq!(received, expected);
+        // Every request's time was recorded: three written, one (acks=0) completed.
+        assert!(metrics.render().contains(&format!(
+            "{}_count{{request=\"Produce\"}} 4\n",
+            crate::metrics::REQUEST_TIME
+        )));
     }
 }

@@ -16,6 +16,7 @@ pub mod groups;
 mod handlers;
 pub mod maintenance;
 pub mod metadata;
+pub mod metrics;
 pub mod offsets;
 pub mod partition;
 mod producer_ids;

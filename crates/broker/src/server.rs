@@ -44,6 +44,8 @@ pub struct BrokerState {
     pub cluster: Arc<Cluster>,
     /// Partition replication: fetchers of followed partitions, leaders' ISR changes.
     pub replication: Arc<ReplicaManager>,
+    /// Request times per API (`metrics.rs`).
+    pub metrics: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// The broker could not start.
@@ -205,6 +207,7 @@ impl Broker {
             topics: topics.clone(),
             flusher,
             cluster: cluster.clone(),
+            metrics: Arc::default(),
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
         let _ = hook_broker_set.set(Arc::downgrade(&state));
@@ -244,9 +247,23 @@ impl Broker {
         }
         lifecycle.spawn(shutdown_rx.clone());
         replication.start(shutdown_rx.clone());
+        let metrics_addr = match &config.metrics_listener {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr.as_str()).await?;
+                let bound = listener.local_addr()?;
+                tokio::spawn(crate::metrics::serve(
+                    listener,
+                    state.metrics.clone(),
+                    shutdown_rx.clone(),
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
         let accept_task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         tracing::info!(
             listen = %local_addr,
+            metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
             advertised = %format!("{}:{}", state.advertised.0, state.advertised.1),
             controller = ?cluster.controller_addr,
             node_id = config.node_id,

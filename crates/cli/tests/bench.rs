@@ -93,9 +93,15 @@ fn bench_prints_summaries_targets_and_a_report() {
         "broker cpu ",
         "broker peak rss ",
         "client cpu ",
+        // Issue 13: the broker's own request time beside the client's latency.
+        "broker Produce request time p50 <= ",
     ] {
         assert!(produce.contains(part), "{produce} lacks {part}");
     }
+    assert!(
+        line_of(&stdout, "consume/assign").contains("broker Fetch request time p50 <= "),
+        "{stdout}"
+    );
     assert!(line_of(&stdout, "consume/group").contains("% of produce-1k/p6"));
     let e2e = line_of(&stdout, "e2e-latency");
     assert!(e2e.starts_with("e2e-latency: 1000 records, "), "{e2e}");
@@ -149,6 +155,13 @@ fn bench_prints_summaries_targets_and_a_report() {
     assert!(produce["fraction_of"]["sink-1k"].as_f64().unwrap() > 0.0);
     assert!(produce["broker"]["cpu_seconds"].as_f64().is_some());
     assert!(produce["broker"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    let requests = &produce["broker_request_ms"];
+    assert_eq!(requests["api"], "Produce", "{produce}");
+    assert!(requests["requests"].as_u64().unwrap() > 0, "{produce}");
+    assert!(
+        requests["p50"].as_f64().unwrap() <= requests["p99"].as_f64().unwrap(),
+        "{produce}"
+    );
     let many = &report["scenarios"]["many-partitions/p1000"];
     assert!(many["broker"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
     let targets = report["targets"].as_array().expect("targets in the report");

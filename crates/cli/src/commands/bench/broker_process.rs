@@ -24,6 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
+    /// Where the broker serves `GET /metrics` (its request times).
+    metrics: Option<SocketAddr>,
     // The data directory; dropped (deleted) with the broker.
     dir: tempfile::TempDir,
 }
@@ -40,6 +42,7 @@ impl BrokerProcess {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(["--set", "strom.metrics.listener=127.0.0.1:0"])
             .env("STROM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,11 +92,25 @@ impl BrokerProcess {
             .find_map(|w| w.strip_prefix("listen="))
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| anyhow!("no listen= address in the broker's ready line {line:?}"))?;
-        Ok(BrokerProcess { child, addr, dir })
+        let metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("metrics=http://"))
+            .and_then(|a| a.strip_suffix("/metrics"))
+            .and_then(|a| a.parse().ok());
+        Ok(BrokerProcess {
+            child,
+            addr,
+            metrics,
+            dir,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

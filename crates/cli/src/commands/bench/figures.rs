@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::broker_metrics::RequestTime;
 use super::broker_process::ProcessUsage;
 
 #[derive(Serialize, Debug, Clone, Default)]
@@ -17,6 +18,10 @@ pub struct Figures {
     pub latency_ms: Option<Latency>,
     /// The broker process's CPU and peak memory during the run (not measured for an external broker).
     pub broker: Option<ProcessUsage>,
+    /// The broker's own time per request of the run's main API, from request read to response written (its
+    /// `GET /metrics`; not measured for an external broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_request_ms: Option<RequestTime>,
     /// The load client's (this process's) CPU and peak memory during the run.
     pub client: Option<ProcessUsage>,
     /// What the figure means beyond its name, e.g. a step the scenario skips.
@@ -62,6 +67,12 @@ impl Figures {
             line += &format!(
                 ", p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
                 l.p50, l.p99, l.p999, l.max
+            );
+        }
+        if let Some(r) = self.broker_request_ms {
+            line += &format!(
+                ", broker {} request time p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms ({} requests)",
+                r.api, r.p50, r.p99, r.p999, r.requests
             );
         }
         if let Some(pause) = self.pause_ms {

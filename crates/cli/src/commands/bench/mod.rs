@@ -4,6 +4,7 @@
 //! bare loopback read+CRC+append server reaches, so every produce figure is also given as a fraction of it; the
 //! report can be compared with a saved one (`--compare`), flagging any scenario more than 10 % worse.
 
+mod broker_metrics;
 mod broker_process;
 mod ceiling;
 mod compare;
@@ -153,6 +154,26 @@ enum Kind {
         load: produce::Load,
     },
     Failover,
+}
+
+impl Kind {
+    /// The API whose broker-side request time is set beside the case's latency: Produce where the latency is a
+    /// produce's delivery (e2e's too: its tail is produce plus fetch, and the produce side is where queueing
+    /// showed), Fetch for consume.
+    fn main_api(&self) -> Option<&'static str> {
+        match self {
+            Kind::Produce { .. }
+            | Kind::Transactional { .. }
+            | Kind::E2eLatency
+            | Kind::E2eAfterLoad { .. } => Some("Produce"),
+            Kind::Consume(_) => Some("Fetch"),
+            Kind::Ceiling { .. }
+            | Kind::Sink { .. }
+            | Kind::Streams(_)
+            | Kind::Replicated { .. }
+            | Kind::Failover => None,
+        }
+    }
 }
 
 impl Scenario {
@@ -420,6 +441,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let client_probe = measured
                 .then(|| UsageProbe::start(std::process::id()))
                 .flatten();
+            // The broker's own request times of the API whose latency the case reports.
+            let metrics_before = broker
+                .metrics_addr()
+                .filter(|_| broker_measured)
+                .zip(case.kind.main_api())
+                .map(|(addr, api)| broker_metrics::scrape(addr).map(|s| (addr, api, s)))
+                .transpose()?;
             // A topic this run wrote and no later case reads: deleted once the run is measured, so the broker's
             // disk and page cache hold one run's data at a time (in a VM, page cache growing into memory never
             // touched before costs the host a page fault per page, which showed as a 2x slower third run).
@@ -514,6 +542,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             };
             figures.broker = broker_probe.and_then(|p| p.finish(figures.records));
             figures.client = client_probe.and_then(|p| p.finish(figures.records));
+            if let Some((addr, api, before)) = metrics_before {
+                figures.broker_request_ms = broker_metrics::scrape(addr)?.since(&before, api);
+            }
             if let Some(topic) = finished_topic {
                 produce::delete_topic(&bootstrap, &topic)?;
             }
@@ -606,6 +637,13 @@ impl Broker {
     fn pid(&self) -> Option<u32> {
         match self {
             Broker::Child(process) => Some(process.pid()),
+            Broker::External(_) => None,
+        }
+    }
+
+    fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Broker::Child(process) => process.metrics_addr(),
             Broker::External(_) => None,
         }
     }
