@@ -392,6 +392,14 @@ impl BrokerConfig {
             "log.segment.bytes" => self.log.segment_bytes = positive::<i64>(key, value)? as u64,
             "log.roll.ms" => self.log.segment_ms = positive(key, value)?,
             "log.roll.hours" => self.log.segment_ms = positive::<i64>(key, value)? * 3_600_000,
+            "log.roll.jitter.ms" => self.log.segment_jitter_ms = non_negative(key, value)?,
+            "log.roll.jitter.hours" => {
+                self.log.segment_jitter_ms = non_negative::<i64>(key, value)? * 3_600_000
+            }
+            "log.preallocate" => self.log.preallocate = parse_bool(key, value)?,
+            "log.segment.delete.delay.ms" => {
+                self.log.file_delete_delay_ms = non_negative(key, value)?
+            }
             "log.retention.ms" => self.log.retention_ms = retention(key, value, 1)?,
             "log.retention.minutes" => self.log.retention_ms = retention(key, value, 60_000)?,
             "log.retention.hours" => self.log.retention_ms = retention(key, value, 3_600_000)?,

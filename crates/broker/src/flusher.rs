@@ -51,8 +51,7 @@ async fn run(
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(background_period(interval));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_background = tokio::time::Instant::now() + background_period(interval);
     loop {
         let batch = tokio::select! {
             first = rx.recv() => {
@@ -63,8 +62,10 @@ async fn run(
                 }
                 batch
             }
-            _ = ticker.tick() => {
-                topics.all().iter().flat_map(|t| t.local.iter().filter(|p| p.is_dirty()).cloned()).collect()
+            _ = tokio::time::sleep_until(next_background) => {
+                let (due, period) = due_for_background_flush(&topics, interval);
+                next_background = tokio::time::Instant::now() + period;
+                due
             }
             _ = shutdown.changed() => return,
         };
@@ -101,8 +102,45 @@ fn flush(p: &Partition) {
     }
 }
 
-/// How often the background flush runs for `log.flush.interval.ms` = `interval`: ten times per interval, at most
-/// every 10 ms.
+/// The dirty partitions whose topic's `flush.ms` (by default `log.flush.interval.ms` = `interval`) calls for a
+/// background flush now: a tenth of it has passed since their last flush. Also returns when to look again: the
+/// shortest such tenth over every topic.
+fn due_for_background_flush(
+    topics: &Topics,
+    interval: Duration,
+) -> (Vec<Arc<Partition>>, Duration) {
+    let all = topics.all();
+    due_at(
+        all.iter().map(|t| (t.settings.flush_ms, &t.local[..])),
+        interval,
+        crate::replication::now_ms(),
+    )
+}
+
+/// [`due_for_background_flush`] over (flush.ms, partitions) per topic at `now_ms`.
+fn due_at<'a>(
+    topics: impl Iterator<Item = (i64, &'a [Arc<Partition>])>,
+    interval: Duration,
+    now_ms: u64,
+) -> (Vec<Arc<Partition>>, Duration) {
+    let mut period = background_period(interval);
+    let mut due = Vec::new();
+    for (flush_ms, partitions) in topics {
+        let every = background_period(Duration::from_millis(flush_ms.max(0) as u64));
+        period = period.min(every);
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        due.extend(
+            partitions
+                .iter()
+                .filter(|p| p.is_dirty() && p.ms_since_flush(now_ms) >= every_ms)
+                .cloned(),
+        );
+    }
+    (due, period)
+}
+
+/// How often the background flush runs for a flush interval (`flush.ms`, `log.flush.interval.ms`): ten times
+/// per interval, at most every 10 ms.
 fn background_period(interval: Duration) -> Duration {
     (interval / 10).max(Duration::from_millis(10))
 }
@@ -126,6 +164,77 @@ mod tests {
             super::background_period(Duration::from_millis(50)),
             Duration::from_millis(10)
         );
+    }
+
+    fn partition(dir: &tempfile::TempDir, name: &str) -> Arc<Partition> {
+        Arc::new(
+            Partition::open(
+                name.into(),
+                uuid::Uuid::nil(),
+                0,
+                dir.path().join(format!("{name}-0")),
+                LogConfig::default(),
+                0,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// flush.ms per topic: a dirty partition is flushed in the background once a tenth of its topic's flush.ms has
+    /// passed since its last flush, and the flusher looks again after the shortest such tenth.
+    #[test]
+    fn each_topic_is_flushed_on_its_own_flush_ms() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let (fast, slow, clean) = (
+            partition(&dir, "fast"),
+            partition(&dir, "slow"),
+            partition(&dir, "clean"),
+        );
+        for p in [&fast, &slow, &clean] {
+            p.become_leader(1, 0, 0, &[1], &[1], 30_000, 1, 0);
+        }
+        fast.append(crate::partition::tests::batch(0, 1, 0), 0, i64::MAX)
+            .unwrap();
+        slow.append(crate::partition::tests::batch(0, 1, 0), 0, i64::MAX)
+            .unwrap();
+        let start = crate::replication::now_ms();
+        let topics = |fast_ms: i64| {
+            [
+                (fast_ms, std::slice::from_ref(&fast)),
+                (60_000, std::slice::from_ref(&slow)),
+                (100, std::slice::from_ref(&clean)),
+            ]
+        };
+        let names =
+            |due: &[Arc<Partition>]| due.iter().map(|p| p.topic.to_string()).collect::<Vec<_>>();
+
+        // flush.ms 1 s: every 100 ms; the broker's 1 s interval is not shorter, the clean topic's 100 ms is.
+        let (due, period) = super::due_at(
+            topics(1_000).into_iter(),
+            Duration::from_secs(1),
+            start + 150,
+        );
+        assert_eq!(names(&due), ["fast"]);
+        assert_eq!(period, Duration::from_millis(10));
+        let (due, _) = super::due_at(
+            topics(1_000).into_iter(),
+            Duration::from_secs(1),
+            start + 50,
+        );
+        assert!(due.is_empty(), "{:?}", names(&due));
+        // The slow topic's tenth (6 s) passes later.
+        let (due, _) = super::due_at(
+            topics(1_000).into_iter(),
+            Duration::from_secs(1),
+            start + 6_500,
+        );
+        assert_eq!(names(&due), ["fast", "slow"]);
+        // Once flushed, it is not due again until its interval passes anew.
+        fast.flush().unwrap();
+        let now = crate::replication::now_ms();
+        let (due, _) = super::due_at(topics(1_000).into_iter(), Duration::from_secs(1), now + 50);
+        assert!(due.is_empty(), "{:?}", names(&due));
     }
 
     /// A partition deleted after it was queued for a flush reports `Closed`, which the flush task skips quietly.

@@ -10,7 +10,7 @@
 //! its log, and once it makes it the leader no late fetch response from the old leader does.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -103,6 +103,8 @@ pub struct Partition {
     /// [`Partition::mirror_high_watermark`].
     replicated: watch::Sender<(i64, Option<i32>)>,
     log_start_offset: AtomicI64,
+    /// When the last flush began, on `replication::now_ms`'s monotonic clock (for `flush.ms`).
+    last_flush_ms: AtomicU64,
     /// Records appended since the last fsync (for `flush.messages`).
     unflushed_records: AtomicI64,
     /// Woken on every append, so long-polling fetches answer at once instead of on a timer.
@@ -154,6 +156,7 @@ impl Partition {
             replicated: watch::channel((hw, None)).0,
             log_start_offset: AtomicI64::new(lso),
             unflushed_records: AtomicI64::new(0),
+            last_flush_ms: AtomicU64::new(crate::replication::now_ms()),
             log: Mutex::new(Some(log)),
             appended: Notify::new(),
             flushed: watch::channel(flushed).0,
@@ -764,6 +767,8 @@ impl Partition {
     /// itself runs without the partition lock, so appends continue meanwhile.
     pub fn flush(&self) -> Result<(), PartitionError> {
         self.unflushed_records.store(0, Ordering::Release);
+        self.last_flush_ms
+            .store(crate::replication::now_ms(), Ordering::Release);
         let pending = self.with_log(|log| Ok(log.begin_flush()?))?;
         let synced = pending.sync();
         let flushed = self.with_log(|log| match synced {
@@ -788,6 +793,11 @@ impl Partition {
     /// Whether anything appended is not yet fsynced.
     pub fn is_dirty(&self) -> bool {
         self.unflushed_records.load(Ordering::Acquire) > 0
+    }
+
+    /// Milliseconds since the last flush began, at `now_ms` on `replication::now_ms`'s clock.
+    pub fn ms_since_flush(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire))
     }
 
     /// Waits until every offset below `offset` is fsynced.
@@ -851,7 +861,7 @@ impl Partition {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::{Bytes, BytesMut};
     use std::future::Future;
 
@@ -864,7 +874,7 @@ mod tests {
     use super::Partition;
 
     /// One batch of `n` records at offsets `base..base + n`, stamped with `leader_epoch`, as a leader stores it.
-    fn batch(base: i64, n: i64, leader_epoch: i32) -> Bytes {
+    pub(crate) fn batch(base: i64, n: i64, leader_epoch: i32) -> Bytes {
         let records: Vec<Record> = (0..n)
             .map(|i| Record {
                 transactional: false,

@@ -17,6 +17,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -44,10 +45,34 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "only 'producer': batches are stored as sent",
     ),
     def(
+        "compression.gzip.level",
+        "compression.gzip.level",
+        ConfigType::Int,
+        "gzip level (1-9, -1: the codec's default) when the broker compresses; it stores batches as sent",
+    ),
+    def(
+        "compression.lz4.level",
+        "compression.lz4.level",
+        ConfigType::Int,
+        "lz4 level (1-17) when the broker compresses; it stores batches as sent",
+    ),
+    def(
+        "compression.zstd.level",
+        "compression.zstd.level",
+        ConfigType::Int,
+        "zstd level (-131072 to 22) when the broker compresses; it stores batches as sent",
+    ),
+    def(
         "delete.retention.ms",
         "log.cleaner.delete.retention.ms",
         ConfigType::Long,
         "how long tombstones survive compaction",
+    ),
+    def(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        "how long a segment deleted by retention stays on disk as *.deleted",
     ),
     def(
         "flush.messages",
@@ -56,10 +81,28 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "unflushed records that force an fsync before ack",
     ),
     def(
+        "flush.ms",
+        "log.flush.interval.ms",
+        ConfigType::Long,
+        "how long written records may stay unflushed (fsynced in ten steps over it)",
+    ),
+    def(
         "index.interval.bytes",
         "log.index.interval.bytes",
         ConfigType::Int,
         "bytes of log between offset index entries",
+    ),
+    def(
+        "local.retention.bytes",
+        "log.local.retention.bytes",
+        ConfigType::Long,
+        "tiered storage: not available; only -2 (follow retention.bytes)",
+    ),
+    def(
+        "local.retention.ms",
+        "log.local.retention.ms",
+        ConfigType::Long,
+        "tiered storage: not available; only -2 (follow retention.ms)",
     ),
     def(
         "max.message.bytes",
@@ -98,6 +141,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "replicas that must hold an acks=all write",
     ),
     def(
+        "preallocate",
+        "log.preallocate",
+        ConfigType::Boolean,
+        "reserve a segment's disk when it is created",
+    ),
+    def(
+        "remote.storage.enable",
+        "remote.storage.enable",
+        ConfigType::Boolean,
+        "tiered storage: not available; only false",
+    ),
+    def(
         "retention.bytes",
         "log.retention.bytes",
         ConfigType::Long,
@@ -120,6 +175,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "log.index.size.max.bytes",
         ConfigType::Int,
         "maximum offset index size per segment",
+    ),
+    def(
+        "segment.jitter.ms",
+        "log.roll.jitter.ms",
+        ConfigType::Long,
+        "up to this much earlier than segment.ms, fixed per segment, a segment rolls",
     ),
     def(
         "segment.ms",
@@ -153,6 +214,16 @@ pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// Kafka's defaults for the codec levels (gzip's -1 is zlib's own default, 6).
+const DEFAULT_GZIP_LEVEL: i32 = -1;
+const DEFAULT_LZ4_LEVEL: i32 = 9;
+const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Why `remote.storage.enable=true` and `local.retention.*` other than -2 are refused.
+const TIERED_STORAGE: &str =
+    "tiered storage (remote.storage.enable, local.retention.*) is not available in Strom; every segment stays \
+     on the broker's disk until retention.ms / retention.bytes delete it";
+
 /// Why a topic config was refused; becomes INVALID_CONFIG (40) with this message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
@@ -166,6 +237,12 @@ pub struct TopicSettings {
     pub cleanup_policy_text: Option<String>,
     pub min_insync_replicas: i32,
     pub flush_messages: i64,
+    /// `flush.ms`: written records are fsynced within this long.
+    pub flush_ms: i64,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
+    pub gzip_level: i32,
+    pub lz4_level: i32,
+    pub zstd_level: i32,
 }
 
 impl TopicSettings {
@@ -179,6 +256,10 @@ impl TopicSettings {
             cleanup_policy_text: None,
             min_insync_replicas: broker.min_insync_replicas,
             flush_messages: broker.flush_interval_messages,
+            flush_ms: broker.flush_interval_ms as i64,
+            gzip_level: DEFAULT_GZIP_LEVEL,
+            lz4_level: DEFAULT_LZ4_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
         };
         for (key, value) in overrides {
             settings.apply(key, value)?;
@@ -201,8 +282,42 @@ impl TopicSettings {
                     return Err(bad("Strom stores batches exactly as producers compressed them; only 'producer' is supported"));
                 }
             }
+            "compression.gzip.level" => {
+                let level = int(long()?, -1).map_err(|e| bad(&e))?;
+                if level == 0 || level > 9 {
+                    return Err(bad("must be -1 (the codec's default) or from 1 to 9"));
+                }
+                self.gzip_level = level;
+            }
+            "compression.lz4.level" => {
+                self.lz4_level = in_range(long()?, 1, 17).map_err(|e| bad(&e))?
+            }
+            "compression.zstd.level" => {
+                self.zstd_level = in_range(long()?, -131_072, 22).map_err(|e| bad(&e))?
+            }
             "delete.retention.ms" => {
                 log.delete_retention_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
+            "file.delete.delay.ms" => {
+                log.file_delete_delay_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
+            }
+            "flush.ms" => self.flush_ms = at_least(long()?, 0).map_err(|e| bad(&e))?,
+            "local.retention.bytes" | "local.retention.ms" => {
+                if at_least(long()?, -2).map_err(|e| bad(&e))? != -2 {
+                    return Err(bad(TIERED_STORAGE));
+                }
+            }
+            "preallocate" => {
+                log.preallocate =
+                    parse_bool(key, value).map_err(|_| bad("expected true or false"))?
+            }
+            "remote.storage.enable" => {
+                if parse_bool(key, value).map_err(|_| bad("expected true or false"))? {
+                    return Err(bad(TIERED_STORAGE));
+                }
+            }
+            "segment.jitter.ms" => {
+                log.segment_jitter_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
             }
             "flush.messages" => self.flush_messages = at_least(long()?, 1).map_err(|e| bad(&e))?,
             "index.interval.bytes" => {
@@ -252,6 +367,15 @@ impl TopicSettings {
                 .clone()
                 .unwrap_or_else(|| format_cleanup_policy(&log.cleanup_policy)),
             "compression.type" => "producer".into(),
+            "compression.gzip.level" => self.gzip_level.to_string(),
+            "compression.lz4.level" => self.lz4_level.to_string(),
+            "compression.zstd.level" => self.zstd_level.to_string(),
+            "file.delete.delay.ms" => log.file_delete_delay_ms.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
+            "local.retention.bytes" | "local.retention.ms" => "-2".into(),
+            "preallocate" => log.preallocate.to_string(),
+            "remote.storage.enable" => "false".into(),
+            "segment.jitter.ms" => log.segment_jitter_ms.to_string(),
             "delete.retention.ms" => log.delete_retention_ms.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "index.interval.bytes" => log.index_interval_bytes.to_string(),
@@ -315,6 +439,13 @@ fn at_least(v: i64, min: i64) -> Result<i64, String> {
         return Err(format!("must be at least {min}"));
     }
     Ok(v)
+}
+
+fn in_range(v: i64, min: i64, max: i64) -> Result<i32, String> {
+    if !(min..=max).contains(&v) {
+        return Err(format!("must be from {min} to {max}"));
+    }
+    Ok(v as i32)
 }
 
 fn int(v: i64, min: i64) -> Result<i32, String> {

@@ -178,6 +178,107 @@ fn topic_configs_are_created_described_and_altered() {
     );
 }
 
+/// Issue 14, first part: Kafka 4 topic configs that Strom used to refuse, through a real client. Each is created,
+/// described and altered; bad values and tiered storage get INVALID_CONFIG with a message that names the key.
+#[test]
+fn kafka_4_topic_configs_for_segments_flushes_and_codec_levels_are_accepted_and_acted_on() {
+    use std::os::unix::fs::MetadataExt;
+    let broker = TestBroker::start();
+    let created = [
+        ("compression.gzip.level", "9"),
+        ("compression.lz4.level", "12"),
+        ("compression.zstd.level", "-5"),
+        ("file.delete.delay.ms", "1000"),
+        ("flush.ms", "200"),
+        ("local.retention.bytes", "-2"),
+        ("local.retention.ms", "-2"),
+        ("preallocate", "true"),
+        ("remote.storage.enable", "false"),
+        ("segment.jitter.ms", "60000"),
+        ("segment.bytes", "8388608"),
+    ];
+    broker.create_topic("kafka4", 1, &created);
+    for (key, value) in created {
+        assert_eq!(
+            config_value(&broker, "kafka4", key),
+            (value.to_string(), false),
+            "{key}"
+        );
+    }
+    // preallocate: the partition's first segment has its 8 MiB reserved while the file is empty.
+    let segment = broker
+        .data_dir()
+        .join("kafka4-0")
+        .join(format!("{:020}.log", 0));
+    let meta = std::fs::metadata(&segment).unwrap();
+    assert_eq!(meta.len(), 0);
+    assert!(
+        meta.blocks() * 512 >= 8 << 20,
+        "{} bytes reserved",
+        meta.blocks() * 512
+    );
+
+    // Defaults as Kafka 4 documents them.
+    broker.create_topic("plain", 1, &[]);
+    for (key, value) in [
+        ("compression.gzip.level", "-1"),
+        ("compression.lz4.level", "9"),
+        ("compression.zstd.level", "3"),
+        ("file.delete.delay.ms", "60000"),
+        ("flush.ms", "1000"),
+        ("local.retention.bytes", "-2"),
+        ("local.retention.ms", "-2"),
+        ("preallocate", "false"),
+        ("remote.storage.enable", "false"),
+        ("segment.jitter.ms", "0"),
+    ] {
+        assert_eq!(
+            config_value(&broker, "plain", key),
+            (value.to_string(), true),
+            "{key}"
+        );
+    }
+
+    let admin = broker.admin();
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("plain"))
+        .set("flush.ms", "5000")
+        .set("segment.jitter.ms", "1000");
+    for r in block_on(admin.alter_configs([&alter], &admin_options())).unwrap() {
+        r.expect("altered");
+    }
+    assert_eq!(
+        config_value(&broker, "plain", "flush.ms"),
+        ("5000".into(), false)
+    );
+    assert_eq!(
+        config_value(&broker, "plain", "segment.jitter.ms"),
+        ("1000".into(), false)
+    );
+
+    for (key, value, says) in [
+        ("compression.gzip.level", "0", "from 1 to 9"),
+        ("compression.lz4.level", "18", "from 1 to 17"),
+        ("compression.zstd.level", "23", "to 22"),
+        ("flush.ms", "-1", "at least 0"),
+        ("segment.jitter.ms", "soon", "integer"),
+        ("preallocate", "maybe", "true or false"),
+        ("remote.storage.enable", "true", "tiered storage"),
+        ("local.retention.ms", "86400000", "tiered storage"),
+        ("local.retention.bytes", "1073741824", "tiered storage"),
+    ] {
+        let (code, message) = raw_alter_config(&broker, "plain", key, value);
+        assert_eq!(code, 40, "INVALID_CONFIG for {key}={value}: {message}");
+        assert!(
+            message.contains(key) && message.contains(says),
+            "{key}={value}: {message}"
+        );
+    }
+    assert_eq!(
+        config_value(&broker, "plain", "flush.ms"),
+        ("5000".into(), false)
+    );
+}
+
 fn raw_alter_config(broker: &TestBroker, topic: &str, key: &str, value: &str) -> (i16, String) {
     use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::{AlterConfigsRequest, ApiKey, RequestKind, ResponseKind};

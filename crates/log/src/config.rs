@@ -10,6 +10,15 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// `segment.ms`: roll the active segment once it is this old, so time retention can delete it.
     pub segment_ms: i64,
+    /// `segment.jitter.ms`: each segment rolls up to this much (and less than `segment_ms`) before `segment_ms`,
+    /// by an amount fixed per segment, so partitions created together do not all roll at once.
+    pub segment_jitter_ms: i64,
+    /// `preallocate`: reserve `segment_bytes` of disk for a new segment up front (without growing the file), and
+    /// release what is left over when it rolls.
+    pub preallocate: bool,
+    /// `file.delete.delay.ms`: a segment deleted by retention is renamed `*.deleted` and removed this much later
+    /// (at the first cleanup pass after), so a reader that opened it in the meantime finishes; 0 deletes at once.
+    pub file_delete_delay_ms: i64,
     /// `retention.ms`: delete closed segments whose newest record is older than this; -1 = keep forever.
     pub retention_ms: i64,
     /// `retention.bytes`: delete oldest closed segments while the log is bigger than this; -1 = unlimited.
@@ -41,6 +50,9 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * DAY_MS,
+            segment_jitter_ms: 0,
+            preallocate: false,
+            file_delete_delay_ms: 60_000,
             retention_ms: 7 * DAY_MS,
             retention_bytes: -1,
             cleanup_policy: CleanupPolicy::default(),

@@ -106,6 +106,9 @@ pub struct Log {
     last_checkpoint: Instant,
     /// Counts truncations and resets, so a flush that began before one cannot vouch for what was written after.
     truncations: u64,
+    /// Files of segments deleted by retention, renamed `*.deleted`, and when: removed once `file.delete.delay.ms`
+    /// has passed ([`Log::remove_retired`]).
+    retired: Vec<(PathBuf, Instant)>,
 }
 
 /// How often a flush also persists the recovery point (with index and directory fsyncs). Between checkpoints a

@@ -33,6 +33,8 @@ mod read;
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// Appended to the names of a segment's files deleted with a delay (`file.delete.delay.ms`).
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 /// Positions are u32 in the index and relative offsets u32 too; Kafka caps both at i32::MAX.
 pub(crate) const MAX_SEGMENT_SPAN: i64 = i32::MAX as i64;
 
@@ -66,6 +68,15 @@ pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
     dir.join(format!("{base_offset:020}{suffix}"))
 }
 
+/// A number fixed for the segment at `base_offset` of the log in `dir`, spread over partitions and segments.
+fn jitter_seed(dir: &Path, base_offset: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    base_offset.hash(&mut h);
+    h.finish()
+}
+
 /// The base offset encoded in a segment file name like `00000000000000000042.log`.
 pub(crate) fn parse_segment_name(name: &str, suffix: &str) -> Option<i64> {
     let digits = name.strip_suffix(suffix)?;
@@ -90,6 +101,10 @@ pub(crate) struct Segment {
     bytes_since_index_entry: usize,
     /// The clock that segment.ms is measured against; see `roll_clock_start`.
     created_ms: i64,
+    /// Fixes this segment's share of `segment.jitter.ms` (see [`Segment::roll_jitter_ms`]).
+    jitter_seed: u64,
+    /// Disk was reserved past the end of the file (`preallocate`); released when the segment rolls.
+    preallocated: bool,
     /// The log file has writes not yet fsynced.
     dirty: bool,
     /// The index files have writes not yet fsynced (they are synced at checkpoints, not on every flush: recovery
@@ -136,6 +151,8 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
             created_ms: 0,
+            jitter_seed: jitter_seed(dir, base_offset),
+            preallocated: false,
             dirty: true,
             index_dirty: true,
             index_interval_bytes: config.index_interval_bytes,
@@ -153,7 +170,22 @@ impl Segment {
         let (log, size) = open_log_file(&path, true)?;
         let mut seg = Self::assemble(dir, base_offset, config, log, size)?;
         seg.created_ms = now_ms;
+        if config.preallocate {
+            seg.preallocate(config.segment_bytes.min(MAX_SEGMENT_SPAN as u64));
+        }
         Ok(seg)
+    }
+
+    /// Reserves `bytes` of disk for the file without changing its size (`FALLOC_FL_KEEP_SIZE`), so appends never
+    /// wait for block allocation and the file's blocks lie together. A file system that cannot (some cannot) just
+    /// allocates as it goes.
+    fn preallocate(&mut self, bytes: u64) {
+        match rustix::fs::fallocate(&self.log, rustix::fs::FallocateFlags::KEEP_SIZE, 0, bytes) {
+            Ok(()) => self.preallocated = true,
+            Err(e) => {
+                tracing::debug!(path = %self.log_path.display(), error = %e, "cannot preallocate segment")
+            }
+        }
     }
 
     /// Opens a segment whose data is believed flushed. Returns the segment and whether it had to be recovered
@@ -246,6 +278,8 @@ impl Segment {
             offset_of_max_timestamp: offset_of_max,
             bytes_since_index_entry: tail_bytes,
             created_ms: now_ms,
+            jitter_seed: jitter_seed(dir, base_offset),
+            preallocated: false,
             dirty: false,
             index_dirty: false,
             index_interval_bytes: config.index_interval_bytes,
@@ -410,7 +444,7 @@ impl Segment {
         }
         let max_size = config.segment_bytes.min(MAX_SEGMENT_SPAN as u64);
         self.size + bytes > max_size
-            || now_ms.saturating_sub(self.created_ms) > config.segment_ms
+            || self.is_old_enough_to_roll(config, now_ms)
             || self.offset_index.free_entries() < batches
             || self.time_index.free_entries() < batches
             || self.offset_index.is_full()
@@ -419,12 +453,32 @@ impl Segment {
     }
 
     pub(crate) fn is_time_to_roll(&self, config: &LogConfig, now_ms: i64) -> bool {
-        self.size > 0 && now_ms.saturating_sub(self.created_ms) > config.segment_ms
+        self.size > 0 && self.is_old_enough_to_roll(config, now_ms)
+    }
+
+    /// segment.ms, less this segment's jitter, has passed since the roll clock started.
+    fn is_old_enough_to_roll(&self, config: &LogConfig, now_ms: i64) -> bool {
+        now_ms.saturating_sub(self.created_ms) > config.segment_ms - self.roll_jitter_ms(config)
+    }
+
+    /// How much earlier than `segment.ms` this segment rolls: a share of `segment.jitter.ms` (below it and below
+    /// `segment.ms`) fixed per segment, as Kafka draws one at random per segment.
+    pub(crate) fn roll_jitter_ms(&self, config: &LogConfig) -> i64 {
+        let span = config.segment_jitter_ms.min(config.segment_ms);
+        if span <= 0 {
+            return 0;
+        }
+        (self.jitter_seed % span as u64) as i64
     }
 
     /// Called when a newer segment takes over: records the final max timestamp in the time index, so a trusted
     /// open learns it without scanning.
     pub(crate) fn on_become_inactive(&mut self) -> Result<(), LogError> {
+        if self.preallocated {
+            // Truncating to its own size hands back the blocks reserved past the end.
+            self.log.set_len(self.size).at(&self.log_path)?;
+            self.preallocated = false;
+        }
         if self.max_timestamp >= 0 {
             self.time_index.maybe_append(
                 self.max_timestamp,
@@ -525,6 +579,25 @@ impl Segment {
         self.time_index.delete()?;
         drop(self.log);
         remove_if_exists(&self.log_path)
+    }
+
+    /// Renames the segment's files to `<name>.deleted` (removed later by the log, after `file.delete.delay.ms`)
+    /// and returns their new paths. Open handles stay valid, so a read in flight finishes.
+    pub(crate) fn retire(self) -> Result<Vec<PathBuf>, LogError> {
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        let mut renamed = Vec::new();
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_file(dir, self.base_offset, suffix);
+            let mut target = path.clone().into_os_string();
+            target.push(DELETED_SUFFIX);
+            let target = PathBuf::from(target);
+            match std::fs::rename(&path, &target) {
+                Ok(()) => renamed.push(target),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        }
+        Ok(renamed)
     }
 
     /// Deletes the index files but not the log: compaction is about to rename a new log over it.

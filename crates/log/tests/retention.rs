@@ -150,3 +150,179 @@ fn truncate_to_removes_the_tail() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     assert_eq!(appended(log.append(simple(1, 0), opts(0)).unwrap()), (0, 0));
 }
+
+/// file.delete.delay.ms: a segment deleted by retention is renamed `*.deleted` and stays until the delay has
+/// passed at a later cleanup pass; a restart removes what is left at once; with 0 it goes at once.
+#[test]
+fn retention_renames_segments_deleted_and_removes_them_after_the_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        file_delete_delay_ms: 60_000,
+        ..config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+    for i in 0..10 {
+        log.append(simple(2, i), opts(0)).unwrap();
+    }
+    let deleted = log.enforce_retention(100_000).unwrap();
+    assert!(deleted > 0);
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let retired = log.retired_files();
+    assert_eq!(
+        retired.len(),
+        3 * deleted,
+        "a .log, .index and .timeindex each"
+    );
+    for path in &retired {
+        assert!(path.exists(), "{path:?} removed before its delay");
+        assert!(path.to_str().unwrap().ends_with(".deleted"));
+    }
+    // Not yet: the delay has not passed.
+    log.enforce_retention(100_000).unwrap();
+    assert!(retired.iter().all(|p| p.exists()));
+    // The log reads on as before.
+    assert_eq!(decode(&read_all(&log)).last().unwrap().0, 19);
+
+    // A delay of 0 (as if it had passed): the next pass removes them.
+    log.set_config(LogConfig {
+        file_delete_delay_ms: 0,
+        ..cfg.clone()
+    });
+    log.enforce_retention(100_000).unwrap();
+    assert!(
+        retired.iter().all(|p| !p.exists()),
+        "{:?}",
+        names(dir.path())
+    );
+    assert!(log.retired_files().is_empty());
+
+    // Deleted with a delay, then the broker restarts: open removes the leftovers.
+    log.set_config(cfg.clone());
+    for i in 0..10 {
+        log.append(simple(2, i), opts(0)).unwrap();
+    }
+    assert!(log.enforce_retention(100_000).unwrap() > 0);
+    assert!(!log.retired_files().is_empty());
+    log.close().unwrap();
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    assert!(
+        names(dir.path()).iter().all(|n| !n.ends_with(".deleted")),
+        "{:?}",
+        names(dir.path())
+    );
+    assert_eq!(log.log_end_offset(), 40);
+}
+
+#[test]
+fn with_no_delay_retention_deletes_the_files_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        file_delete_delay_ms: 0,
+        ..config()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    for i in 0..10 {
+        log.append(simple(2, i), opts(0)).unwrap();
+    }
+    assert!(log.enforce_retention(100_000).unwrap() > 0);
+    assert!(log.retired_files().is_empty());
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".deleted")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+/// segment.jitter.ms: each log's segment rolls at segment.ms less its own share of the jitter (below the jitter),
+/// so logs created together do not roll together.
+#[test]
+fn segment_jitter_spreads_time_rolls_below_segment_ms() {
+    const SEGMENT_MS: i64 = 1_000;
+    const JITTER_MS: i64 = 900;
+    let cfg = LogConfig {
+        segment_ms: SEGMENT_MS,
+        segment_jitter_ms: JITTER_MS,
+        segment_bytes: 1 << 20,
+        cleanup_policy: CleanupPolicy {
+            delete: false,
+            compact: false,
+        },
+        ..config()
+    };
+    let mut rolled_at = Vec::new();
+    for _ in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+        log.append(simple(1, 0), opts(0)).unwrap();
+        // The first time (in 10 ms steps) at which a cleanup pass rolls the segment.
+        let at = (0..=SEGMENT_MS / 10 + 1)
+            .map(|step| step * 10)
+            .find(|&now| {
+                log.enforce_retention(now).unwrap();
+                log.segment_count() == 2
+            })
+            .expect("rolled by segment.ms");
+        rolled_at.push(at);
+    }
+    assert!(
+        rolled_at
+            .iter()
+            .all(|at| *at > SEGMENT_MS - JITTER_MS && *at <= SEGMENT_MS + 10),
+        "{rolled_at:?}"
+    );
+    rolled_at.sort_unstable();
+    rolled_at.dedup();
+    assert!(
+        rolled_at.len() > 1,
+        "every log rolled at once: {rolled_at:?}"
+    );
+}
+
+/// preallocate: a new segment has segment.bytes of disk reserved while its file stays empty, and hands the rest
+/// back when it rolls.
+#[test]
+fn preallocate_reserves_the_segment_and_releases_the_rest_at_the_roll() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 4 << 20,
+        preallocate: true,
+        segment_ms: 10,
+        retention_ms: -1,
+        ..config()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let meta = std::fs::metadata(&first).unwrap();
+    assert_eq!(meta.len(), 0, "the file itself does not grow");
+    assert!(
+        meta.blocks() * 512 >= 4 << 20,
+        "{} bytes reserved",
+        meta.blocks() * 512
+    );
+    log.append(simple(2, 0), opts(0)).unwrap();
+    // segment.ms has passed: the cleanup pass rolls the segment.
+    log.enforce_retention(1_000).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    let meta = std::fs::metadata(&first).unwrap();
+    assert!(meta.len() > 0);
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "{} bytes still reserved after the roll",
+        meta.blocks() * 512
+    );
+}

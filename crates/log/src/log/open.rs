@@ -33,7 +33,8 @@ use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerStateManager, SNAPSHOT_FILE};
 use crate::scan::{BatchScanner, ScanMode, Step};
 use crate::segment::{
-    parse_segment_name, segment_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    parse_segment_name, segment_file, Segment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 
 pub(super) const CLEANED_SUFFIX: &str = ".log.cleaned";
@@ -137,6 +138,7 @@ impl Log {
             dir_dirty: true,
             persisted_recovery_point: end,
             truncations: 0,
+            retired: Vec::new(),
             last_checkpoint: std::time::Instant::now(),
         };
         remove_if_exists(&dir.join(SNAPSHOT_FILE))?;
@@ -241,6 +243,9 @@ fn clean_leftovers(dir: &Path) -> Result<Vec<i64>, LogError> {
     for name in &names {
         if name.ends_with(TMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
             tracing::info!(dir = %dir.display(), file = %name, "deleting leftover of an interrupted write");
+            remove_if_exists(&dir.join(name))?;
+        } else if name.ends_with(DELETED_SUFFIX) {
+            // A segment deleted with a delay before the restart: no reader can still have it open.
             remove_if_exists(&dir.join(name))?;
         } else if let Some(base) = parse_segment_name(name, SWAP_SUFFIX) {
             tracing::info!(dir = %dir.display(), base_offset = base, "completing interrupted compaction swap");

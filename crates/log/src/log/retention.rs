@@ -3,6 +3,8 @@
 //! left are dropped after the data is removed, so a crash in between leaves the file ahead of the log, which open
 //! corrects (see log/open.rs).
 
+use std::time::{Duration, Instant};
+
 use super::open::rebuild_producer_state;
 use super::Log;
 use crate::checkpoint::{write_offset, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
@@ -18,6 +20,7 @@ impl Log {
     /// the active segment if segment.ms elapsed, so that time retention can eventually reach its data.
     /// Returns the number of segments deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.remove_retired()?;
         if self.active().is_time_to_roll(&self.config, now_ms) {
             self.roll(now_ms)?;
         }
@@ -163,9 +166,16 @@ impl Log {
         if count == 0 {
             return Ok(());
         }
+        let delayed = self.config.file_delete_delay_ms > 0;
         for seg in self.segments.drain(..count) {
-            tracing::info!(dir = %self.dir.display(), base_offset = seg.base_offset(), size = seg.size(), "deleting log segment");
-            seg.delete()?;
+            tracing::info!(dir = %self.dir.display(), base_offset = seg.base_offset(), size = seg.size(), delayed, "deleting log segment");
+            if delayed {
+                let now = Instant::now();
+                self.retired
+                    .extend(seg.retire()?.into_iter().map(|path| (path, now)));
+            } else {
+                seg.delete()?;
+            }
         }
         self.dir_dirty = true;
         let first = self.segments[0].base_offset();
@@ -182,5 +192,29 @@ impl Log {
     /// segment, and the clock restarts at its first append anyway.
     fn active_created_hint(&self) -> i64 {
         self.active().max_timestamp().max(0)
+    }
+
+    /// Removes the files of segments deleted at least `file.delete.delay.ms` ago (all of them when it is 0).
+    pub fn remove_retired(&mut self) -> Result<(), LogError> {
+        let delay = Duration::from_millis(self.config.file_delete_delay_ms.max(0) as u64);
+        let mut result = Ok(());
+        self.retired.retain(|(path, since)| {
+            if since.elapsed() < delay {
+                return true;
+            }
+            match crate::checkpoint::remove_if_exists(path) {
+                Ok(()) => false,
+                Err(e) => {
+                    result = Err(e);
+                    true
+                }
+            }
+        });
+        result
+    }
+
+    /// The files of deleted segments waiting for `file.delete.delay.ms`.
+    pub fn retired_files(&self) -> Vec<std::path::PathBuf> {
+        self.retired.iter().map(|(p, _)| p.clone()).collect()
     }
 }
