@@ -75,6 +75,14 @@ impl ReplicaManager {
                 partition_epoch: proposal.partition_epoch,
                 isr: proposal.isr.clone(),
             };
+            // The ISR the metadata committed at the proposal's partition epoch, if that is still the current one.
+            let committed = || {
+                this.topics.get(&partition.topic).and_then(|t| {
+                    t.slot(partition.index)
+                        .filter(|s| s.partition_epoch == proposal.partition_epoch)
+                        .map(|s| s.isr.clone())
+                })
+            };
             loop {
                 tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, "proposing ISR change");
                 let error = match this
@@ -82,18 +90,26 @@ impl ReplicaManager {
                     .request(request.clone(), ALTER_PARTITION_TIMEOUT)
                     .await
                 {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        // This broker's image is now at least where the controller was when it answered. A
+                        // committed change moved the partition epoch, and applying it cleared the proposal. If
+                        // the epoch did not move, the controller had nothing to change (the committed ISR is
+                        // already the proposed one): the leader takes the committed ISR, or the proposal would
+                        // stay pending for good and no later ISR change could start.
+                        if partition.isr_proposal_pending(&proposal) {
+                            if let Some(isr) = committed() {
+                                tracing::info!(partition = %partition.name(), isr = ?isr, "ISR change had nothing to change; taking the committed ISR");
+                                partition.isr_change_refused(isr);
+                            }
+                        }
+                        return;
+                    }
                     Err(e) => e,
                 };
                 tracing::info!(partition = %partition.name(), isr = ?proposal.isr, error = %error, "ISR change not accepted");
                 match error.code {
                     codes::INELIGIBLE_REPLICA => {
-                        let committed = this.topics.get(&partition.topic).and_then(|t| {
-                            t.slot(partition.index)
-                                .filter(|s| s.partition_epoch == proposal.partition_epoch)
-                                .map(|s| s.isr.clone())
-                        });
-                        if let Some(isr) = committed {
+                        if let Some(isr) = committed() {
                             partition.isr_change_refused(isr);
                         }
                         return;
