@@ -64,6 +64,10 @@ pub struct BrokerConfig {
     pub flush_interval_ms: u64,
     /// `log.retention.check.interval.ms`: how often retention and compaction run.
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: whether the log cleaner compacts `cleanup.policy=compact` topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how long the cleaner sleeps when no log needed cleaning.
+    pub log_cleaner_backoff_ms: u64,
     /// `min.insync.replicas`: default for topics.
     pub min_insync_replicas: i32,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members before its first rebalance.
@@ -170,6 +174,8 @@ impl Default for BrokerConfig {
             flush_interval_messages: i64::MAX,
             flush_interval_ms: 1000,
             retention_check_interval_ms: 5 * 60 * 1000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
@@ -412,6 +418,19 @@ impl BrokerConfig {
             }
             "log.cleaner.min.compaction.lag.ms" => {
                 self.log.min_compaction_lag_ms = non_negative(key, value)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log.max_compaction_lag_ms = positive(key, value)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => return Err(invalid("expected a number from 0 to 1")),
+                }
+            }
+            "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, value)?,
+            "log.cleaner.backoff.ms" => {
+                self.log_cleaner_backoff_ms = positive::<i64>(key, value)? as u64
             }
             "message.max.bytes" => {
                 self.log.max_message_bytes = positive::<i32>(key, value)? as usize

@@ -815,18 +815,31 @@ impl Partition {
     }
 
     /// Retention and compaction; returns (segments deleted, records compacted away).
-    pub fn run_cleanup(&self, now_ms: i64) -> Result<(usize, u64), PartitionError> {
-        let (deleted, compacted, lso) = self.with_log(|log| {
+    pub fn run_cleanup(&self, now_ms: i64) -> Result<usize, PartitionError> {
+        let (deleted, lso) = self.with_log(|log| {
             let deleted = log.enforce_retention(now_ms)?;
-            let compacted = if log.config().cleanup_policy.compact {
-                log.compact(now_ms)?.records_removed
-            } else {
-                0
-            };
-            Ok((deleted, compacted, log.log_start_offset()))
+            Ok((deleted, log.log_start_offset()))
         })?;
         self.log_start_offset.store(lso, Ordering::Release);
-        Ok((deleted, compacted))
+        Ok(deleted)
+    }
+
+    /// One turn of the log cleaner for this partition: rolls the active segment if its time has come (segment.ms,
+    /// or max.compaction.lag.ms), then compacts if [`strom_log::Log::cleaning_due`] says so. Returns why and what it removed.
+    pub fn clean(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<(strom_log::CleaningDue, strom_log::CompactionStats)>, PartitionError> {
+        self.with_log(|log| {
+            if !log.config().cleanup_policy.compact {
+                return Ok(None);
+            }
+            log.roll_if_due(now_ms)?;
+            let Some(due) = log.cleaning_due(now_ms) else {
+                return Ok(None);
+            };
+            Ok(Some((due, log.compact(now_ms)?)))
+        })
     }
 
     pub fn set_config(&self, config: LogConfig) {

@@ -105,6 +105,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "tiered storage: not available; only -2 (follow retention.ms)",
     ),
     def(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        ConfigType::Long,
+        "longest a record stays uncompacted (the cleaner then cleans whatever the dirty ratio)",
+    ),
+    def(
         "max.message.bytes",
         "message.max.bytes",
         ConfigType::Int,
@@ -127,6 +133,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "log.message.timestamp.type",
         ConfigType::String,
         "CreateTime or LogAppendTime",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        ConfigType::Double,
+        "dirty fraction of the cleanable log at which the cleaner compacts it",
     ),
     def(
         "min.compaction.lag.ms",
@@ -338,6 +350,15 @@ impl TopicSettings {
             "min.compaction.lag.ms" => {
                 log.min_compaction_lag_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
             }
+            "max.compaction.lag.ms" => {
+                log.max_compaction_lag_ms = at_least(long()?, 1).map_err(|e| bad(&e))?
+            }
+            "min.cleanable.dirty.ratio" => {
+                log.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => return Err(bad("expected a number from 0 to 1")),
+                }
+            }
             "min.insync.replicas" => {
                 self.min_insync_replicas = int(long()?, 1).map_err(|e| bad(&e))?
             }
@@ -384,6 +405,8 @@ impl TopicSettings {
             "message.timestamp.after.max.ms" => log.message_timestamp_after_max_ms.to_string(),
             "message.timestamp.before.max.ms" => log.message_timestamp_before_max_ms.to_string(),
             "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => format_double(log.min_cleanable_dirty_ratio),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "retention.bytes" => log.retention_bytes.to_string(),
             "retention.ms" => log.retention_ms.to_string(),
@@ -439,6 +462,15 @@ fn at_least(v: i64, min: i64) -> Result<i64, String> {
         return Err(format!("must be at least {min}"));
     }
     Ok(v)
+}
+
+/// A double as Kafka prints one (`0.5`, `1.0`).
+fn format_double(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        v.to_string()
+    }
 }
 
 fn in_range(v: i64, min: i64, max: i64) -> Result<i32, String> {

@@ -4,7 +4,7 @@
 use crate::batch::TimestampType;
 
 /// Settings of one partition log. Defaults are Kafka's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll the active segment before it would exceed this size.
     pub segment_bytes: u64,
@@ -29,6 +29,13 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: a segment is compacted only once its newest record is at least this old.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record stays uncompacted at most about this long: a compacted log whose oldest
+    /// dirty segment started this long ago is cleaned whatever its dirty ratio, and its active segment rolls
+    /// this long after it started (Kafka's maxSegmentMs) so the cleaner can reach it.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the cleaner compacts a log once its dirty bytes (closed segments not yet
+    /// cleaned) are at least this fraction of its cleanable bytes.
+    pub min_cleanable_dirty_ratio: f64,
     /// `max.message.bytes`: largest accepted record batch.
     pub max_message_bytes: usize,
     /// `index.interval.bytes`: log bytes between two sparse index entries (0 = index every batch).
@@ -58,12 +65,26 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::default(),
             delete_retention_ms: DAY_MS,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
             message_timestamp_type: TimestampType::CreateTime,
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: 60 * 60 * 1000,
+        }
+    }
+}
+
+impl LogConfig {
+    /// How old the active segment may get before it rolls: `segment.ms`, or `max.compaction.lag.ms` when that is
+    /// shorter and the log is compacted (Kafka's maxSegmentMs), so no record waits in it past the lag.
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.cleanup_policy.compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
         }
     }
 }

@@ -29,6 +29,7 @@ pub use config::{CleanupPolicy, LogConfig};
 pub use error::{AppendError, LogError};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{
-    AppendOptions, AppendOutcome, CompactionStats, Log, PendingFlush, ReadResult, ReplicatedAppend,
+    AppendOptions, AppendOutcome, CleaningDue, CompactionStats, Log, PendingFlush, ReadResult,
+    ReplicatedAppend,
 };
 pub use producer_state::ActiveProducer;

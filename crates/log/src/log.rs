@@ -44,7 +44,7 @@ use crate::producer_state::ProducerStateManager;
 use crate::record::batch_records;
 use crate::segment::Segment;
 
-pub use compact::CompactionStats;
+pub use compact::{CleaningDue, CompactionStats};
 pub use replication::ReplicatedAppend;
 
 /// Who is appending and when.
@@ -109,6 +109,9 @@ pub struct Log {
     /// Files of segments deleted by retention, renamed `*.deleted`, and when: removed once `file.delete.delay.ms`
     /// has passed ([`Log::remove_retired`]).
     retired: Vec<(PathBuf, Instant)>,
+    /// Compaction: offsets below this were cleaned by the last compaction (Kafka's cleaner checkpoint, here in
+    /// memory, so after a restart the whole log counts as dirty once).
+    first_dirty_offset: i64,
 }
 
 /// How often a flush also persists the recovery point (with index and directory fsyncs). Between checkpoints a

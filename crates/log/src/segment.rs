@@ -458,13 +458,14 @@ impl Segment {
 
     /// segment.ms, less this segment's jitter, has passed since the roll clock started.
     fn is_old_enough_to_roll(&self, config: &LogConfig, now_ms: i64) -> bool {
-        now_ms.saturating_sub(self.created_ms) > config.segment_ms - self.roll_jitter_ms(config)
+        now_ms.saturating_sub(self.created_ms)
+            > config.max_segment_ms() - self.roll_jitter_ms(config)
     }
 
     /// How much earlier than `segment.ms` this segment rolls: a share of `segment.jitter.ms` (below it and below
     /// `segment.ms`) fixed per segment, as Kafka draws one at random per segment.
     pub(crate) fn roll_jitter_ms(&self, config: &LogConfig) -> i64 {
-        let span = config.segment_jitter_ms.min(config.segment_ms);
+        let span = config.segment_jitter_ms.min(config.max_segment_ms());
         if span <= 0 {
             return 0;
         }
@@ -621,5 +622,9 @@ impl Segment {
     }
     pub(crate) fn max_timestamp(&self) -> i64 {
         self.max_timestamp
+    }
+    /// When the segment's roll clock started: its first append (after a restart, its first batch's timestamp).
+    pub(crate) fn created_ms(&self) -> i64 {
+        self.created_ms
     }
 }

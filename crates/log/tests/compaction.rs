@@ -264,3 +264,99 @@ fn leftover_cleaned_and_swap_files_are_handled_on_open() {
     assert_eq!(records.first().unwrap().0, 1);
     assert_eq!(records.len(), 19);
 }
+
+/// The cleaner's choice (Kafka's): a log is due once the dirty part of its cleanable segments (not cleaned by the
+/// last compaction) reaches min.cleanable.dirty.ratio of them; after a compaction it is clean until enough new
+/// closed segments pile up.
+#[test]
+fn cleaning_is_due_at_the_dirty_ratio_and_not_after_a_clean() {
+    use strom_log::CleaningDue;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let fill = |log: &mut Log, batches: i64, from: i64| {
+        for b in from..from + batches {
+            let recs: Vec<Rec> = (0..3)
+                // 60 keys: a compaction leaves most records (a clean part), later batches make it dirty again.
+                .map(|r| rec(&format!("key{}", (b * 3 + r) % 60), "v", 100))
+                .collect();
+            log.append(encode(&recs, Compression::None, None), opts(0))
+                .unwrap();
+        }
+    };
+    assert_eq!(log.cleaning_due(10_000), None, "nothing closed yet");
+    fill(&mut log, 30, 0);
+    assert!(log.segment_count() > 3);
+    // Never cleaned: all dirty.
+    assert_eq!(log.cleaning_due(10_000), Some(CleaningDue::DirtyRatio(1.0)));
+    log.compact(10_000).unwrap();
+    assert_eq!(log.cleaning_due(10_000), None, "clean after a compaction");
+
+    // A few more closed segments: dirty, but below half of the cleanable bytes.
+    let segments = log.segment_count();
+    fill(&mut log, 3, 30);
+    assert!(log.segment_count() > segments, "a new segment was closed");
+    let due = log.cleaning_due(10_000);
+    match due {
+        None => {}
+        Some(CleaningDue::DirtyRatio(r)) => assert!(r >= 0.5, "due below the ratio: {r}"),
+        other => panic!("{other:?}"),
+    }
+    // With a ratio of 0.01 any dirty segment is due; with 1.0 only an all-dirty log.
+    log.set_config(LogConfig {
+        min_cleanable_dirty_ratio: 0.01,
+        ..config()
+    });
+    assert!(matches!(
+        log.cleaning_due(10_000),
+        Some(CleaningDue::DirtyRatio(_))
+    ));
+    log.set_config(LogConfig {
+        min_cleanable_dirty_ratio: 1.0,
+        ..config()
+    });
+    assert_eq!(log.cleaning_due(10_000), None);
+    // Unless max.compaction.lag.ms has passed since the oldest dirty segment started (at time 0 here).
+    log.set_config(LogConfig {
+        min_cleanable_dirty_ratio: 1.0,
+        max_compaction_lag_ms: 5_000,
+        ..config()
+    });
+    assert_eq!(log.cleaning_due(4_000), None);
+    assert_eq!(
+        log.cleaning_due(10_000),
+        Some(CleaningDue::MaxCompactionLag)
+    );
+}
+
+/// max.compaction.lag.ms bounds how long the active segment of a compacted log stays open (Kafka's maxSegmentMs),
+/// so its records reach the cleaner in time; a log that is not compacted rolls on segment.ms alone.
+#[test]
+fn max_compaction_lag_rolls_the_active_segment_of_a_compacted_log() {
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        max_compaction_lag_ms: 1_000,
+        ..config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+    log.append(simple(2, 0), opts(0)).unwrap();
+    assert!(!log.roll_if_due(900).unwrap());
+    assert!(log.roll_if_due(1_100).unwrap());
+    assert_eq!(log.segment_count(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(
+        dir.path(),
+        LogConfig {
+            cleanup_policy: CleanupPolicy::default(),
+            ..cfg
+        },
+        0,
+    )
+    .unwrap();
+    log.append(simple(2, 0), opts(0)).unwrap();
+    assert!(
+        !log.roll_if_due(1_100).unwrap(),
+        "delete policy: segment.ms only"
+    );
+}

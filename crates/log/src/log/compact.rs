@@ -32,6 +32,15 @@ use crate::record::batch_records;
 use crate::scan::{BatchScanner, ScanMode, Step};
 use crate::segment::{segment_file, Segment, LOG_SUFFIX};
 
+/// Why the cleaner should compact a log now ([`Log::cleaning_due`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CleaningDue {
+    /// Dirty bytes are at least `min.cleanable.dirty.ratio` of the cleanable bytes.
+    DirtyRatio(f64),
+    /// The oldest dirty segment started more than `max.compaction.lag.ms` ago.
+    MaxCompactionLag,
+}
+
 /// What one `compact` call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactionStats {
@@ -81,17 +90,11 @@ impl Log {
         if !self.config.cleanup_policy.compact {
             return Ok(stats);
         }
-        let lag_limit = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
-        let closed = self.segments.len() - 1;
-        // Nothing at or after the first open transaction is cleaned: whether its records stay is not known yet.
-        let unstable = self.first_unstable_offset().unwrap_or(i64::MAX);
-        let cleanable = self.segments[..closed]
-            .iter()
-            .take_while(|s| s.max_timestamp() <= lag_limit && s.next_offset() <= unstable)
-            .count();
+        let cleanable = self.cleanable_segments(now_ms);
         if cleanable == 0 {
             return Ok(stats);
         }
+        let unstable = self.first_unstable_offset().unwrap_or(i64::MAX);
 
         // Records of aborted transactions never count as a key's value, and go (Kafka's cleaner does the same);
         // transaction markers stay.
@@ -135,8 +138,56 @@ impl Log {
             }
             stats.bytes_after += self.segments[i].size();
         }
+        self.first_dirty_offset = self.segments[cleanable - 1].next_offset();
         tracing::info!(dir = %self.dir.display(), ?stats, "compacted log");
         Ok(stats)
+    }
+
+    /// How many closed segments, from the oldest, compaction may touch: up to the first whose newest record is
+    /// younger than min.compaction.lag.ms, and none at or after the first open transaction (whether its records
+    /// stay is not known yet).
+    fn cleanable_segments(&self, now_ms: i64) -> usize {
+        let lag_limit = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
+        let closed = self.segments.len() - 1;
+        let unstable = self.first_unstable_offset().unwrap_or(i64::MAX);
+        self.segments[..closed]
+            .iter()
+            .take_while(|s| s.max_timestamp() <= lag_limit && s.next_offset() <= unstable)
+            .count()
+    }
+
+    /// Whether the cleaner should compact this log now, as Kafka's cleaner chooses: its cleanable segments hold
+    /// dirty bytes (not cleaned by the last compaction) of at least `min.cleanable.dirty.ratio` of their bytes, or
+    /// the oldest dirty one started more than `max.compaction.lag.ms` ago. `None` with nothing dirty to clean.
+    pub fn cleaning_due(&self, now_ms: i64) -> Option<CleaningDue> {
+        if !self.config.cleanup_policy.compact {
+            return None;
+        }
+        let cleanable = &self.segments[..self.cleanable_segments(now_ms)];
+        let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
+        let dirty_from = cleanable.partition_point(|s| s.next_offset() <= first_dirty);
+        let bytes = |segments: &[Segment]| segments.iter().map(Segment::size).sum::<u64>();
+        let dirty = bytes(&cleanable[dirty_from..]);
+        if dirty == 0 {
+            return None;
+        }
+        let ratio = dirty as f64 / bytes(cleanable) as f64;
+        if ratio >= self.config.min_cleanable_dirty_ratio {
+            return Some(CleaningDue::DirtyRatio(ratio));
+        }
+        let oldest_dirty = cleanable[dirty_from].created_ms();
+        (now_ms.saturating_sub(oldest_dirty) > self.config.max_compaction_lag_ms)
+            .then_some(CleaningDue::MaxCompactionLag)
+    }
+
+    /// Rolls the active segment if segment.ms (or max.compaction.lag.ms, for a compacted log) has passed since it
+    /// started, so a time-bound clean or deletion can reach its records. Returns whether it rolled.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        if !self.active().is_time_to_roll(&self.config, now_ms) {
+            return Ok(false);
+        }
+        self.roll(now_ms)?;
+        Ok(true)
     }
 
     /// Rewrites segment `i`; returns how many records were removed (0: the segment was left untouched).

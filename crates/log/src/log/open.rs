@@ -139,6 +139,7 @@ impl Log {
             persisted_recovery_point: end,
             truncations: 0,
             retired: Vec::new(),
+            first_dirty_offset: 0,
             last_checkpoint: std::time::Instant::now(),
         };
         remove_if_exists(&dir.join(SNAPSHOT_FILE))?;

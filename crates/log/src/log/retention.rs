@@ -21,9 +21,7 @@ impl Log {
     /// Returns the number of segments deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         self.remove_retired()?;
-        if self.active().is_time_to_roll(&self.config, now_ms) {
-            self.roll(now_ms)?;
-        }
+        self.roll_if_due(now_ms)?;
         if !self.config.cleanup_policy.delete {
             return Ok(0);
         }
@@ -107,6 +105,8 @@ impl Log {
             self.producers = rebuild_producer_state(&self.segments)?;
         }
         let end = self.log_end_offset();
+        // Records written again at the truncated offsets were never cleaned.
+        self.first_dirty_offset = self.first_dirty_offset.min(end);
         self.update_epochs(|c| c.truncate_from_end(end))?;
         if self.recovery_point > end {
             self.recovery_point = end;
@@ -157,6 +157,7 @@ impl Log {
         self.dir_dirty = true;
         self.producers = ProducerStateManager::default();
         self.log_start_offset = offset;
+        self.first_dirty_offset = offset;
         write_offset(&self.dir, LOG_START_OFFSET_FILE, offset)
     }
 
