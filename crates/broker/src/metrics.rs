@@ -18,6 +18,22 @@ use tokio::sync::watch;
 
 /// The metric's name: a Prometheus histogram in seconds, one series per API (`request="Produce"`).
 pub const REQUEST_TIME: &str = "strom_request_total_time_seconds";
+/// A long-polling consumer or follower fetch that new records ended: from the last wake-up of the partitions it
+/// waited on (an append, or the high watermark moving) until its read ran. The broker's share of an end-to-end
+/// latency on the fetch side, beside Produce's request time on the produce side.
+pub const FETCH_WAKEUP: &str = "strom_fetch_wakeup_seconds";
+
+/// Microseconds on a monotonic clock that starts with the process.
+pub fn now_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_micros(),
+    )
+    .unwrap_or(u64::MAX)
+}
 
 /// API keys are small numbers (Kafka 4's largest is below 100); requests with a larger one are not counted.
 const API_KEYS: usize = 128;
@@ -56,12 +72,14 @@ impl Histogram {
 /// Request times per API since the broker started.
 pub struct RequestMetrics {
     apis: Vec<Histogram>,
+    fetch_wakeup: Histogram,
 }
 
 impl Default for RequestMetrics {
     fn default() -> Self {
         RequestMetrics {
             apis: (0..API_KEYS).map(|_| Histogram::new()).collect(),
+            fetch_wakeup: Histogram::new(),
         }
     }
 }
@@ -75,6 +93,12 @@ impl RequestMetrics {
         }
     }
 
+    /// A long poll that new records ended read them `delay` after the last wake-up ([`FETCH_WAKEUP`]).
+    pub fn record_fetch_wakeup(&self, delay: Duration) {
+        self.fetch_wakeup
+            .record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+    }
+
     /// Prometheus's text exposition format (version 0.0.4), with the APIs that have served a request.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -82,31 +106,38 @@ impl RequestMetrics {
              # TYPE {REQUEST_TIME} histogram\n"
         );
         for (key, h) in self.apis.iter().enumerate() {
-            let count = h.count.load(Ordering::Relaxed);
-            if count == 0 {
-                continue;
-            }
             let name = i16::try_from(key)
                 .ok()
                 .and_then(|k| ApiKey::try_from(k).ok())
                 .map_or_else(|| format!("ApiKey{key}"), |k| format!("{k:?}"));
-            let mut cumulative = 0;
-            for (i, bucket) in h.buckets.iter().enumerate() {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let le = BOUNDS_US
-                    .get(i)
-                    .map_or_else(|| "+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                out += &format!(
-                    "{REQUEST_TIME}_bucket{{request=\"{name}\",le=\"{le}\"}} {cumulative}\n"
-                );
-            }
-            out += &format!(
-                "{REQUEST_TIME}_sum{{request=\"{name}\"}} {}\n{REQUEST_TIME}_count{{request=\"{name}\"}} {cumulative}\n",
-                h.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-            );
+            render_histogram(&mut out, REQUEST_TIME, &name, h);
         }
+        out += &format!(
+            "# HELP {FETCH_WAKEUP} From the wake-up of a long-polling fetch by new records to its read.\n\
+             # TYPE {FETCH_WAKEUP} histogram\n"
+        );
+        render_histogram(&mut out, FETCH_WAKEUP, "Fetch", &self.fetch_wakeup);
         out
     }
+}
+
+/// Appends `h` as the series `request="{label}"` of histogram `metric`, unless it is empty.
+fn render_histogram(out: &mut String, metric: &str, label: &str, h: &Histogram) {
+    if h.count.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut cumulative = 0;
+    for (i, bucket) in h.buckets.iter().enumerate() {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let le = BOUNDS_US
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+        *out += &format!("{metric}_bucket{{request=\"{label}\",le=\"{le}\"}} {cumulative}\n");
+    }
+    *out += &format!(
+        "{metric}_sum{{request=\"{label}\"}} {}\n{metric}_count{{request=\"{label}\"}} {cumulative}\n",
+        h.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
 }
 
 /// Answers `GET /metrics` with [`RequestMetrics::render`] (and anything else with 404), one request per
@@ -219,6 +250,19 @@ mod tests {
             !text.contains("request=\"ListOffsets\""),
             "an API that served nothing is left out"
         );
+    }
+
+    #[test]
+    fn the_fetch_wakeup_is_its_own_histogram() {
+        let m = RequestMetrics::default();
+        assert!(!m.render().contains(&format!("{FETCH_WAKEUP}_count")));
+        m.record_fetch_wakeup(Duration::from_micros(300));
+        let text = m.render();
+        assert!(text.contains(&format!("{FETCH_WAKEUP}_count{{request=\"Fetch\"}} 1\n")));
+        assert!(text.contains(&format!(
+            "{FETCH_WAKEUP}_bucket{{request=\"Fetch\",le=\"0.000316\"}} 1\n"
+        )));
+        assert!(!text.contains(&format!("{REQUEST_TIME}_count{{request=\"Fetch\"}}")));
     }
 
     #[test]

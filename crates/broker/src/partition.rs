@@ -109,6 +109,8 @@ pub struct Partition {
     unflushed_records: AtomicI64,
     /// Woken on every append, so long-polling fetches answer at once instead of on a timer.
     appended: Notify,
+    /// When `appended` was last woken (`metrics::now_us`), for the fetch wake-up delay.
+    woken_at_us: AtomicU64,
     /// Offsets below this value are fsynced; acks=all producers wait on it.
     flushed: watch::Sender<i64>,
 }
@@ -159,6 +161,7 @@ impl Partition {
             last_flush_ms: AtomicU64::new(crate::replication::now_ms()),
             log: Mutex::new(Some(log)),
             appended: Notify::new(),
+            woken_at_us: AtomicU64::new(0),
             flushed: watch::channel(flushed).0,
         })
     }
@@ -247,7 +250,7 @@ impl Partition {
             must_flush = self.unflushed_records.fetch_add(records, Ordering::AcqRel) + records
                 >= flush_messages;
             self.publish(effects.high_watermark);
-            self.appended.notify_waiters();
+            self.wake_fetches();
         }
         Ok(LeaderAppend {
             outcome,
@@ -285,7 +288,7 @@ impl Partition {
         drop(role);
         self.unflushed_records.fetch_add(1, Ordering::AcqRel);
         self.publish(effects.high_watermark);
-        self.appended.notify_waiters();
+        self.wake_fetches();
         Ok((offset, opts.leader_epoch))
     }
 
@@ -338,7 +341,7 @@ impl Partition {
             if hw > previous {
                 self.mirror_high_watermark();
                 // Consumers long-polling at the old high watermark have new records to read.
-                self.appended.notify_waiters();
+                self.wake_fetches();
             }
         }
     }
@@ -761,6 +764,18 @@ impl Partition {
     /// append in between is not missed.
     pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
         self.appended.notified()
+    }
+
+    /// New records to read (an append, or the high watermark moved): wakes long-polling fetches.
+    fn wake_fetches(&self) {
+        self.woken_at_us
+            .store(crate::metrics::now_us(), Ordering::Release);
+        self.appended.notify_waiters();
+    }
+
+    /// When fetches waiting here were last woken, on `metrics::now_us`'s clock.
+    pub fn woken_at_us(&self) -> u64 {
+        self.woken_at_us.load(Ordering::Acquire)
     }
 
     /// fsyncs the log (blocking: call from a blocking thread) and publishes the new durable offset. The fsync

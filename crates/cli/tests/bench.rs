@@ -106,6 +106,12 @@ fn bench_prints_summaries_targets_and_a_report() {
     let e2e = line_of(&stdout, "e2e-latency");
     assert!(e2e.starts_with("e2e-latency: 1000 records, "), "{e2e}");
     assert!(e2e.contains("p99 "), "{e2e}");
+    // Issue 13: the broker's shares of the tail, produce side and fetch side.
+    assert!(
+        e2e.contains("broker Produce request time p50 <= ")
+            && e2e.contains("broker fetch wake-up p50 <= "),
+        "{e2e}"
+    );
     // After 2 MiB of load, one second at each fixed rate.
     for (case, records) in [("e2e-after-load/5k", 5000), ("e2e-after-load/10k", 10000)] {
         let line = line_of(&stdout, case);

@@ -100,6 +100,7 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
             (request.max_bytes as usize).min(state.config.fetch_max_bytes)
         };
 
+        let mut woken = false;
         loop {
             // Register for wake-ups before reading, so an append between the read and the wait is not missed.
             let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = targets
@@ -114,6 +115,18 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
             let (partitions, bytes, any_error) =
                 read_all(&targets, response_max_bytes, version, reader);
             if bytes >= min_bytes || any_error || Instant::now() >= deadline {
+                if woken && bytes > 0 {
+                    // A long poll that new records ended: how long after the last wake-up its read ran.
+                    let last = targets
+                        .iter()
+                        .filter_map(|t| t.partition.as_ref().ok())
+                        .map(|p| p.woken_at_us())
+                        .max()
+                        .unwrap_or(0);
+                    state.metrics.record_fetch_wakeup(Duration::from_micros(
+                        crate::metrics::now_us().saturating_sub(last),
+                    ));
+                }
                 return Some(ResponseKind::Fetch(build_response(
                     &topic_names,
                     partitions,
@@ -123,7 +136,7 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                 tokio::time::sleep_until(deadline).await;
             } else {
                 tokio::select! {
-                    _ = futures::future::select_all(wakeups.iter_mut()) => {}
+                    _ = futures::future::select_all(wakeups.iter_mut()) => woken = true,
                     _ = tokio::time::sleep_until(deadline) => {}
                 }
             }

@@ -11,9 +11,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-const METRIC: &str = "strom_request_total_time_seconds_bucket";
+/// The broker's request times per API (`crates/broker/src/metrics.rs`).
+pub const REQUEST_TIME: &str = "strom_request_total_time_seconds";
+/// How long after new records woke a long-polling fetch its read ran.
+pub const FETCH_WAKEUP: &str = "strom_fetch_wakeup_seconds";
 
-/// Cumulative bucket counts per request name: (upper bound in seconds, requests at most that long).
+/// Cumulative bucket counts per histogram series ("metric/request"): (upper bound in seconds, count at most that
+/// long).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot(BTreeMap<String, Vec<(f64, u64)>>);
 
@@ -54,10 +58,7 @@ pub fn scrape(addr: SocketAddr) -> Result<Snapshot> {
 fn parse(text: &str) -> Snapshot {
     let mut out: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line
-            .strip_prefix(METRIC)
-            .and_then(|r| r.strip_prefix("{request=\""))
-        else {
+        let Some((metric, rest)) = line.split_once("_bucket{request=\"") else {
             continue;
         };
         let Some((request, rest)) = rest.split_once("\",le=\"") else {
@@ -75,7 +76,7 @@ fn parse(text: &str) -> Snapshot {
             }
         };
         if let Ok(count) = count.trim().parse() {
-            out.entry(request.to_string())
+            out.entry(format!("{metric}/{request}"))
                 .or_default()
                 .push((le, count));
         }
@@ -84,10 +85,12 @@ fn parse(text: &str) -> Snapshot {
 }
 
 impl Snapshot {
-    /// `api`'s request times between `before` and this snapshot; `None` if it served no request meanwhile.
-    pub fn since(&self, before: &Snapshot, api: &'static str) -> Option<RequestTime> {
-        let after = self.0.get(api)?;
-        let earlier = before.0.get(api);
+    /// `api`'s series of histogram `metric` between `before` and this snapshot; `None` if nothing was counted
+    /// meanwhile.
+    pub fn since(&self, before: &Snapshot, metric: &str, api: &'static str) -> Option<RequestTime> {
+        let key = format!("{metric}/{api}");
+        let after = self.0.get(&key)?;
+        let earlier = before.0.get(&key);
         let counts: Vec<(f64, u64)> = after
             .iter()
             .enumerate()
@@ -125,7 +128,7 @@ mod tests {
     fn text(produce: &[(&str, u64)]) -> String {
         let mut out = String::from("# TYPE strom_request_total_time_seconds histogram\n");
         for (le, n) in produce {
-            out += &format!("{METRIC}{{request=\"Produce\",le=\"{le}\"}} {n}\n");
+            out += &format!("{REQUEST_TIME}_bucket{{request=\"Produce\",le=\"{le}\"}} {n}\n");
         }
         out += "strom_request_total_time_seconds_count{request=\"Produce\"} 0\n";
         out
@@ -136,23 +139,25 @@ mod tests {
         let before = parse(&text(&[("0.001", 90), ("0.002", 100), ("+Inf", 100)]));
         // 1,020 requests more: 980 within 1 ms, 35 more within 2 ms, 5 beyond.
         let after = parse(&text(&[("0.001", 1070), ("0.002", 1115), ("+Inf", 1120)]));
-        let t = after.since(&before, "Produce").unwrap();
+        let t = after.since(&before, REQUEST_TIME, "Produce").unwrap();
         assert_eq!(t.requests, 1020);
         assert_eq!(t.p50, 1.0);
         assert_eq!(t.p99, 2.0);
         assert_eq!(t.p999, f64::INFINITY);
         assert_eq!(
-            after.since(&after, "Produce"),
+            after.since(&after, REQUEST_TIME, "Produce"),
             None,
             "nothing served between"
         );
-        assert_eq!(after.since(&before, "Fetch"), None);
+        assert_eq!(after.since(&before, REQUEST_TIME, "Fetch"), None);
     }
 
     #[test]
     fn a_first_scrape_before_any_request_counts_from_zero() {
         let after = parse(&text(&[("0.0005", 3), ("+Inf", 4)]));
-        let t = after.since(&Snapshot::default(), "Produce").unwrap();
+        let t = after
+            .since(&Snapshot::default(), REQUEST_TIME, "Produce")
+            .unwrap();
         assert_eq!((t.requests, t.p50, t.p99), (4, 0.5, f64::INFINITY));
     }
 }

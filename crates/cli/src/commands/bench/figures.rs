@@ -22,6 +22,10 @@ pub struct Figures {
     /// `GET /metrics`; not measured for an external broker).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_request_ms: Option<RequestTime>,
+    /// e2e: how long after new records woke a long-polling fetch the broker read them (its share of the fetch
+    /// side of the latency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_fetch_wakeup_ms: Option<RequestTime>,
     /// The load client's (this process's) CPU and peak memory during the run.
     pub client: Option<ProcessUsage>,
     /// What the figure means beyond its name, e.g. a step the scenario skips.
@@ -73,6 +77,12 @@ impl Figures {
             line += &format!(
                 ", broker {} request time p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms ({} requests)",
                 r.api, r.p50, r.p99, r.p999, r.requests
+            );
+        }
+        if let Some(w) = self.broker_fetch_wakeup_ms {
+            line += &format!(
+                ", broker fetch wake-up p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms",
+                w.p50, w.p99, w.p999
             );
         }
         if let Some(pause) = self.pause_ms {

@@ -543,7 +543,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             figures.broker = broker_probe.and_then(|p| p.finish(figures.records));
             figures.client = client_probe.and_then(|p| p.finish(figures.records));
             if let Some((addr, api, before)) = metrics_before {
-                figures.broker_request_ms = broker_metrics::scrape(addr)?.since(&before, api);
+                let after = broker_metrics::scrape(addr)?;
+                figures.broker_request_ms = after.since(&before, broker_metrics::REQUEST_TIME, api);
+                if matches!(case.kind, Kind::E2eLatency | Kind::E2eAfterLoad { .. }) {
+                    figures.broker_fetch_wakeup_ms =
+                        after.since(&before, broker_metrics::FETCH_WAKEUP, "Fetch");
+                }
             }
             if let Some(topic) = finished_topic {
                 produce::delete_topic(&bootstrap, &topic)?;
