@@ -1116,6 +1116,22 @@ fn describe_configs_topic_and_broker_resources() {
         let c = config(&r, "num.partitions");
         assert_eq!(c.value.as_ref().map(|v| v.as_str()), Some("1"), "v{v}");
         assert!(c.read_only, "v{v}");
+        // Issue 14's broker keys, at Kafka's defaults.
+        for (key, value) in [
+            ("log.cleaner.enable", "true"),
+            ("log.cleaner.backoff.ms", "15000"),
+            ("log.cleaner.min.cleanable.ratio", "0.5"),
+            ("log.roll.jitter.ms", "0"),
+            ("log.preallocate", "false"),
+            ("log.segment.delete.delay.ms", "60000"),
+        ] {
+            let c = config(&r, key);
+            assert_eq!(
+                c.value.as_ref().map(|v| v.as_str()),
+                Some(value),
+                "v{v} {key}"
+            );
+        }
         let r = describe_configs(
             &mut client,
             v,

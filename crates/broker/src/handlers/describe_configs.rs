@@ -162,6 +162,21 @@ fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)
             ConfigType::Long,
         ),
         (
+            "log.cleaner.enable",
+            c.log_cleaner_enable.to_string(),
+            ConfigType::Boolean,
+        ),
+        (
+            "log.cleaner.backoff.ms",
+            c.log_cleaner_backoff_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "strom.metrics.listener",
+            c.metrics_listener.clone().unwrap_or_default(),
+            ConfigType::String,
+        ),
+        (
             "default.replication.factor",
             "1".to_string(),
             ConfigType::Int,
