@@ -272,6 +272,33 @@ impl Drop for BackgroundProducer {
     }
 }
 
+/// Waits until each partition's high watermark passes the last offset acknowledged on it. A new leader's high
+/// watermark starts where it stood on that replica as a follower and catches up as its followers fetch, so records
+/// the previous leader acknowledged can be invisible for a moment (as in Kafka); one that stays below fails here,
+/// naming the partition and where its high watermark stopped.
+fn wait_acknowledged_visible(bootstrap: &str, topic: &str, acks: &[&Acks]) {
+    let mut needed: BTreeMap<i32, i64> = BTreeMap::new();
+    for (_, (p, offset)) in acks.iter().flat_map(|a| a.acked.iter()) {
+        let end = needed.entry(*p).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+    let consumer: BaseConsumer = client_config(bootstrap).create().expect("consumer");
+    for (p, needed) in needed {
+        wait_until(
+            &format!(
+                "the high watermark of {topic}-{p} to pass offset {}, the last acknowledged there",
+                needed - 1
+            ),
+            PATIENCE,
+            || match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((_, high)) if high >= needed => Ok(()),
+                Ok((_, high)) => Err(format!("high watermark {high}")),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
+}
+
 /// (partition, log start offset, high watermark) of `topic`-`p`, as a consumer sees them.
 fn partition_watermarks(bootstrap: &str, topic: &str, p: i32) -> (i32, i64, i64) {
     let consumer: BaseConsumer = client_config(bootstrap).create().expect("consumer");
@@ -428,6 +455,7 @@ fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated()
     );
 
     let sizes = wait_identical_replicas(&cluster, TOPIC, PARTITIONS);
+    wait_acknowledged_visible(&bootstrap, TOPIC, &[&acks]);
     let read = read_all(&bootstrap, TOPIC, PARTITIONS);
     let mut at: BTreeMap<(i32, i64), u64> = BTreeMap::new();
     let mut copies: BTreeMap<u64, usize> = BTreeMap::new();
@@ -900,6 +928,7 @@ fn a_rolling_restart_under_acks_all_load_loses_nothing_and_fails_no_record() {
         acks.failed.first()
     );
     wait_identical_replicas(&cluster, TOPIC, PARTITIONS);
+    wait_acknowledged_visible(&bootstrap, TOPIC, &[&acks]);
     let read = read_all(&bootstrap, TOPIC, PARTITIONS);
     let at: BTreeMap<(i32, i64), u64> = read
         .iter()
@@ -1241,6 +1270,11 @@ fn an_isolated_leader_acknowledges_nothing_that_is_lost() {
     }
 
     let sizes = wait_identical_replicas(cluster, TOPIC, 1);
+    wait_acknowledged_visible(
+        &bootstrap_all(cluster),
+        TOPIC,
+        &[&acks_everywhere, &acks_to_leader],
+    );
     let read = read_all(&bootstrap_all(cluster), TOPIC, 1);
     let at: BTreeMap<i64, String> = read
         .iter()
