@@ -35,6 +35,25 @@ fn initialized() -> Coordinator {
     c
 }
 
+/// Producer 7 of "tx" at epoch `i16::MAX - 1`, the last one, with a transaction open on a-0.
+fn open_at_the_last_epoch() -> Coordinator {
+    let mut c = coordinator();
+    c.load([(
+        "tx".to_string(),
+        Some(TxnMetadata {
+            transactional_id: "tx".into(),
+            producer_id: 7,
+            producer_epoch: i16::MAX - 1,
+            timeout_ms: 60_000,
+            state: TxnState::Ongoing,
+            partitions: parts(&[("a", 0)]).into_iter().collect(),
+            start_ms: NOW,
+            last_update_ms: NOW,
+        }),
+    )]);
+    c
+}
+
 fn c_init(c: &mut Coordinator, expected: Option<ProducerIdAndEpoch>) -> Result<Transition, i16> {
     c.init_producer_id("tx", 60_000, expected, NOW, || 7)
 }
@@ -235,20 +254,7 @@ fn an_exhausted_epoch_moves_to_a_new_producer_id() {
 #[test]
 fn an_open_transaction_at_the_last_epoch_is_aborted_under_its_own_producer_id() {
     for fence in [true, false] {
-        let mut c = coordinator();
-        c.load([(
-            "tx".to_string(),
-            Some(TxnMetadata {
-                transactional_id: "tx".into(),
-                producer_id: 7,
-                producer_epoch: i16::MAX - 1,
-                timeout_ms: 60_000,
-                state: TxnState::Ongoing,
-                partitions: parts(&[("a", 0)]).into_iter().collect(),
-                start_ms: NOW,
-                last_update_ms: NOW,
-            }),
-        )]);
+        let mut c = open_at_the_last_epoch();
         let abort = if fence {
             persist(&mut c, |c| {
                 c.init_producer_id("tx", 60_000, None, NOW, || 8)
@@ -430,20 +436,7 @@ fn transaction_version_2_ends_each_transaction_with_the_next_epoch() {
     assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteAbort);
 
     // The exhausted epoch: ends at i16::MAX, completes with the new id the driver allocated.
-    let mut c = coordinator();
-    c.load([(
-        "tx".to_string(),
-        Some(TxnMetadata {
-            transactional_id: "tx".into(),
-            producer_id: 7,
-            producer_epoch: i16::MAX - 1,
-            timeout_ms: 60_000,
-            state: TxnState::Ongoing,
-            partitions: parts(&[("a", 0)]).into_iter().collect(),
-            start_ms: NOW,
-            last_update_ms: NOW,
-        }),
-    )]);
+    let mut c = open_at_the_last_epoch();
     let t = persist(&mut c, |c| {
         Ok(c.end_txn("tx", pe(7, i16::MAX - 1), true, true, NOW)
             .unwrap()
