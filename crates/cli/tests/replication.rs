@@ -299,10 +299,10 @@ fn wait_acknowledged_visible(bootstrap: &str, topic: &str, acks: &[&Acks]) {
     }
 }
 
-/// (partition, log start offset, high watermark) of `topic`-`p`, as a consumer sees them.
-fn partition_watermarks(bootstrap: &str, topic: &str, p: i32) -> (i32, i64, i64) {
-    let consumer: BaseConsumer = client_config(bootstrap).create().expect("consumer");
-    let (low, high) = wait_until(
+/// (log start offset, high watermark) of `topic`-`p` as `consumer` gets them, asking again while leadership moves
+/// (NOT_LEADER_OR_FOLLOWER is retriable).
+fn watermarks(consumer: &BaseConsumer, topic: &str, p: i32) -> (i64, i64) {
+    wait_until(
         &format!("the high watermark of {topic}-{p}"),
         PATIENCE,
         || {
@@ -310,8 +310,7 @@ fn partition_watermarks(bootstrap: &str, topic: &str, p: i32) -> (i32, i64, i64)
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .map_err(|e| e.to_string())
         },
-    );
-    (p, low, high)
+    )
 }
 
 /// Reads every partition of `topic` from the beginning up to its high watermark: (partition, offset, value).
@@ -328,16 +327,8 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Str
     let mut ends = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        // Leadership may still be moving back to preferred replicas: NOT_LEADER_OR_FOLLOWER is retriable.
-        let (_, high) = wait_until(
-            &format!("the high watermark of {topic}-{p}"),
-            PATIENCE,
-            || {
-                consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .map_err(|e| e.to_string())
-            },
-        );
+        // Leadership may still be moving back to preferred replicas.
+        let (_, high) = watermarks(&consumer, topic, p);
         ends.insert(p, high);
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
@@ -472,11 +463,9 @@ fn acknowledged_records_survive_five_leader_kills_with_none_lost_or_duplicated()
     let duplicated: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
     // Acknowledged at or above the final high watermark: on disk perhaps, but not readable (a leader's high
     // watermark that stopped short); below it and not there: gone.
+    let consumer: BaseConsumer = client_config(&bootstrap).create().expect("consumer");
     let hw: BTreeMap<i32, i64> = (0..PARTITIONS)
-        .map(|p| {
-            let (_, _, high) = partition_watermarks(&bootstrap, TOPIC, p);
-            (p, high)
-        })
+        .map(|p| (p, watermarks(&consumer, TOPIC, p).1))
         .collect();
     let invisible = lost
         .iter()
