@@ -423,10 +423,8 @@ impl BrokerConfig {
                 self.log.max_compaction_lag_ms = positive(key, value)?
             }
             "log.cleaner.min.cleanable.ratio" => {
-                self.log.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
-                    Ok(r) if (0.0..=1.0).contains(&r) => r,
-                    _ => return Err(invalid("expected a number from 0 to 1")),
-                }
+                self.log.min_cleanable_dirty_ratio =
+                    parse_ratio(value).ok_or_else(|| invalid(RATIO_EXPECTED))?
             }
             "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, value)?,
             "log.cleaner.backoff.ms" => {
@@ -704,6 +702,17 @@ fn retention(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError> {
         }),
     }
 }
+
+/// A fraction from 0 to 1 (`min.cleanable.dirty.ratio`); `None` otherwise.
+pub(crate) fn parse_ratio(value: &str) -> Option<f64> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+}
+
+pub(crate) const RATIO_EXPECTED: &str = "expected a number from 0 to 1";
 
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use strom_log::LogConfig;
 
 use crate::config::{
-    format_cleanup_policy, format_timestamp_type, parse_bool, parse_cleanup_policy,
-    parse_timestamp_type, BrokerConfig,
+    format_cleanup_policy, format_timestamp_type, parse_bool, parse_cleanup_policy, parse_ratio,
+    parse_timestamp_type, BrokerConfig, RATIO_EXPECTED,
 };
 
 /// Kafka's DescribeConfigs config types.
@@ -354,10 +354,8 @@ impl TopicSettings {
                 log.max_compaction_lag_ms = at_least(long()?, 1).map_err(|e| bad(&e))?
             }
             "min.cleanable.dirty.ratio" => {
-                log.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
-                    Ok(r) if (0.0..=1.0).contains(&r) => r,
-                    _ => return Err(bad("expected a number from 0 to 1")),
-                }
+                log.min_cleanable_dirty_ratio =
+                    parse_ratio(value).ok_or_else(|| bad(RATIO_EXPECTED))?
             }
             "min.insync.replicas" => {
                 self.min_insync_replicas = int(long()?, 1).map_err(|e| bad(&e))?
