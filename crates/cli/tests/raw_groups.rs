@@ -12,12 +12,10 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind,
-    SyncGroupRequest, TopicName,
+    ListGroupsRequest, OffsetCommitRequest, RequestKind, ResponseKind, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -146,16 +144,7 @@ fn commit(
 }
 
 fn fetch_committed(client: &mut RawClient, group: &str, topic: &str) -> (i64, String) {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_indexes(vec![0])]));
-    let ResponseKind::OffsetFetch(r) =
-        client.request(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(request))
-    else {
-        panic!("wrong response type")
-    };
+    let r = common::raw::offset_fetch(client, group, topic, 7);
     let p = &r.topics[0].partitions[0];
     (
         p.committed_offset,

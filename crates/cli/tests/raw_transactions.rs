@@ -16,7 +16,6 @@ use common::TestBroker;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -27,8 +26,8 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest,
     FindCoordinatorRequest, GroupId, InitProducerIdRequest, JoinGroupRequest, ListOffsetsRequest,
-    OffsetFetchRequest, ProducerId, RequestKind, ResponseKind, SyncGroupRequest, TopicName,
-    TransactionalId, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
+    ProducerId, RequestKind, ResponseKind, SyncGroupRequest, TopicName, TransactionalId,
+    TxnOffsetCommitRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -239,16 +238,7 @@ fn txn_offset_commit(
 
 /// The offset `group` has committed for `topic`-0 (-1: none).
 fn committed_offset(client: &mut RawClient, group: &str, topic: &str) -> i64 {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_indexes(vec![0])]));
-    let ResponseKind::OffsetFetch(r) =
-        client.request(ApiKey::OffsetFetch, 5, RequestKind::OffsetFetch(request))
-    else {
-        panic!("wrong response type")
-    };
+    let r = common::raw::offset_fetch(client, group, topic, 5);
     assert_eq!(r.error_code, 0);
     r.topics[0].partitions[0].committed_offset
 }

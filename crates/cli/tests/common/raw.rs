@@ -167,3 +167,28 @@ pub fn produce(client: &mut RawClient, topic: &str, partition: i32, records: Byt
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
+
+/// OffsetFetch at `version` for the offset `group` committed on `topic`-0.
+pub fn offset_fetch(
+    client: &mut RawClient,
+    group: &str,
+    topic: &str,
+    version: i16,
+) -> strom_protocol::kafka::messages::OffsetFetchResponse {
+    use strom_protocol::kafka::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use strom_protocol::kafka::messages::{GroupId, OffsetFetchRequest, TopicName};
+    let name = |v: &str| StrBytes::from_string(v.to_string());
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(name(topic)))
+            .with_partition_indexes(vec![0])]));
+    let ResponseKind::OffsetFetch(r) = client.request(
+        ApiKey::OffsetFetch,
+        version,
+        RequestKind::OffsetFetch(request),
+    ) else {
+        panic!("wrong response type")
+    };
+    r
+}
