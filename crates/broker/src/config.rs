@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use strom_log::{CleanupPolicy, LogConfig, TimestampType};
+use strom_log::{CleanupPolicy, Compression, LogConfig, TimestampType};
 use thiserror::Error;
 
 use crate::groups::consumer::AssignorName;
@@ -70,6 +70,12 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// `min.insync.replicas`: default for topics.
     pub min_insync_replicas: i32,
+    /// `compression.type`: default for topics; None is `producer`.
+    pub compression_type: Option<Compression>,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`: defaults for topics.
+    pub compression_gzip_level: i32,
+    pub compression_lz4_level: i32,
+    pub compression_zstd_level: i32,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`: the session timeouts members may ask for.
@@ -177,6 +183,10 @@ impl Default for BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             min_insync_replicas: 1,
+            compression_type: None,
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -362,6 +372,19 @@ impl BrokerConfig {
                 self.retention_check_interval_ms = positive::<i64>(key, value)? as u64
             }
             "min.insync.replicas" => self.min_insync_replicas = positive(key, value)?,
+            "compression.type" => {
+                self.compression_type = parse_compression_type(value).map_err(|r| invalid(&r))?
+            }
+            "compression.gzip.level" => {
+                self.compression_gzip_level = parse_gzip_level(value).map_err(|r| invalid(&r))?
+            }
+            "compression.lz4.level" => {
+                self.compression_lz4_level = parse_level(value, 1, 17).map_err(|r| invalid(&r))?
+            }
+            "compression.zstd.level" => {
+                self.compression_zstd_level =
+                    parse_level(value, -131_072, 22).map_err(|r| invalid(&r))?
+            }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = non_negative::<i64>(key, value)? as u64
             }
@@ -761,6 +784,49 @@ pub(crate) fn parse_timestamp_type(value: &str) -> Result<TimestampType, String>
         other => Err(format!(
             "expected CreateTime or LogAppendTime, found {other:?}"
         )),
+    }
+}
+
+/// `compression.type`: `producer` (None: batches are stored as the producer compressed them) or the codec the
+/// broker stores every batch in.
+pub(crate) fn parse_compression_type(value: &str) -> Result<Option<Compression>, String> {
+    match value {
+        "producer" => Ok(None),
+        "uncompressed" => Ok(Some(Compression::None)),
+        "gzip" => Ok(Some(Compression::Gzip)),
+        "snappy" => Ok(Some(Compression::Snappy)),
+        "lz4" => Ok(Some(Compression::Lz4)),
+        "zstd" => Ok(Some(Compression::Zstd)),
+        other => Err(format!(
+            "expected one of producer, uncompressed, gzip, snappy, lz4, zstd, found {other:?}"
+        )),
+    }
+}
+
+pub(crate) fn format_compression_type(c: Option<Compression>) -> &'static str {
+    match c {
+        None => "producer",
+        Some(Compression::None) => "uncompressed",
+        Some(Compression::Gzip) => "gzip",
+        Some(Compression::Snappy) => "snappy",
+        Some(Compression::Lz4) => "lz4",
+        Some(Compression::Zstd) => "zstd",
+    }
+}
+
+/// `compression.gzip.level`: -1 (zlib's default) or 1-9.
+pub(crate) fn parse_gzip_level(value: &str) -> Result<i32, String> {
+    match value.trim().parse::<i32>() {
+        Ok(l) if l == -1 || (1..=9).contains(&l) => Ok(l),
+        _ => Err("must be -1 (the codec's default) or from 1 to 9".into()),
+    }
+}
+
+/// `compression.lz4.level` (1-17) and `compression.zstd.level` (-131072 to 22).
+pub(crate) fn parse_level(value: &str, min: i32, max: i32) -> Result<i32, String> {
+    match value.trim().parse::<i32>() {
+        Ok(l) if (min..=max).contains(&l) => Ok(l),
+        _ => Err(format!("must be from {min} to {max}")),
     }
 }
 

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use strom_log::LogConfig;
+use strom_log::{Compression, LogConfig, TopicCodec};
 
 use crate::config::{
-    format_cleanup_policy, format_timestamp_type, parse_bool, parse_cleanup_policy, parse_ratio,
+    format_cleanup_policy, format_compression_type, format_timestamp_type, parse_bool,
+    parse_cleanup_policy, parse_compression_type, parse_gzip_level, parse_level, parse_ratio,
     parse_timestamp_type, BrokerConfig, RATIO_EXPECTED,
 };
 
@@ -42,25 +43,26 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "compression.type",
         "compression.type",
         ConfigType::String,
-        "only 'producer': batches are stored as sent",
+        "producer (batches stored as sent), or uncompressed, gzip, snappy, lz4, zstd: the broker rewrites \
+         batches in another codec into this one",
     ),
     def(
         "compression.gzip.level",
         "compression.gzip.level",
         ConfigType::Int,
-        "gzip level (1-9, -1: the codec's default) when the broker compresses; it stores batches as sent",
+        "gzip level (1-9, -1: the codec's default) when compression.type=gzip",
     ),
     def(
         "compression.lz4.level",
         "compression.lz4.level",
         ConfigType::Int,
-        "lz4 level (1-17) when the broker compresses; it stores batches as sent",
+        "lz4 level (1-17) when compression.type=lz4",
     ),
     def(
         "compression.zstd.level",
         "compression.zstd.level",
         ConfigType::Int,
-        "zstd level (-131072 to 22) when the broker compresses; it stores batches as sent",
+        "zstd level (-131072 to 22) when compression.type=zstd",
     ),
     def(
         "delete.retention.ms",
@@ -226,11 +228,6 @@ pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Kafka's defaults for the codec levels (gzip's -1 is zlib's own default, 6).
-const DEFAULT_GZIP_LEVEL: i32 = -1;
-const DEFAULT_LZ4_LEVEL: i32 = 9;
-const DEFAULT_ZSTD_LEVEL: i32 = 3;
-
 /// Why `remote.storage.enable=true` and `local.retention.*` other than -2 are refused.
 const TIERED_STORAGE: &str =
     "tiered storage (remote.storage.enable, local.retention.*) is not available in Strom; every segment stays \
@@ -251,6 +248,8 @@ pub struct TopicSettings {
     pub flush_messages: i64,
     /// `flush.ms`: written records are fsynced within this long.
     pub flush_ms: i64,
+    /// `compression.type`: None is `producer` (batches stored as sent).
+    pub compression_type: Option<Compression>,
     /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
     pub gzip_level: i32,
     pub lz4_level: i32,
@@ -269,9 +268,10 @@ impl TopicSettings {
             min_insync_replicas: broker.min_insync_replicas,
             flush_messages: broker.flush_interval_messages,
             flush_ms: broker.flush_interval_ms as i64,
-            gzip_level: DEFAULT_GZIP_LEVEL,
-            lz4_level: DEFAULT_LZ4_LEVEL,
-            zstd_level: DEFAULT_ZSTD_LEVEL,
+            compression_type: broker.compression_type,
+            gzip_level: broker.compression_gzip_level,
+            lz4_level: broker.compression_lz4_level,
+            zstd_level: broker.compression_zstd_level,
         };
         for (key, value) in overrides {
             settings.apply(key, value)?;
@@ -290,22 +290,16 @@ impl TopicSettings {
                 self.cleanup_policy_text = Some(items.join(","));
             }
             "compression.type" => {
-                if value != "producer" {
-                    return Err(bad("Strom stores batches exactly as producers compressed them; only 'producer' is supported"));
-                }
+                self.compression_type = parse_compression_type(value).map_err(|e| bad(&e))?
             }
             "compression.gzip.level" => {
-                let level = int(long()?, -1).map_err(|e| bad(&e))?;
-                if level == 0 || level > 9 {
-                    return Err(bad("must be -1 (the codec's default) or from 1 to 9"));
-                }
-                self.gzip_level = level;
+                self.gzip_level = parse_gzip_level(value).map_err(|e| bad(&e))?
             }
             "compression.lz4.level" => {
-                self.lz4_level = in_range(long()?, 1, 17).map_err(|e| bad(&e))?
+                self.lz4_level = parse_level(value, 1, 17).map_err(|e| bad(&e))?
             }
             "compression.zstd.level" => {
-                self.zstd_level = in_range(long()?, -131_072, 22).map_err(|e| bad(&e))?
+                self.zstd_level = parse_level(value, -131_072, 22).map_err(|e| bad(&e))?
             }
             "delete.retention.ms" => {
                 log.delete_retention_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
@@ -377,6 +371,18 @@ impl TopicSettings {
         Ok(())
     }
 
+    /// The codec the broker stores this topic's batches in, or None for `compression.type=producer`.
+    pub fn codec(&self) -> Option<TopicCodec> {
+        let compression = self.compression_type?;
+        let level = match compression {
+            Compression::Gzip => self.gzip_level,
+            Compression::Lz4 => self.lz4_level,
+            Compression::Zstd => self.zstd_level,
+            Compression::None | Compression::Snappy => 0,
+        };
+        Some(TopicCodec { compression, level })
+    }
+
     /// The effective value of `name`, as DescribeConfigs shows it.
     pub fn value_of(&self, name: &str) -> String {
         let log = &self.log;
@@ -385,7 +391,7 @@ impl TopicSettings {
                 .cleanup_policy_text
                 .clone()
                 .unwrap_or_else(|| format_cleanup_policy(&log.cleanup_policy)),
-            "compression.type" => "producer".into(),
+            "compression.type" => format_compression_type(self.compression_type).into(),
             "compression.gzip.level" => self.gzip_level.to_string(),
             "compression.lz4.level" => self.lz4_level.to_string(),
             "compression.zstd.level" => self.zstd_level.to_string(),
@@ -469,13 +475,6 @@ fn format_double(v: f64) -> String {
     } else {
         v.to_string()
     }
-}
-
-fn in_range(v: i64, min: i64, max: i64) -> Result<i32, String> {
-    if !(min..=max).contains(&v) {
-        return Err(format!("must be from {min} to {max}"));
-    }
-    Ok(v as i32)
 }
 
 fn int(v: i64, min: i64) -> Result<i32, String> {

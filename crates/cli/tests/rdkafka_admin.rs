@@ -1,6 +1,8 @@
 //! End-to-end admin operations through librdkafka's AdminClient and consumer metadata calls.
 
 mod common;
+#[path = "clients/support.rs"]
+mod support;
 
 use std::time::Duration;
 
@@ -276,6 +278,119 @@ fn kafka_4_topic_configs_for_segments_flushes_and_codec_levels_are_accepted_and_
     assert_eq!(
         config_value(&broker, "plain", "flush.ms"),
         ("5000".into(), false)
+    );
+}
+
+/// Issue 14: `compression.type` per topic. A batch in another codec than the topic's is rewritten by the broker
+/// into the topic's codec before it is stored, and reads back with the same records; `producer` stores batches as
+/// sent. Altering the codec applies to the batches produced after it.
+#[test]
+fn a_topic_s_compression_type_is_the_codec_its_batches_are_stored_in() {
+    use strom_log::Compression;
+    let broker = TestBroker::start();
+    broker.create_topic(
+        "to-zstd",
+        1,
+        &[
+            ("compression.type", "zstd"),
+            ("compression.zstd.level", "10"),
+        ],
+    );
+    broker.create_topic(
+        "to-uncompressed",
+        1,
+        &[("compression.type", "uncompressed")],
+    );
+    broker.create_topic("as-sent", 1, &[]);
+    assert_eq!(
+        config_value(&broker, "to-zstd", "compression.type"),
+        ("zstd".into(), false)
+    );
+    assert_eq!(
+        config_value(&broker, "as-sent", "compression.type"),
+        ("producer".into(), true)
+    );
+
+    // Values that every codec shrinks, so librdkafka compresses the batches it is asked to.
+    let value = |topic: &str, i: usize| format!("{topic} record {i} ").repeat(30);
+    let produce = |producer_codec: &str, topic: &str, from: usize| {
+        let producer =
+            broker.producer(&[("compression.type", producer_codec), ("linger.ms", "20")]);
+        let futures: Vec<_> = (from..from + 50)
+            .map(|i| {
+                enqueue(
+                    &producer,
+                    FutureRecord::to(topic)
+                        .key(&format!("k{i}"))
+                        .payload(&value(topic, i)),
+                )
+            })
+            .collect();
+        for f in futures {
+            delivered(f).expect("acknowledged");
+        }
+    };
+    produce("none", "to-zstd", 0);
+    produce("lz4", "to-zstd", 50);
+    produce("gzip", "to-uncompressed", 0);
+    produce("snappy", "as-sent", 0);
+
+    let codecs = |topic: &str| -> Vec<Compression> {
+        support::batches_on_disk(broker.data_dir(), topic, 0)
+            .iter()
+            .map(|h| h.compression())
+            .collect()
+    };
+    for (topic, count, codec) in [
+        ("to-zstd", 100, Compression::Zstd),
+        ("to-uncompressed", 50, Compression::None),
+        ("as-sent", 50, Compression::Snappy),
+    ] {
+        let stored = codecs(topic);
+        assert!(
+            !stored.is_empty() && stored.iter().all(|c| *c == codec),
+            "{topic}: batches stored as {stored:?}"
+        );
+        let consumer = broker.consumer(&[]);
+        let read = consume(&consumer, topic, &[0], Offset::Beginning, count);
+        for (i, r) in read.iter().enumerate() {
+            assert_eq!(r.offset, i as i64, "{topic}");
+            assert_eq!(
+                r.key.as_deref(),
+                Some(format!("k{i}").as_bytes()),
+                "{topic}"
+            );
+            assert_eq!(
+                r.value.as_deref(),
+                Some(value(topic, i).as_bytes()),
+                "{topic}"
+            );
+        }
+    }
+
+    // Altered: the batches produced after it are stored in the new codec, the earlier ones stay as they are.
+    let admin = broker.admin();
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("as-sent")).set("compression.type", "gzip");
+    for r in block_on(admin.alter_configs([&alter], &admin_options())).unwrap() {
+        r.expect("altered");
+    }
+    produce("snappy", "as-sent", 50);
+    let stored = codecs("as-sent");
+    assert_eq!(stored.first(), Some(&Compression::Snappy), "{stored:?}");
+    assert_eq!(stored.last(), Some(&Compression::Gzip), "{stored:?}");
+    let consumer = broker.consumer(&[]);
+    let read = consume(&consumer, "as-sent", &[0], Offset::Beginning, 100);
+    assert_eq!(
+        read[99].value.as_deref(),
+        Some(value("as-sent", 99).as_bytes())
+    );
+
+    let (code, message) = raw_alter_config(&broker, "as-sent", "compression.type", "brotli");
+    assert_eq!(code, 40, "INVALID_CONFIG: {message}");
+    assert!(
+        message.contains("compression.type") && message.contains("zstd"),
+        "{message}"
     );
 }
 

@@ -18,6 +18,7 @@ mod leader_epoch;
 mod log;
 mod offset_index;
 mod producer_state;
+mod recompress;
 mod record;
 mod scan;
 mod segment;
@@ -33,3 +34,4 @@ pub use log::{
     ReplicatedAppend,
 };
 pub use producer_state::ActiveProducer;
+pub use recompress::{recompress, TopicCodec};

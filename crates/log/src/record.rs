@@ -83,6 +83,41 @@ pub(crate) fn compress(compression: Compression, data: &[u8]) -> Result<BytesMut
     Ok(out)
 }
 
+/// Like [`compress`], at the codec's `level` (Kafka's `compression.<codec>.level`): gzip -1 (zlib's default) or
+/// 1-9, lz4 1-17, zstd -131072 to 22. Snappy and none have no level.
+pub(crate) fn compress_at_level(
+    compression: Compression,
+    level: i32,
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| format!("cannot compress records with {compression:?}: {e}");
+    match compression {
+        Compression::None | Compression::Snappy => Ok(compress(compression, data)?.to_vec()),
+        Compression::Gzip => {
+            let level = match u32::try_from(level) {
+                Ok(l) => flate2::Compression::new(l),
+                Err(_) => flate2::Compression::default(),
+            };
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(data).map_err(failed)?;
+            e.finish().map_err(failed)
+        }
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .level(level.max(1) as u32)
+                .block_mode(lz4::BlockMode::Independent)
+                .build(Vec::new())
+                .map_err(failed)?;
+            e.write_all(data).map_err(failed)?;
+            let (out, result) = e.finish();
+            result.map_err(failed)?;
+            Ok(out)
+        }
+        Compression::Zstd => zstd::bulk::compress(data, level).map_err(failed),
+    }
+}
+
 /// Walks `count` records from an uncompressed records block.
 pub(crate) fn parse_records(data: &Bytes, count: i32) -> Result<Vec<RawRecord>, String> {
     let mut out = Vec::with_capacity((count.max(0) as usize).min(data.len()));

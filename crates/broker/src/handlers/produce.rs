@@ -216,6 +216,17 @@ fn handle_verified(
                 partition_responses.push(fail(code, Some(message)));
                 continue;
             }
+            // `compression.type` other than `producer`: batches in another codec are rewritten into the topic's.
+            let records = match settings.codec() {
+                None => records,
+                Some(codec) => match strom_log::recompress(records, codec) {
+                    Ok(records) => records,
+                    Err(e) => {
+                        partition_responses.push(fail(e.kafka_error_code(), Some(e.to_string())));
+                        continue;
+                    }
+                },
+            };
             match partition.append(records, now_ms(), settings.flush_messages) {
                 Ok(LeaderAppend {
                     outcome:

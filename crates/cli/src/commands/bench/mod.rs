@@ -108,6 +108,10 @@ pub enum Scenario {
     /// min.insync.replicas=2): every record on all three replicas before it is acknowledged.
     #[value(name = "produce-replicated")]
     ProduceReplicated,
+    /// produce-1k's load (6 partitions, JSON-like text values, sent uncompressed) into topics whose
+    /// `compression.type` is producer (as sent), lz4, zstd and gzip: the broker's recompression cost.
+    #[value(name = "produce-recompress")]
+    ProduceRecompress,
     /// produce-durable's load (1 KiB, acks=all, 6 partitions) from librdkafka transactional producers, in
     /// transactions of 1,000 records each producer commits one after the other: one producer, then four at once.
     #[value(name = "produce-transactional")]
@@ -154,6 +158,10 @@ enum Kind {
         load: produce::Load,
     },
     Failover,
+    /// produce-1k's load with text values into a topic of `compression.type` = `codec` (None: producer).
+    Recompress {
+        codec: Option<&'static str>,
+    },
 }
 
 impl Kind {
@@ -163,6 +171,7 @@ impl Kind {
     fn main_api(&self) -> Option<&'static str> {
         match self {
             Kind::Produce { .. }
+            | Kind::Recompress { .. }
             | Kind::Transactional { .. }
             | Kind::E2eLatency
             | Kind::E2eAfterLoad { .. } => Some("Produce"),
@@ -260,6 +269,18 @@ impl Scenario {
                     load: Load::DURABLE,
                 },
             }],
+            Scenario::ProduceRecompress => [
+                ("produce-recompress/as-sent", None),
+                ("produce-recompress/lz4", Some("lz4")),
+                ("produce-recompress/zstd", Some("zstd")),
+                ("produce-recompress/gzip", Some("gzip")),
+            ]
+            .into_iter()
+            .map(|(name, codec)| Case {
+                name,
+                kind: Kind::Recompress { codec },
+            })
+            .collect(),
             Scenario::ProduceTransactional => vec![
                 Case {
                     name: "produce-transactional/p6",
@@ -299,6 +320,8 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Consume(_) => &["produce-1k/p6"],
         Kind::Streams(_) => &["produce-100b/p6"],
         Kind::Replicated { .. } | Kind::Transactional { .. } => &["produce-durable/p6"],
+        Kind::Recompress { codec: Some(_) } => &["produce-recompress/as-sent"],
+        Kind::Recompress { codec: None } => &[],
         Kind::Ceiling { .. } | Kind::E2eLatency | Kind::E2eAfterLoad { .. } | Kind::Failover => &[],
     }
 }
@@ -522,6 +545,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         args.records,
                         per_transaction,
                         producers,
+                    )?;
+                    finished_topic = Some(topic);
+                    figures
+                }
+                Kind::Recompress { codec } => {
+                    let figures = produce::run_recompressed(
+                        &bootstrap,
+                        &topic,
+                        PARTITIONS,
+                        codec,
+                        args.records,
                     )?;
                     finished_topic = Some(topic);
                     figures

@@ -120,8 +120,93 @@ pub fn send_all(
     load: Load,
     records: usize,
 ) -> Result<Figures> {
+    send_payloads(
+        bootstrap,
+        topic,
+        partitions,
+        load,
+        records,
+        &[vec![b'x'; load.record_bytes]],
+    )
+}
+
+/// produce-1k's load (acks=1, 6 partitions, sent uncompressed) into a topic created with `compression.type` =
+/// `codec` (None: the default, `producer`), with [`text_payloads`] as values: the broker's cost of rewriting
+/// every batch into the topic's codec.
+pub fn run_recompressed(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    codec: Option<&str>,
+    records: usize,
+) -> Result<Figures> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    if let Some(codec) = codec {
+        new = new.set("compression.type", codec);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.create_topics([&new], &options))? {
+        if let Err((name, code)) = result {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+    let load = Load::ONE_K;
+    let payloads = text_payloads(load.record_bytes);
+    send_payloads(bootstrap, topic, partitions, load, records, &payloads)
+}
+
+/// 4,096 distinct values of `bytes` bytes of JSON-like text with pseudo-random ids and numbers, which the codecs
+/// shrink about as much as they shrink real event payloads (2-4x), unlike the `x` repeated of the other cases.
+pub fn text_payloads(bytes: usize) -> Vec<Vec<u8>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const WORDS: [&str; 8] = [
+        "click",
+        "view",
+        "purchase",
+        "search",
+        "login",
+        "logout",
+        "add_to_cart",
+        "share",
+    ];
+    (0..4096)
+        .map(|_| {
+            let mut text = String::with_capacity(bytes + 64);
+            while text.len() < bytes {
+                let r = next();
+                text.push_str(&format!(
+                    "{{\"user\":\"u{:08x}\",\"event\":\"{}\",\"ts\":{},\"amount\":{}.{:02}}},",
+                    r as u32,
+                    WORDS[(r >> 32) as usize % WORDS.len()],
+                    1_700_000_000_000u64 + (r >> 40),
+                    (r >> 20) % 10_000,
+                    (r >> 8) % 100
+                ));
+            }
+            text.truncate(bytes);
+            text.into_bytes()
+        })
+        .collect()
+}
+
+/// Sends `records` records, values taken in turn from `payloads`, and waits for every acknowledgement.
+fn send_payloads(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    load: Load,
+    records: usize,
+    payloads: &[Vec<u8>],
+) -> Result<Figures> {
     let producer = producer(bootstrap, load)?;
-    let payload = vec![b'x'; load.record_bytes];
+    let payload = &payloads[0];
     // Enough distinct keys that the Java-compatible key hash spreads records over every partition.
     let keys: Vec<String> = (0..(4 * partitions as usize).max(1024))
         .map(|k| k.to_string())
@@ -129,7 +214,7 @@ pub fn send_all(
 
     // Warm-up: metadata and connections to every partition leader, outside the measurement.
     for p in 0..partitions {
-        send(&producer, topic, Some(p), &keys[0], &payload)?;
+        send(&producer, topic, Some(p), &keys[0], payload)?;
     }
     producer.flush(Duration::from_secs(60))?;
     check_failures(&producer)?;
@@ -138,7 +223,8 @@ pub fn send_all(
     let progress = super::report::progress_bar(records as u64, "sent");
     let start = Instant::now();
     for i in 0..records {
-        send(&producer, topic, None, &keys[i % keys.len()], &payload)?;
+        let payload = &payloads[i % payloads.len()];
+        send(&producer, topic, None, &keys[i % keys.len()], payload)?;
         if i.is_multiple_of(4096) {
             progress.set_position(i as u64);
         }
