@@ -146,6 +146,13 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval_ms: u64,
     /// `leader.imbalance.per.broker.percentage`
     pub leader_imbalance_per_broker_percentage: u32,
+    /// `leader.replication.throttled.rate` / `follower.replication.throttled.rate`: bytes per second for the
+    /// replicas topics throttle (`replication/quota.rs`); `u64::MAX` (Kafka's Long.MAX_VALUE) is none.
+    pub leader_replication_throttled_rate: u64,
+    pub follower_replication_throttled_rate: u64,
+    /// `replication.quota.window.num` and `replication.quota.window.size.seconds`: the throttles' rate windows.
+    pub replication_quota_window_num: usize,
+    pub replication_quota_window_size_seconds: u64,
 }
 
 /// `process.roles`.
@@ -224,6 +231,10 @@ impl Default for BrokerConfig {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_ms: 300_000,
             leader_imbalance_per_broker_percentage: 10,
+            leader_replication_throttled_rate: u64::MAX,
+            follower_replication_throttled_rate: u64::MAX,
+            replication_quota_window_num: 11,
+            replication_quota_window_size_seconds: 1,
         }
     }
 }
@@ -330,6 +341,18 @@ impl BrokerConfig {
             "leader.imbalance.per.broker.percentage" => {
                 self.leader_imbalance_per_broker_percentage =
                     non_negative::<i32>(key, value)? as u32
+            }
+            "leader.replication.throttled.rate" => {
+                self.leader_replication_throttled_rate = byte_rate(key, value)?
+            }
+            "follower.replication.throttled.rate" => {
+                self.follower_replication_throttled_rate = byte_rate(key, value)?
+            }
+            "replication.quota.window.num" => {
+                self.replication_quota_window_num = positive::<i32>(key, value)? as usize
+            }
+            "replication.quota.window.size.seconds" => {
+                self.replication_quota_window_size_seconds = positive::<i32>(key, value)? as u64
             }
             "unclean.leader.election.enable" => {
                 if parse_bool(key, value)? {
@@ -775,6 +798,16 @@ pub(crate) fn format_cleanup_policy(policy: &CleanupPolicy) -> String {
         (true, false) => "compact".into(),
         _ => "delete".into(),
     }
+}
+
+/// A throttle rate in bytes per second; Kafka's Long.MAX_VALUE default means none (`u64::MAX`).
+fn byte_rate(key: &str, value: &str) -> Result<u64, ConfigError> {
+    let rate = non_negative::<i64>(key, value)?;
+    Ok(if rate == i64::MAX {
+        u64::MAX
+    } else {
+        rate as u64
+    })
 }
 
 pub(crate) fn parse_timestamp_type(value: &str) -> Result<TimestampType, String> {

@@ -10,6 +10,7 @@ use crate::config::{
     parse_cleanup_policy, parse_compression_type, parse_gzip_level, parse_level, parse_ratio,
     parse_timestamp_type, BrokerConfig, RATIO_EXPECTED,
 };
+use crate::replication::quota::ThrottledReplicas;
 
 /// Kafka's DescribeConfigs config types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +90,24 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "how long written records may stay unflushed (fsynced in ten steps over it)",
     ),
     def(
+        "follower.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+        ConfigType::List,
+        "replicas (partitionId:brokerId, or *) whose follower fetches follower.replication.throttled.rate bounds \
+         while they are out of the ISR",
+    ),
+    def(
         "index.interval.bytes",
         "log.index.interval.bytes",
         ConfigType::Int,
         "bytes of log between offset index entries",
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        "leader.replication.throttled.replicas",
+        ConfigType::List,
+        "replicas (partitionId:brokerId, or *) the leader sends at most leader.replication.throttled.rate to \
+         while they are out of the ISR",
     ),
     def(
         "local.retention.bytes",
@@ -159,6 +174,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "log.preallocate",
         ConfigType::Boolean,
         "reserve a segment's disk when it is created",
+    ),
+    def(
+        "remote.log.copy.disable",
+        "remote.log.copy.disable",
+        ConfigType::Boolean,
+        "tiered storage: not available; only false",
+    ),
+    def(
+        "remote.log.delete.on.disable",
+        "remote.log.delete.on.disable",
+        ConfigType::Boolean,
+        "tiered storage: not available; only false",
     ),
     def(
         "remote.storage.enable",
@@ -254,6 +281,12 @@ pub struct TopicSettings {
     pub gzip_level: i32,
     pub lz4_level: i32,
     pub zstd_level: i32,
+    /// `leader.replication.throttled.replicas` and `follower.replication.throttled.replicas`, with their text as
+    /// set.
+    pub leader_throttled: ThrottledReplicas,
+    pub leader_throttled_text: String,
+    pub follower_throttled: ThrottledReplicas,
+    pub follower_throttled_text: String,
 }
 
 impl TopicSettings {
@@ -272,6 +305,10 @@ impl TopicSettings {
             gzip_level: broker.compression_gzip_level,
             lz4_level: broker.compression_lz4_level,
             zstd_level: broker.compression_zstd_level,
+            leader_throttled: ThrottledReplicas::None,
+            leader_throttled_text: String::new(),
+            follower_throttled: ThrottledReplicas::None,
+            follower_throttled_text: String::new(),
         };
         for (key, value) in overrides {
             settings.apply(key, value)?;
@@ -317,7 +354,17 @@ impl TopicSettings {
                 log.preallocate =
                     parse_bool(key, value).map_err(|_| bad("expected true or false"))?
             }
-            "remote.storage.enable" => {
+            "leader.replication.throttled.replicas" => {
+                self.leader_throttled = ThrottledReplicas::parse(value).map_err(|e| bad(&e))?;
+                self.leader_throttled_text = value.trim().to_string();
+            }
+            "follower.replication.throttled.replicas" => {
+                self.follower_throttled = ThrottledReplicas::parse(value).map_err(|e| bad(&e))?;
+                self.follower_throttled_text = value.trim().to_string();
+            }
+            "remote.storage.enable"
+            | "remote.log.copy.disable"
+            | "remote.log.delete.on.disable" => {
                 if parse_bool(key, value).map_err(|_| bad("expected true or false"))? {
                     return Err(bad(TIERED_STORAGE));
                 }
@@ -399,7 +446,11 @@ impl TopicSettings {
             "flush.ms" => self.flush_ms.to_string(),
             "local.retention.bytes" | "local.retention.ms" => "-2".into(),
             "preallocate" => log.preallocate.to_string(),
-            "remote.storage.enable" => "false".into(),
+            "remote.storage.enable"
+            | "remote.log.copy.disable"
+            | "remote.log.delete.on.disable" => "false".into(),
+            "leader.replication.throttled.replicas" => self.leader_throttled_text.clone(),
+            "follower.replication.throttled.replicas" => self.follower_throttled_text.clone(),
             "segment.jitter.ms" => log.segment_jitter_ms.to_string(),
             "delete.retention.ms" => log.delete_retention_ms.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
@@ -511,7 +562,9 @@ mod tests {
     fn every_defined_key_has_a_value() {
         let s = TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).unwrap();
         for d in TOPIC_CONFIGS {
-            assert!(!s.value_of(d.name).is_empty(), "{}", d.name);
+            // Kafka's default for the throttled replica lists is the empty list.
+            let empty_default = d.name.ends_with(".replication.throttled.replicas");
+            assert_eq!(s.value_of(d.name).is_empty(), empty_default, "{}", d.name);
         }
     }
 

@@ -44,6 +44,16 @@ struct Target {
     diverging: Option<(i32, i64)>,
     /// The partition when this broker leads it, or the error code that says why not.
     partition: Result<Arc<Partition>, i16>,
+    /// A follower's fetch of a replica its topic's `leader.replication.throttled.replicas` names: its bytes count
+    /// against `leader.replication.throttled.rate`, and while that is exceeded an out-of-sync one gets none.
+    throttled: Throttle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Throttle {
+    No,
+    InSync,
+    OutOfSync,
 }
 
 pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> Handled {
@@ -55,6 +65,12 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
         }
         let mut topic_names: Vec<TopicName> = Vec::with_capacity(request.topics.len());
         let mut targets = Vec::new();
+        let replica = if version >= 15 {
+            request.replica_state.replica_id.0
+        } else {
+            request.replica_id.0
+        };
+        let replica = (replica >= 0).then_some(replica);
         for topic in &request.topics {
             let hosted = state.topics.get(topic.topic.0.as_str());
             topic_names.push(topic.topic.clone());
@@ -67,6 +83,21 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     current_leader_epoch: p.current_leader_epoch,
                     last_fetched_epoch: p.last_fetched_epoch,
                     diverging: None,
+                    throttled: match (&hosted, replica) {
+                        (Some(t), Some(replica))
+                            if t.settings.leader_throttled.covers(p.partition, replica) =>
+                        {
+                            let in_sync = t
+                                .slot(p.partition)
+                                .is_some_and(|s| s.isr.contains(&replica));
+                            if in_sync {
+                                Throttle::InSync
+                            } else {
+                                Throttle::OutOfSync
+                            }
+                        }
+                        _ => Throttle::No,
+                    },
                     partition: match &hosted {
                         Some(t) => t
                             .partition(p.partition)
@@ -77,12 +108,6 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                 });
             }
         }
-        let replica = if version >= 15 {
-            request.replica_state.replica_id.0
-        } else {
-            request.replica_id.0
-        };
-        let replica = (replica >= 0).then_some(replica);
         let reader = match replica {
             Some(_) => Reader::Replica,
             None if request.isolation_level == 1 => Reader::ReadCommitted,
@@ -112,9 +137,21 @@ pub fn handle(state: Arc<BrokerState>, request: FetchRequest, version: i16) -> H
                     notified
                 })
                 .collect();
+            let quota = &state.replication.quotas.leader;
+            let held_back = |t: &Target| {
+                t.throttled == Throttle::OutOfSync
+                    && quota.is_exceeded(crate::replication::now_ms())
+            };
             let (partitions, bytes, any_error) =
-                read_all(&targets, response_max_bytes, version, reader);
+                read_all(&targets, response_max_bytes, version, reader, held_back);
             if bytes >= min_bytes || any_error || Instant::now() >= deadline {
+                let throttled_bytes: usize = targets
+                    .iter()
+                    .zip(&partitions)
+                    .filter(|(t, _)| t.throttled != Throttle::No)
+                    .map(|(_, (_, data))| data.records.as_ref().map_or(0, Bytes::len))
+                    .sum();
+                quota.record(crate::replication::now_ms(), throttled_bytes as u64);
                 if woken && bytes > 0 {
                     // A long poll that new records ended: how long after the last wake-up its read ran.
                     let last = targets
@@ -160,18 +197,16 @@ fn read_all(
     response_max_bytes: usize,
     version: i16,
     reader: Reader,
+    held_back: impl Fn(&Target) -> bool,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        let data = read_one(
-            t,
-            response_max_bytes.saturating_sub(total),
-            total == 0,
-            version,
-            reader,
-        );
+        // A throttled replica over its rate: no records this time, as Kafka answers it (its position and the
+        // watermarks still go back).
+        let budget = (!held_back(t)).then(|| response_max_bytes.saturating_sub(total));
+        let data = read_one(t, budget, total == 0, version, reader);
         if data.error_code != 0
             || data.diverging_epoch.epoch >= 0
             || data.diverging_epoch.end_offset >= 0
@@ -216,9 +251,10 @@ fn follower_fetched(state: &Arc<BrokerState>, replica: i32, targets: &mut [Targe
     }
 }
 
+/// `budget`: the bytes left in the response, or None for a throttled replica held back this time.
 fn read_one(
     t: &Target,
-    budget: usize,
+    budget: Option<usize>,
     first_with_data: bool,
     version: i16,
     reader: Reader,
@@ -249,6 +285,9 @@ fn read_one(
             )
             .with_records(Some(Bytes::new()));
     }
+    let Some(budget) = budget else {
+        return data.with_records(Some(Bytes::new()));
+    };
     let max_bytes = t.max_bytes.min(budget);
     let read = match reader {
         Reader::Replica => p.read_for_replica(t.fetch_offset, max_bytes),

@@ -26,6 +26,9 @@ struct Followed {
     partition: Arc<Partition>,
     leader_epoch: i32,
     fetch_offset: i64,
+    /// Named by its topic's `follower.replication.throttled.replicas`: its bytes count against
+    /// `follower.replication.throttled.rate`.
+    throttled: bool,
 }
 
 /// A partition's log, read once per decision.
@@ -102,10 +105,22 @@ pub async fn run(manager: Arc<ReplicaManager>, leader: i32, mut shutdown: watch:
             .with_min_bytes(1)
             .with_max_bytes(config.replica_fetch_response_max_bytes as i32)
             .with_session_epoch(-1);
+        let quota = &manager.quotas.follower;
         for (leader_epoch, p) in followed {
             let Ok((leo, last_epoch, log_start)) = p.fetch_position() else {
                 continue;
             };
+            // Kafka's follower throttle: a throttled replica out of the ISR is left out of the fetch while the
+            // rate is exceeded (an in-sync one never is, so acks=all writes do not wait on it).
+            let (throttled, in_sync) = manager.topics.get(&p.topic).map_or((false, true), |t| {
+                (
+                    t.settings.follower_throttled.covers(p.index, node_id),
+                    t.slot(p.index).is_some_and(|s| s.isr.contains(&node_id)),
+                )
+            });
+            if throttled && !in_sync && quota.is_exceeded(super::now_ms()) {
+                continue;
+            }
             let topic = TopicName(StrBytes::from_string(p.topic.to_string()));
             let fetch = FetchPartition::default()
                 .with_partition(p.index)
@@ -126,6 +141,7 @@ pub async fn run(manager: Arc<ReplicaManager>, leader: i32, mut shutdown: watch:
                 partition: p,
                 leader_epoch,
                 fetch_offset: leo,
+                throttled,
             });
         }
         tracing::trace!(
@@ -176,6 +192,10 @@ pub async fn run(manager: Arc<ReplicaManager>, leader: i32, mut shutdown: watch:
                         .then_some((data.diverging_epoch.epoch, data.diverging_epoch.end_offset)),
                     records: data.records,
                 };
+                if f.throttled {
+                    let bytes = fetched.records.as_ref().map_or(0, |r| r.len());
+                    quota.record(super::now_ms(), bytes as u64);
+                }
                 let (hw, log_start) = (fetched.high_watermark, fetched.log_start_offset);
                 tracing::trace!(
                     leader,

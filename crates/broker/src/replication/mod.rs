@@ -12,6 +12,7 @@
 pub mod fetcher;
 pub mod follower;
 pub mod leader;
+pub mod quota;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -40,11 +41,14 @@ pub struct ReplicaManager {
     config: Arc<BrokerConfig>,
     topics: Arc<Topics>,
     cluster: Arc<Cluster>,
+    /// The replication throttles (`quota.rs`): the leader's in the Fetch handler, the follower's in `fetcher.rs`.
+    pub quotas: quota::ReplicationQuotas,
 }
 
 impl ReplicaManager {
     pub fn new(config: Arc<BrokerConfig>, topics: Arc<Topics>, cluster: Arc<Cluster>) -> Arc<Self> {
         Arc::new(Self {
+            quotas: quota::ReplicationQuotas::new(&config),
             config,
             topics,
             cluster,
