@@ -68,6 +68,11 @@ pub struct BrokerConfig {
     pub log_cleaner_enable: bool,
     /// `log.cleaner.backoff.ms`: how long the cleaner sleeps when no log needed cleaning.
     pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.threads`: cleaners at work at once, each over its own share of the compacted logs (0: none).
+    pub log_cleaner_threads: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the bytes all cleaners together read and write per second
+    /// (`f64::MAX`, Kafka's default, is no bound).
+    pub log_cleaner_io_max_bytes_per_second: f64,
     /// `min.insync.replicas`: default for topics.
     pub min_insync_replicas: i32,
     /// `compression.type`: default for topics; None is `producer`.
@@ -104,6 +109,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Keys set explicitly in the config file, for DescribeConfigs' `STATIC_BROKER_CONFIG` source.
     pub explicit: BTreeMap<String, String>,
+    /// Kafka 4 broker keys that were set but that Strom does not act on (`kafka_broker_keys.rs`), reported once
+    /// at start by name.
+    pub ignored: Vec<String>,
     /// `process.roles`: whether this node serves Kafka clients (broker), votes in the metadata quorum
     /// (controller), or both.
     pub roles: ProcessRoles,
@@ -189,6 +197,8 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
+            log_cleaner_threads: 1,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
             min_insync_replicas: 1,
             compression_type: None,
             compression_gzip_level: -1,
@@ -208,6 +218,7 @@ impl Default for BrokerConfig {
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             log: LogConfig::default(),
             explicit: BTreeMap::new(),
+            ignored: Vec::new(),
             roles: ProcessRoles {
                 broker: true,
                 controller: true,
@@ -255,13 +266,27 @@ impl BrokerConfig {
                 });
             };
             let (key, value) = (key.trim(), value.trim());
-            if self.set(key, value)? {
-                self.explicit.insert(key.to_string(), value.to_string());
-            } else {
+            if !self.set_or_ignore(key, value)? {
                 unknown.push(key.to_string());
             }
         }
         Ok(unknown)
+    }
+
+    /// Sets one key as a config file or `--set` does: a key Strom acts on is applied, a Kafka 4 broker key it
+    /// does not act on is recorded in `ignored`; both are recorded in `explicit`. Returns `Ok(false)` for a key
+    /// that is neither.
+    pub fn set_or_ignore(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        if !self.set(key, value)? {
+            if !crate::kafka_broker_keys::is_kafka_broker_key(key) {
+                return Ok(false);
+            }
+            if !self.ignored.iter().any(|k| k == key) {
+                self.ignored.push(key.to_string());
+            }
+        }
+        self.explicit.insert(key.to_string(), value.to_string());
+        Ok(true)
     }
 
     /// Sets one key. Returns `Ok(false)` for a key Strom does not know.
@@ -473,6 +498,17 @@ impl BrokerConfig {
                     parse_ratio(value).ok_or_else(|| invalid(RATIO_EXPECTED))?
             }
             "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, value)?,
+            "log.cleaner.threads" => {
+                self.log_cleaner_threads = non_negative::<i32>(key, value)? as usize
+            }
+            "log.cleaner.io.max.bytes.per.second" => {
+                self.log_cleaner_io_max_bytes_per_second = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| *v > 0.0)
+                    .ok_or_else(|| invalid("expected a positive number of bytes per second"))?
+            }
             "log.cleaner.backoff.ms" => {
                 self.log_cleaner_backoff_ms = positive::<i64>(key, value)? as u64
             }
@@ -881,10 +917,22 @@ mod tests {
             .apply_properties(
                 "# comment\nlog.dirs=/tmp/a,/tmp/b\nnum.partitions = 3\nlog.retention.hours=2\n\
                  log.segment.bytes=1048576\nmessage.max.bytes=2000000\nlisteners=PLAINTEXT://127.0.0.1:9099\n\
-                 log.cleanup.policy=compact,delete\nsome.unknown.key=1\n",
+                 log.cleanup.policy=compact,delete\nsome.unknown.key=1\nnum.network.threads=8\n\
+                 ssl.keystore.type=PKCS12\n",
             )
             .unwrap();
         assert_eq!(unknown, vec!["some.unknown.key".to_string()]);
+        assert_eq!(
+            config.ignored,
+            vec!["num.network.threads", "ssl.keystore.type"]
+        );
+        assert_eq!(
+            config
+                .explicit
+                .get("num.network.threads")
+                .map(String::as_str),
+            Some("8")
+        );
         assert_eq!(config.data_dir, PathBuf::from("/tmp/a"));
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.log.retention_ms, 7_200_000);

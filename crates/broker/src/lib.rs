@@ -14,6 +14,7 @@ mod flusher;
 mod group_driver;
 pub mod groups;
 mod handlers;
+pub mod kafka_broker_keys;
 pub mod maintenance;
 pub mod metadata;
 pub mod metrics;

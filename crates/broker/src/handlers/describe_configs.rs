@@ -172,14 +172,58 @@ fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)
             ConfigType::Long,
         ),
         (
+            "log.cleaner.threads",
+            c.log_cleaner_threads.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            if c.log_cleaner_io_max_bytes_per_second >= f64::MAX {
+                "1.7976931348623157E308".to_string()
+            } else {
+                c.log_cleaner_io_max_bytes_per_second.to_string()
+            },
+            ConfigType::Double,
+        ),
+        (
             "strom.metrics.listener",
             c.metrics_listener.clone().unwrap_or_default(),
             ConfigType::String,
         ),
         (
             "default.replication.factor",
-            "1".to_string(),
+            c.default_replication_factor.to_string(),
             ConfigType::Int,
+        ),
+        (
+            "leader.replication.throttled.rate",
+            throttle_rate(c.leader_replication_throttled_rate),
+            ConfigType::Long,
+        ),
+        (
+            "follower.replication.throttled.rate",
+            throttle_rate(c.follower_replication_throttled_rate),
+            ConfigType::Long,
+        ),
+        (
+            "replication.quota.window.num",
+            c.replication_quota_window_num.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "replication.quota.window.size.seconds",
+            c.replication_quota_window_size_seconds.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "replica.fetch.max.bytes",
+            c.replica_fetch_max_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "replica.lag.time.max.ms",
+            c.replica_lag_time_max_ms.to_string(),
+            ConfigType::Long,
         ),
         (
             "fetch.max.bytes",
@@ -233,10 +277,24 @@ fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)
     ];
     if let Some(defaults) = topic_defaults {
         for d in TOPIC_CONFIGS {
-            if d.broker_key != d.name || d.name == "min.insync.replicas" {
+            // A topic config whose broker key has its own name is listed when Kafka has that broker key.
+            let broker_key_of_its_own = matches!(
+                d.name,
+                "min.insync.replicas"
+                    | "compression.type"
+                    | "compression.gzip.level"
+                    | "compression.lz4.level"
+                    | "compression.zstd.level"
+            );
+            if d.broker_key != d.name || broker_key_of_its_own {
                 out.push((d.broker_key, defaults.value_of(d.name), d.config_type));
             }
         }
     }
     out
+}
+
+/// Kafka shows an unlimited throttle as Long.MAX_VALUE.
+fn throttle_rate(rate: u64) -> String {
+    i64::try_from(rate).unwrap_or(i64::MAX).to_string()
 }

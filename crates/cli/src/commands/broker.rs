@@ -42,12 +42,15 @@ pub fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
         let Some((key, value)) = kv.split_once('=') else {
             bail!("--set expects KEY=VALUE, got {kv:?}")
         };
-        if !config.set(key.trim(), value.trim())? {
+        if !config.set_or_ignore(key.trim(), value.trim())? {
             bail!("unknown config key {key:?}");
         }
-        config
-            .explicit
-            .insert(key.trim().to_string(), value.trim().to_string());
+    }
+    if !config.ignored.is_empty() {
+        tracing::warn!(
+            keys = %config.ignored.join(", "),
+            "Kafka broker config keys accepted but not acted on by Strom"
+        );
     }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();

@@ -50,6 +50,8 @@ pub struct CompactionStats {
     /// Size of the examined segments before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Bytes read: the whole log once for the latest offset of each key, and the examined segments again.
+    pub bytes_read: u64,
 }
 
 /// Calls `f` for every valid batch of a segment, with its whole bytes.
@@ -124,12 +126,14 @@ impl Log {
                 Ok(())
             })?;
         }
+        stats.bytes_read = self.segments.iter().map(Segment::size).sum();
         let producer_last = self.producers.last_offsets();
         let tombstone_limit = now_ms.saturating_sub(self.config.delete_retention_ms);
 
         for i in 0..cleanable {
             let before = self.segments[i].size();
             stats.bytes_before += before;
+            stats.bytes_read += before;
             let removed =
                 self.compact_segment(i, &latest, &producer_last, tombstone_limit, &is_aborted)?;
             if removed > 0 {
