@@ -394,6 +394,121 @@ fn a_topic_s_compression_type_is_the_codec_its_batches_are_stored_in() {
     );
 }
 
+/// Every topic config Kafka 4 documents (4.0 and 4.1 list the same 33): a value to create the topic with, a value
+/// to alter it to, and a value Kafka refuses.
+const KAFKA_4_TOPIC_CONFIGS: [(&str, &str, &str, &str); 33] = [
+    ("cleanup.policy", "compact", "compact,delete", "never"),
+    ("compression.gzip.level", "9", "1", "0"),
+    ("compression.lz4.level", "12", "1", "18"),
+    ("compression.type", "zstd", "lz4", "brotli"),
+    ("compression.zstd.level", "-5", "22", "23"),
+    ("delete.retention.ms", "1000", "0", "-1"),
+    ("file.delete.delay.ms", "1000", "0", "-1"),
+    ("flush.messages", "1000", "1", "0"),
+    ("flush.ms", "200", "0", "-1"),
+    ("follower.replication.throttled.replicas", "0:1", "*", "0:x"),
+    ("index.interval.bytes", "8192", "0", "-1"),
+    ("leader.replication.throttled.replicas", "*", "0:1,1:2", "1"),
+    ("local.retention.bytes", "-2", "-2", "1048576"),
+    ("local.retention.ms", "-2", "-2", "86400000"),
+    ("max.compaction.lag.ms", "60000", "1", "0"),
+    ("max.message.bytes", "2000000", "0", "-1"),
+    ("message.timestamp.after.max.ms", "1000", "0", "-1"),
+    ("message.timestamp.before.max.ms", "1000", "0", "-1"),
+    (
+        "message.timestamp.type",
+        "LogAppendTime",
+        "CreateTime",
+        "Later",
+    ),
+    ("min.cleanable.dirty.ratio", "0.25", "0.75", "1.5"),
+    ("min.compaction.lag.ms", "1000", "0", "-1"),
+    ("min.insync.replicas", "2", "1", "0"),
+    ("preallocate", "true", "false", "maybe"),
+    ("remote.log.copy.disable", "false", "false", "true"),
+    ("remote.log.delete.on.disable", "false", "false", "true"),
+    ("remote.storage.enable", "false", "false", "true"),
+    ("retention.bytes", "1048576", "-1", "lots"),
+    ("retention.ms", "3600000", "-1", "-5"),
+    ("segment.bytes", "1048576", "2097152", "13"),
+    ("segment.index.bytes", "4096", "8192", "3"),
+    ("segment.jitter.ms", "1000", "0", "-1"),
+    ("segment.ms", "60000", "1", "0"),
+    ("unclean.leader.election.enable", "false", "false", "maybe"),
+];
+
+/// Issue 14's walk: every Kafka 4 topic config through librdkafka's admin client. DescribeConfigs lists exactly
+/// Kafka's keys; each key creates a topic, is described as that topic's override, is altered, and a bad value is
+/// refused with INVALID_CONFIG at create and at alter, leaving the topic as it was.
+#[test]
+fn every_kafka_4_topic_config_is_created_described_and_altered() {
+    let broker = TestBroker::start();
+    let admin = broker.admin();
+    let opts = admin_options();
+    let described = |topic: &str| {
+        let results =
+            block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).unwrap();
+        results.into_iter().next().unwrap().expect("described")
+    };
+    // (value, is_default) of one key.
+    let value_of = |topic: &str, key: &str| {
+        let resource = described(topic);
+        let entry = resource
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} described"));
+        (entry.value.clone(), entry.is_default)
+    };
+
+    broker.create_topic("defaults", 1, &[]);
+    let mut listed: Vec<String> = described("defaults")
+        .entries
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    listed.sort();
+    let kafka: Vec<String> = KAFKA_4_TOPIC_CONFIGS
+        .iter()
+        .map(|c| c.0.to_string())
+        .collect();
+    assert_eq!(
+        listed, kafka,
+        "DescribeConfigs lists Kafka 4's topic configs"
+    );
+
+    for (i, (key, created, altered, bad)) in KAFKA_4_TOPIC_CONFIGS.into_iter().enumerate() {
+        let topic = format!("walk-{i}");
+        broker.create_topic(&topic, 1, &[(key, created)]);
+        let (value, is_default) = value_of(&topic, key);
+        assert_eq!(value.as_deref(), Some(created), "{key} at create");
+        assert!(!is_default, "{key}: the topic's own value");
+
+        let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set(key, altered);
+        for r in block_on(admin.alter_configs([&alter], &opts)).unwrap() {
+            r.unwrap_or_else(|e| panic!("{key}={altered}: {e:?}"));
+        }
+        let (value, _) = value_of(&topic, key);
+        assert_eq!(value.as_deref(), Some(altered), "{key} after alter");
+
+        let refused = NewTopic::new("refused", 1, TopicReplication::Fixed(1)).set(key, bad);
+        let r = block_on(admin.create_topics([&refused], &opts)).unwrap();
+        assert_eq!(
+            r[0].as_ref().unwrap_err().1,
+            RDKafkaErrorCode::InvalidConfig,
+            "create with {key}={bad}"
+        );
+        let (code, message) = raw_alter_config(&broker, &topic, key, bad);
+        assert_eq!(code, 40, "alter to {key}={bad}: {message}");
+        assert!(message.contains(key), "{key}={bad}: {message}");
+        let (value, _) = value_of(&topic, key);
+        assert_eq!(value.as_deref(), Some(altered), "{key} unchanged by {bad}");
+    }
+    assert_eq!(
+        partitions_of(&broker, "refused"),
+        None,
+        "no refused topic exists"
+    );
+}
+
 fn raw_alter_config(broker: &TestBroker, topic: &str, key: &str, value: &str) -> (i16, String) {
     use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::{AlterConfigsRequest, ApiKey, RequestKind, ResponseKind};
