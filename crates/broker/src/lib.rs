@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 mod connection;
+pub mod dynamic_config;
 mod flusher;
 mod group_driver;
 pub mod groups;

@@ -22,9 +22,7 @@ pub fn start(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
     start_retention(state.clone(), shutdown.clone());
     if state.config.log_cleaner_enable {
         let threads = state.config.log_cleaner_threads;
-        let throttle = Arc::new(IoThrottle::new(
-            state.config.log_cleaner_io_max_bytes_per_second,
-        ));
+        let throttle = state.cleaner_throttle.clone();
         for cleaner in 0..threads {
             let share = Share {
                 cleaner,
@@ -54,8 +52,10 @@ impl Share {
 /// `log.cleaner.io.max.bytes.per.second`, shared by every cleaner, as Kafka's cleaner Throttler: bytes are counted
 /// over a period that restarts every [`IoThrottle::PERIOD`], and a cleaner that finds them above what the rate
 /// allows for the time passed sleeps the difference.
+#[derive(Debug)]
 pub struct IoThrottle {
-    rate: f64,
+    /// The rate's f64 bits; changed at run time by a dynamic broker config (`dynamic_config.rs`).
+    rate: std::sync::atomic::AtomicU64,
     period: parking_lot::Mutex<(std::time::Instant, f64)>,
 }
 
@@ -64,19 +64,31 @@ impl IoThrottle {
 
     pub fn new(bytes_per_second: f64) -> Self {
         Self {
-            rate: bytes_per_second,
+            rate: std::sync::atomic::AtomicU64::new(bytes_per_second.to_bits()),
             period: parking_lot::Mutex::new((std::time::Instant::now(), 0.0)),
         }
     }
 
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn set_rate(&self, bytes_per_second: f64) {
+        self.rate.store(
+            bytes_per_second.to_bits(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Counts `bytes` and returns how long to pause so that the bytes of the period fit the rate.
     pub fn account(&self, bytes: u64, now: std::time::Instant) -> Duration {
-        if self.rate >= f64::MAX {
+        let rate = self.rate();
+        if rate >= f64::MAX {
             return Duration::ZERO;
         }
         let mut period = self.period.lock();
         period.1 += bytes as f64;
-        let pause = throttle_pause(period.1, now.saturating_duration_since(period.0), self.rate);
+        let pause = throttle_pause(period.1, now.saturating_duration_since(period.0), rate);
         if now.saturating_duration_since(period.0) + pause >= Self::PERIOD {
             *period = (now + pause, 0.0);
         }

@@ -46,6 +46,8 @@ pub struct BrokerState {
     pub replication: Arc<ReplicaManager>,
     /// Request times per API (`metrics.rs`).
     pub metrics: Arc<crate::metrics::RequestMetrics>,
+    /// `log.cleaner.io.max.bytes.per.second`, shared by the cleaners (`maintenance.rs`).
+    pub cleaner_throttle: Arc<crate::maintenance::IoThrottle>,
 }
 
 /// The broker could not start.
@@ -104,8 +106,17 @@ impl Broker {
         let topics = Arc::new(Topics::new(config.clone())?);
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let reconcile_topics = topics.clone();
-        let on_applied: OnApplied =
-            Arc::new(move |image, _applied| reconcile_topics.reconcile(image));
+        // The throttles a dynamic broker config changes at run time (`dynamic_config.rs`).
+        let quotas = Arc::new(crate::replication::quota::ReplicationQuotas::new(&config));
+        let cleaner_throttle = Arc::new(crate::maintenance::IoThrottle::new(
+            config.log_cleaner_io_max_bytes_per_second,
+        ));
+        let (dynamic_config, dynamic_quotas, dynamic_cleaner) =
+            (config.clone(), quotas.clone(), cleaner_throttle.clone());
+        let on_applied: OnApplied = Arc::new(move |image, _applied| {
+            crate::dynamic_config::apply(&dynamic_config, image, &dynamic_quotas, &dynamic_cleaner);
+            reconcile_topics.reconcile(image)
+        });
         let (cluster, quorum_task) = Cluster::start(
             &config,
             controller_listener,
@@ -194,7 +205,8 @@ impl Broker {
             Duration::from_millis(config.broker_heartbeat_interval_ms),
             clean_shutdown,
         );
-        let replication = ReplicaManager::new(config.clone(), topics.clone(), cluster.clone());
+        let replication =
+            ReplicaManager::new(config.clone(), topics.clone(), cluster.clone(), quotas);
         let state = Arc::new(BrokerState {
             replication: replication.clone(),
             advertised,
@@ -208,6 +220,7 @@ impl Broker {
             flusher,
             cluster: cluster.clone(),
             metrics: Arc::default(),
+            cleaner_throttle,
         });
         maintenance::start(state.clone(), shutdown_rx.clone());
         let _ = hook_broker_set.set(Arc::downgrade(&state));

@@ -28,6 +28,8 @@ use common::cluster::{
 };
 use common::proxy::{Plane, Proxy};
 use common::{client_config, client_log_config, delivered, enqueue, ClientLog};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -1478,13 +1480,9 @@ fn a_throttled_reassignment_copies_no_faster_than_the_throttled_rate() {
     let _slot = one_cluster_at_a_time();
     const RECORDS: usize = 600;
     const RATE: u64 = 100_000;
-    let leader_rate = format!("leader.replication.throttled.rate={RATE}");
-    let follower_rate = format!("follower.replication.throttled.rate={RATE}");
     let settings = [
         FAILOVER,
         &[
-            &leader_rate,
-            &follower_rate,
             "replication.quota.window.num=2",
             "replication.quota.window.size.seconds=1",
             // Follower fetches of at most 16 KiB per partition, so the rate is checked between small steps.
@@ -1494,6 +1492,48 @@ fn a_throttled_reassignment_copies_no_faster_than_the_throttled_rate() {
     .concat();
     let cluster = TestCluster::start(3, &settings);
     let bootstrap = bootstrap_all(&cluster);
+    // The rates are set on the running brokers, as `kafka-reassign-partitions.sh --throttle` does: a dynamic
+    // config per broker, through any broker.
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(&bootstrap).create().expect("admin client");
+    let rate = RATE.to_string();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for id in cluster.ids() {
+        // One broker resource per request: librdkafka sends each to its broker.
+        let alter = AlterConfig::new(ResourceSpecifier::Broker(id))
+            .set("leader.replication.throttled.rate", &rate)
+            .set("follower.replication.throttled.rate", &rate);
+        for r in futures::executor::block_on(admin.alter_configs([&alter], &options)).unwrap() {
+            r.expect("throttle rates set");
+        }
+    }
+    // Each broker applies them when its metadata image has them, which its DescribeConfigs shows.
+    for id in cluster.ids() {
+        wait_until(
+            &format!("broker {id} to apply the throttle rates"),
+            PATIENCE,
+            || {
+                let node = ResourceSpecifier::Broker(id);
+                let results =
+                    futures::executor::block_on(admin.describe_configs([&node], &options))
+                        .map_err(|e| e.to_string())?;
+                let resource = results
+                    .into_iter()
+                    .next()
+                    .ok_or("no result")?
+                    .map_err(|e| format!("{e:?}"))?;
+                let applied = [
+                    "leader.replication.throttled.rate",
+                    "follower.replication.throttled.rate",
+                ]
+                .iter()
+                .all(|key| {
+                    resource.get(key).and_then(|e| e.value.as_deref()) == Some(rate.as_str())
+                });
+                applied.then_some(()).ok_or_else(|| "not yet".to_string())
+            },
+        );
+    }
     let mut took = BTreeMap::new();
     for (topic, config) in [
         ("by-leader", Some("leader.replication.throttled.replicas=*")),

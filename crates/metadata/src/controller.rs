@@ -81,6 +81,16 @@ pub enum ControllerRequest {
         replace: bool,
         validate_only: bool,
     },
+    /// Dynamic broker configs of `resource` (a broker id, or "" for every broker): sets `set` and removes
+    /// `remove`; with `replace`, every dynamic config of the resource not in `set` is removed (AlterConfigs). The
+    /// broker that received the request validated the keys and values.
+    AlterBrokerConfigs {
+        resource: String,
+        set: Configs,
+        remove: Vec<String>,
+        replace: bool,
+        validate_only: bool,
+    },
     AllocateProducerIds {
         broker_id: i32,
         count: i64,
@@ -482,6 +492,58 @@ impl Controller {
                     set.into_iter()
                         .map(|(key, value)| MetadataRecord::TopicConfig {
                             topic: name.clone(),
+                            key,
+                            value: Some(value),
+                        }),
+                );
+                if records.is_empty() {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                Ok(Decision::Propose(
+                    RecordBatch::new(records),
+                    ControllerReply::Done,
+                ))
+            }
+            ControllerRequest::AlterBrokerConfigs {
+                resource,
+                set,
+                remove,
+                replace,
+                validate_only,
+            } => {
+                if !resource.is_empty() && resource.parse::<i32>().is_err() {
+                    return Err(ControllerError::new(
+                        codes::INVALID_REQUEST,
+                        format!("broker resource {resource:?} is neither a broker id nor \"\" (every broker)"),
+                    ));
+                }
+                if validate_only {
+                    return Ok(Decision::Reply(ControllerReply::Done));
+                }
+                let current = image.broker_configs.get(&resource);
+                let has = |k: &String| current.is_some_and(|c| c.contains_key(k));
+                let removed: Vec<String> = if replace {
+                    current
+                        .into_iter()
+                        .flat_map(|c| c.keys())
+                        .filter(|k| !set.contains_key(*k))
+                        .cloned()
+                        .collect()
+                } else {
+                    remove.into_iter().filter(|k| has(k)).collect()
+                };
+                let mut records: Vec<MetadataRecord> = removed
+                    .into_iter()
+                    .map(|key| MetadataRecord::BrokerConfig {
+                        resource: resource.clone(),
+                        key,
+                        value: None,
+                    })
+                    .collect();
+                records.extend(
+                    set.into_iter()
+                        .map(|(key, value)| MetadataRecord::BrokerConfig {
+                            resource: resource.clone(),
                             key,
                             value: Some(value),
                         }),

@@ -97,6 +97,9 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Producer ids below this have been handed out.
     pub next_producer_id: i64,
+    /// Dynamic broker configs by resource: a broker's id, or "" for the cluster-wide default.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, Configs>,
 }
 
 /// Why a batch was not applied.
@@ -310,6 +313,20 @@ impl MetadataImage {
                     Some(v) => t.configs.insert(key.clone(), v.clone()),
                     None => t.configs.remove(key),
                 };
+            }
+            MetadataRecord::BrokerConfig {
+                resource,
+                key,
+                value,
+            } => {
+                let configs = self.broker_configs.entry(resource.clone()).or_default();
+                match value {
+                    Some(v) => configs.insert(key.clone(), v.clone()),
+                    None => configs.remove(key),
+                };
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..

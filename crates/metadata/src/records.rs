@@ -85,6 +85,13 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// A dynamic broker config was set (`Some`) or removed (`None`): for the broker whose id `resource` is, or for
+    /// every broker when `resource` is empty (Kafka's cluster-wide default).
+    BrokerConfig {
+        resource: String,
+        key: String,
+        value: Option<String>,
+    },
     /// Producer ids below `next_producer_id` have been handed out; the broker named got the block just below it.
     ProducerIds {
         broker_id: i32,

@@ -1,5 +1,5 @@
-//! AlterConfigs (topic resources): the given set replaces the topic's overrides; anything not named returns to
-//! the broker default, as in Kafka.
+//! AlterConfigs: the given set replaces a topic's overrides, or a broker resource's dynamic configs
+//! (`dynamic_config.rs`); anything not named returns to its default, as in Kafka.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use strom_protocol::kafka::messages::alter_configs_response::AlterConfigsResourceResponse;
 use strom_protocol::kafka::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::server::BrokerState;
 
@@ -37,6 +37,25 @@ pub async fn handle(
                     .set_topic_configs(resource.resource_name.as_str(), overrides, validate_only)
                     .await
                     .map_err(|e| (e.code(), e.to_string()))
+            } else if resource.resource_type == RESOURCE_BROKER {
+                let set = resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                crate::dynamic_config::alter(
+                    &state,
+                    resource.resource_name.as_str(),
+                    set,
+                    Vec::new(),
+                    true,
+                    validate_only,
+                )
+                .await
             } else {
                 Err(super::incremental_alter_configs::unsupported_resource(
                     resource.resource_type,

@@ -82,19 +82,27 @@ pub fn handle(
                         )))),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == state.config.node_id.to_string() => {
+                    let image = state.cluster.image();
                     let configs = broker_configs(state)
                         .into_iter()
                         .filter(|(k, _, _)| wanted(k))
                         .map(|(key, value, config_type)| {
-                            let source = if state.config.explicit.contains_key(key) {
-                                SOURCE_STATIC_BROKER
-                            } else {
-                                SOURCE_DEFAULT
+                            let dynamic = crate::dynamic_config::dynamic_value(
+                                &image,
+                                state.config.node_id,
+                                key,
+                            );
+                            let (value, source) = match dynamic {
+                                Some((value, source)) => (value, source),
+                                None if state.config.explicit.contains_key(key) => {
+                                    (value, SOURCE_STATIC_BROKER)
+                                }
+                                None => (value, SOURCE_DEFAULT),
                             };
                             let mut entry = DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(key))
                                 .with_value(Some(str_bytes(value)))
-                                .with_read_only(true)
+                                .with_read_only(!crate::dynamic_config::is_dynamic(key))
                                 .with_config_source(source);
                             if version >= 3 {
                                 entry = entry.with_config_type(config_type as i8);

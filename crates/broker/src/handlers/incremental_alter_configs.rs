@@ -48,6 +48,8 @@ pub async fn handle(
                         format!("topic '{name}' does not exist"),
                     )),
                 }
+            } else if resource.resource_type == RESOURCE_BROKER {
+                alter_broker(&state, &name, &resource.configs, validate_only).await
             } else {
                 Err(unsupported_resource(resource.resource_type))
             };
@@ -127,11 +129,52 @@ fn apply(
     Ok(overrides)
 }
 
+/// SET and DELETE of dynamic broker configs (`dynamic_config.rs`); none of them is a list.
+async fn alter_broker(
+    state: &BrokerState,
+    resource: &str,
+    changes: &[AlterableConfig],
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for change in changes {
+        let key = change.name.to_string();
+        match change.config_operation {
+            SET => {
+                let value = change
+                    .value
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| {
+                        (
+                            ResponseError::InvalidConfig.code(),
+                            format!("SET {key} needs a value"),
+                        )
+                    })?;
+                set.insert(key, value);
+            }
+            DELETE => remove.push(key),
+            APPEND | SUBTRACT => {
+                return Err((
+                    ResponseError::InvalidConfig.code(),
+                    format!("{key} is not a list; APPEND and SUBTRACT need a list config"),
+                ))
+            }
+            op => {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("unknown config operation {op}"),
+                ))
+            }
+        }
+    }
+    crate::dynamic_config::alter(state, resource, set, remove, false, validate_only).await
+}
+
 pub(crate) fn unsupported_resource(resource_type: i8) -> (i16, String) {
-    let message = if resource_type == RESOURCE_BROKER {
-        "broker configs are static in Strom; change the config file and restart".to_string()
-    } else {
-        format!("resource type {resource_type} is not supported")
-    };
-    (ResponseError::InvalidRequest.code(), message)
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("resource type {resource_type} is not supported"),
+    )
 }

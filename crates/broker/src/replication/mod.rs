@@ -42,13 +42,18 @@ pub struct ReplicaManager {
     topics: Arc<Topics>,
     cluster: Arc<Cluster>,
     /// The replication throttles (`quota.rs`): the leader's in the Fetch handler, the follower's in `fetcher.rs`.
-    pub quotas: quota::ReplicationQuotas,
+    pub quotas: Arc<quota::ReplicationQuotas>,
 }
 
 impl ReplicaManager {
-    pub fn new(config: Arc<BrokerConfig>, topics: Arc<Topics>, cluster: Arc<Cluster>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        topics: Arc<Topics>,
+        cluster: Arc<Cluster>,
+        quotas: Arc<quota::ReplicationQuotas>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            quotas: quota::ReplicationQuotas::new(&config),
+            quotas,
             config,
             topics,
             cluster,

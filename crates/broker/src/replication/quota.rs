@@ -9,6 +9,8 @@
 //! each, dividing by the time since the oldest window began but never by less than all windows but one (Kafka's
 //! `Rate`), so a quota does not read as exceeded the moment it starts.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 
 /// `leader.replication.throttled.replicas` / `follower.replication.throttled.replicas` of one topic.
@@ -110,26 +112,38 @@ impl Rate {
 /// One side's throttle: a limit in bytes per second (`u64::MAX`: none, Kafka's default) and the measured rate.
 #[derive(Debug)]
 pub struct ReplicationQuota {
-    limit: u64,
+    /// Bytes per second; changed at run time by a dynamic broker config (`dynamic_config.rs`).
+    limit: AtomicU64,
     rate: Mutex<Rate>,
 }
 
 impl ReplicationQuota {
     pub fn new(limit: u64, windows: usize, window_ms: u64) -> Self {
         Self {
-            limit,
+            limit: AtomicU64::new(limit),
             rate: Mutex::new(Rate::new(windows, window_ms)),
         }
     }
 
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Counts bytes of throttled replicas. Recorded while there is no limit too, so a limit set at run time
+    /// starts from the real recent rate.
     pub fn record(&self, now_ms: u64, bytes: u64) {
-        if self.limit != u64::MAX && bytes > 0 {
+        if bytes > 0 {
             self.rate.lock().record(now_ms, bytes);
         }
     }
 
     pub fn is_exceeded(&self, now_ms: u64) -> bool {
-        self.limit != u64::MAX && self.rate.lock().per_second(now_ms) > self.limit as f64
+        let limit = self.limit();
+        limit != u64::MAX && self.rate.lock().per_second(now_ms) > limit as f64
     }
 }
 
@@ -141,6 +155,20 @@ pub struct ReplicationQuotas {
 }
 
 impl ReplicationQuotas {
+    /// The limits of `config` (its dynamic values applied, `dynamic_config::effective`).
+    pub fn set_limits(&self, config: &crate::config::BrokerConfig) {
+        self.leader
+            .set_limit(config.leader_replication_throttled_rate);
+        self.follower
+            .set_limit(config.follower_replication_throttled_rate);
+    }
+
+    /// Whether the limits are still those of `config`.
+    pub fn unchanged_from(&self, config: &crate::config::BrokerConfig) -> bool {
+        self.leader.limit() == config.leader_replication_throttled_rate
+            && self.follower.limit() == config.follower_replication_throttled_rate
+    }
+
     pub fn new(config: &crate::config::BrokerConfig) -> Self {
         let windows = config.replication_quota_window_num;
         let window_ms = config.replication_quota_window_size_seconds * 1000;
