@@ -160,6 +160,7 @@ impl Cluster {
                     config.leader_imbalance_per_broker_percentage,
                 )),
                 min_insync_replicas: config.min_insync_replicas,
+                unclean_leader_election: config.unclean_leader_election_enable,
             },
             tick,
             image_tx,
@@ -333,7 +334,20 @@ impl Cluster {
             }
             let current = *leader.borrow_and_update();
             let result = match current {
-                Some(id) if id == self.node_id => self.local(request.clone()).await,
+                // Bounded like a remote request: a proposal of this node's may wait for a majority that never
+                // comes back (the other voters stopped), and its outcome is then unknown, as after a timeout.
+                Some(id) if id == self.node_id => {
+                    match tokio::time::timeout(remaining, self.local(request.clone())).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ControllerError::new(
+                            codes::REQUEST_TIMED_OUT,
+                            format!(
+                                "no answer from the active controller (this node) within {timeout:?}: its \
+                                 proposal was not committed"
+                            ),
+                        )),
+                    }
+                }
                 Some(id) => self.remote(id, request.clone(), remaining).await,
                 None => Err(quorum_driver::not_controller(None)),
             };
