@@ -434,7 +434,7 @@ const KAFKA_4_TOPIC_CONFIGS: [(&str, &str, &str, &str); 33] = [
     ("segment.index.bytes", "4096", "8192", "3"),
     ("segment.jitter.ms", "1000", "0", "-1"),
     ("segment.ms", "60000", "1", "0"),
-    ("unclean.leader.election.enable", "false", "false", "maybe"),
+    ("unclean.leader.election.enable", "true", "false", "maybe"),
 ];
 
 /// Issue 14's walk: every Kafka 4 topic config through librdkafka's admin client. DescribeConfigs lists exactly
@@ -514,7 +514,10 @@ fn every_kafka_4_topic_config_is_created_described_and_altered() {
 /// survive a restart, and a key Strom cannot change at run time is refused as Kafka refuses one.
 #[test]
 fn broker_throttles_are_altered_at_run_time_and_described_as_dynamic() {
-    let broker = TestBroker::start();
+    // A Kafka key Strom accepts but does not act on, as a server.properties written for Kafka sets it.
+    let broker = TestBroker::start_with(|c| {
+        assert!(c.set_or_ignore("num.io.threads", "16").unwrap());
+    });
     let admin = broker.admin();
     let opts = admin_options();
     let node = ResourceSpecifier::Broker(1);
@@ -548,6 +551,11 @@ fn broker_throttles_are_altered_at_run_time_and_described_as_dynamic() {
     assert!(
         described(&admin, "num.partitions").2,
         "static keys are read-only"
+    );
+    assert_eq!(
+        described(&admin, "num.io.threads"),
+        (Some("16".into()), "StaticBroker".to_string(), true),
+        "the file's keys are described as set"
     );
 
     // Not changeable at run time, a bad value, an unknown key: refused, nothing changed.

@@ -90,19 +90,20 @@ pub fn handle(
                             let dynamic = crate::dynamic_config::dynamic_value(
                                 &image,
                                 state.config.node_id,
-                                key,
+                                &key,
                             );
                             let (value, source) = match dynamic {
                                 Some((value, source)) => (value, source),
-                                None if state.config.explicit.contains_key(key) => {
+                                None if state.config.explicit.contains_key(&key) => {
                                     (value, SOURCE_STATIC_BROKER)
                                 }
                                 None => (value, SOURCE_DEFAULT),
                             };
+                            let read_only = !crate::dynamic_config::is_dynamic(&key);
                             let mut entry = DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(key))
                                 .with_value(Some(str_bytes(value)))
-                                .with_read_only(!crate::dynamic_config::is_dynamic(key))
+                                .with_read_only(read_only)
                                 .with_config_source(source);
                             if version >= 3 {
                                 entry = entry.with_config_type(config_type as i8);
@@ -129,7 +130,22 @@ pub fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)> {
+/// The broker's effective config: the keys Strom acts on, then any other key the config file set (accepted but
+/// not acted on, shown as set, as Kafka shows its static config).
+fn broker_configs(state: &BrokerState) -> Vec<(String, String, ConfigType)> {
+    let mut out: Vec<(String, String, ConfigType)> = acted_on_broker_configs(state)
+        .into_iter()
+        .map(|(k, v, t)| (k.to_string(), v, t))
+        .collect();
+    for (key, value) in &state.config.explicit {
+        if !out.iter().any(|(k, _, _)| k == key) {
+            out.push((key.clone(), value.clone(), ConfigType::String));
+        }
+    }
+    out
+}
+
+fn acted_on_broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)> {
     let c = &state.config;
     let topic_defaults = crate::topic_config::TopicSettings::resolve(c, &Default::default()).ok();
     let mut out = vec![
@@ -289,6 +305,7 @@ fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String, ConfigType)
             let broker_key_of_its_own = matches!(
                 d.name,
                 "min.insync.replicas"
+                    | "unclean.leader.election.enable"
                     | "compression.type"
                     | "compression.gzip.level"
                     | "compression.lz4.level"
