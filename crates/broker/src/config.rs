@@ -75,6 +75,9 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: f64,
     /// `min.insync.replicas`: default for topics.
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`: default for topics; when no in-sync or eligible replica is alive, a live
+    /// out-of-sync one may lead (losing the committed records it lacks).
+    pub unclean_leader_election_enable: bool,
     /// `compression.type`: default for topics; None is `producer`.
     pub compression_type: Option<Compression>,
     /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`: defaults for topics.
@@ -200,6 +203,7 @@ impl Default for BrokerConfig {
             log_cleaner_threads: 1,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
             compression_type: None,
             compression_gzip_level: -1,
             compression_lz4_level: 9,
@@ -380,11 +384,7 @@ impl BrokerConfig {
                 self.replication_quota_window_size_seconds = positive::<i32>(key, value)? as u64
             }
             "unclean.leader.election.enable" => {
-                if parse_bool(key, value)? {
-                    return Err(invalid(
-                        "Strom never elects an out-of-sync replica; only false is supported",
-                    ));
-                }
+                self.unclean_leader_election_enable = parse_bool(key, value)?
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = positive(key, value)?

@@ -233,7 +233,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "unclean.leader.election.enable",
         "unclean.leader.election.enable",
         ConfigType::Boolean,
-        "accepted for compatibility; a single broker never elects another leader",
+        "when no in-sync or eligible replica is alive, let a live out-of-sync replica lead (losing the committed \
+         records it lacks)",
     ),
 ];
 
@@ -272,6 +273,8 @@ pub struct TopicSettings {
     /// `cleanup.policy` exactly as set (Kafka echoes list configs in the order given).
     pub cleanup_policy_text: Option<String>,
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable` (acted on by the controller, which reads the topic's override).
+    pub unclean_leader_election: bool,
     pub flush_messages: i64,
     /// `flush.ms`: written records are fsynced within this long.
     pub flush_ms: i64,
@@ -299,6 +302,7 @@ impl TopicSettings {
             log: broker.log.clone(),
             cleanup_policy_text: None,
             min_insync_replicas: broker.min_insync_replicas,
+            unclean_leader_election: broker.unclean_leader_election_enable,
             flush_messages: broker.flush_interval_messages,
             flush_ms: broker.flush_interval_ms as i64,
             compression_type: broker.compression_type,
@@ -411,7 +415,8 @@ impl TopicSettings {
             }
             "segment.ms" => log.segment_ms = at_least(long()?, 1).map_err(|e| bad(&e))?,
             "unclean.leader.election.enable" => {
-                parse_bool(key, value).map_err(|_| bad("expected true or false"))?;
+                self.unclean_leader_election =
+                    parse_bool(key, value).map_err(|_| bad("expected true or false"))?
             }
             _ => return Err(InvalidConfig(format!("unknown topic config {key:?}"))),
         }
@@ -468,7 +473,7 @@ impl TopicSettings {
             "segment.bytes" => log.segment_bytes.to_string(),
             "segment.index.bytes" => log.segment_index_bytes.to_string(),
             "segment.ms" => log.segment_ms.to_string(),
-            "unclean.leader.election.enable" => "false".into(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             _ => String::new(),
         }
     }

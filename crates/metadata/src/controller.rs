@@ -176,6 +176,9 @@ pub struct ControllerConfig {
     /// `min.insync.replicas` (the broker default; a topic's own setting wins): below it, replicas leaving the ISR
     /// become eligible leader replicas (KIP-966).
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable` (the broker default; a topic's own setting wins): when no in-sync or
+    /// eligible replica is alive, a live out-of-sync replica may lead, losing the committed records it lacks.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for ControllerConfig {
@@ -186,6 +189,7 @@ impl Default for ControllerConfig {
             default_replication_factor: 1,
             leader_rebalance: Some((300_000, 10)),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -272,7 +276,7 @@ impl Controller {
                 records.extend(leaders_away_from(
                     image,
                     broker_id,
-                    self.config.min_insync_replicas,
+                    &self.config,
                     clean_shutdown,
                 ));
                 Ok(Decision::Propose(
@@ -307,12 +311,7 @@ impl Controller {
                         broker_id,
                         broker_epoch,
                     }];
-                    records.extend(leaders_away_from(
-                        image,
-                        broker_id,
-                        self.config.min_insync_replicas,
-                        true,
-                    ));
+                    records.extend(leaders_away_from(image, broker_id, &self.config, true));
                     return Ok(Decision::Propose(
                         RecordBatch::new(records),
                         ControllerReply::Heartbeat {
@@ -326,7 +325,7 @@ impl Controller {
                         broker_id,
                         broker_epoch,
                     }];
-                    records.extend(leaders_back_to(image, broker_id));
+                    records.extend(leaders_back_to(image, broker_id, &self.config));
                     return Ok(Decision::Propose(
                         RecordBatch::new(records),
                         ControllerReply::Heartbeat {
@@ -469,6 +468,10 @@ impl Controller {
                 if validate_only {
                     return Ok(Decision::Reply(ControllerReply::Done));
                 }
+                // Turning unclean leader election on elects the offline partitions it allows at once.
+                let unclean_on = set
+                    .get("unclean.leader.election.enable")
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
                 let mut records: Vec<MetadataRecord> = Vec::new();
                 let removed: Vec<String> = if replace {
                     topic
@@ -496,6 +499,9 @@ impl Controller {
                             value: Some(value),
                         }),
                 );
+                if unclean_on {
+                    records.extend(unclean_elections_of(image, topic));
+                }
                 if records.is_empty() {
                     return Ok(Decision::Reply(ControllerReply::Done));
                 }
@@ -643,7 +649,7 @@ impl Controller {
             records.extend(leaders_away_from(
                 image,
                 broker.broker_id,
-                self.config.min_insync_replicas,
+                &self.config,
                 true,
             ));
             batches.push(RecordBatch::new(records));
@@ -1300,17 +1306,79 @@ fn elr_after(p: &PartitionImage, isr: &[i32], min_isr: usize, eligible: bool) ->
     elr
 }
 
+/// Whether `topic` lets an out-of-sync replica lead (`unclean.leader.election.enable`, the topic's own setting
+/// over the broker default).
+fn unclean_allowed(topic: &crate::image::TopicImage, default: bool) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .map_or(default, |v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// An unclean election of `p` (Kafka's `unclean.leader.election.enable`): `leader` leads alone, and the eligible
+/// leader replicas are cleared, since they may hold committed records the new leader lacks and must follow it.
+fn unclean_election(
+    topic: &crate::image::TopicImage,
+    index: i32,
+    p: &PartitionImage,
+    leader: i32,
+) -> Vec<MetadataRecord> {
+    tracing::warn!(
+        topic = %topic.name,
+        partition = index,
+        leader,
+        isr = ?p.isr,
+        "unclean leader election: no in-sync or eligible replica is alive; records committed but missing on \
+         the new leader are lost"
+    );
+    let mut records = vec![MetadataRecord::PartitionChange {
+        topic_id: topic.topic_id.clone(),
+        partition: index,
+        leader,
+        isr: vec![leader],
+    }];
+    if !p.elr.is_empty() {
+        records.push(MetadataRecord::PartitionElr {
+            topic_id: topic.topic_id.clone(),
+            partition: index,
+            elr: Vec::new(),
+        });
+    }
+    records
+}
+
+/// Unclean elections of `topic`'s offline partitions that have a live replica, none of their in-sync or eligible
+/// replicas being alive: what setting `unclean.leader.election.enable=true` on it does at once, as in Kafka.
+fn unclean_elections_of(
+    image: &MetadataImage,
+    topic: &crate::image::TopicImage,
+) -> Vec<MetadataRecord> {
+    let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    let mut records = Vec::new();
+    for (index, p) in &topic.partitions {
+        if p.leader != -1 || p.isr.iter().any(live) || p.elr.iter().any(live) {
+            continue;
+        }
+        if let Some(leader) = p.replicas.iter().copied().find(live) {
+            records.extend(unclean_election(topic, *index, p, leader));
+        }
+    }
+    records
+}
+
 /// Partition changes that take leadership and ISR membership away from a broker that is fenced or gone (or, with
 /// `eligible` false, came back from an unclean shutdown: then also its place among the eligible leader replicas).
 /// A partition whose last in-sync replica it was is led by a live eligible leader replica if there is one
-/// (KIP-966: it holds every committed record); otherwise it goes offline (leader -1) and keeps the broker in its
-/// ISR, so that broker leads it again when it returns: no replica that may lack a committed record is ever elected.
+/// (KIP-966: it holds every committed record); otherwise, unless its topic allows an unclean election, it goes
+/// offline (leader -1) and keeps the broker in its ISR, so that broker leads it again when it returns: no replica
+/// that may lack a committed record is elected.
 fn leaders_away_from(
     image: &MetadataImage,
     broker_id: i32,
-    default_min_isr: i32,
+    config: &ControllerConfig,
     eligible: bool,
 ) -> Vec<MetadataRecord> {
+    let default_min_isr = config.min_insync_replicas;
     let live = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|r| !r.fenced);
     let mut records = Vec::new();
     for topic in image.topics.values() {
@@ -1337,6 +1405,16 @@ fn leaders_away_from(
                         }
                     }
                     None => {
+                        let unclean = p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .find(live)
+                            .filter(|_| unclean_allowed(topic, config.unclean_leader_election));
+                        if let Some(r) = unclean {
+                            records.extend(unclean_election(topic, *index, p, r));
+                            continue;
+                        }
                         isr = vec![broker_id];
                         leader = if p.leader == broker_id { -1 } else { p.leader };
                         elr = if eligible { p.elr.clone() } else { candidates };
@@ -1376,8 +1454,33 @@ fn leaders_away_from(
 
 /// Offline partitions that a broker back from a fence can lead: those whose ISR holds it, and those whose ISR has
 /// no live member while it is among their eligible leader replicas.
-fn leaders_back_to(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+fn leaders_back_to(
+    image: &MetadataImage,
+    broker_id: i32,
+    config: &ControllerConfig,
+) -> Vec<MetadataRecord> {
     let live = |b: &i32| *b == broker_id || image.brokers.get(b).is_some_and(|r| !r.fenced);
+    // A topic that allows unclean elections: an offline partition with no live in-sync or eligible replica is
+    // led by the returning broker if it holds a replica.
+    let mut unclean = Vec::new();
+    for topic in image.topics.values() {
+        if !unclean_allowed(topic, config.unclean_leader_election) {
+            continue;
+        }
+        for (index, p) in &topic.partitions {
+            let waits = p.leader == -1 && !p.isr.iter().any(live) && !p.elr.iter().any(live);
+            if waits && p.replicas.contains(&broker_id) {
+                unclean.extend(unclean_election(topic, *index, p, broker_id));
+            }
+        }
+    }
+    if !unclean.is_empty() {
+        let mut records = changes(image, |p| {
+            (p.leader == -1 && p.isr.contains(&broker_id)).then(|| (broker_id, p.isr.clone()))
+        });
+        records.extend(unclean);
+        return records;
+    }
     changes(image, |p| {
         if p.leader != -1 {
             return None;

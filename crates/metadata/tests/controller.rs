@@ -712,3 +712,107 @@ fn without_a_live_eligible_replica_the_partition_waits_and_the_first_to_return_l
     assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
     assert!(p.elr.is_empty());
 }
+
+fn set_topic_config(c: &mut Cluster, now: u64, key: &str, value: &str) {
+    c.request(
+        now,
+        ControllerRequest::AlterTopicConfigs {
+            name: "t".into(),
+            set: [(key.to_string(), value.to_string())].into(),
+            remove: Vec::new(),
+            replace: false,
+            validate_only: false,
+        },
+    )
+    .unwrap();
+}
+
+/// Brokers 0 and 1 out of `t`'s ISR (1 eligible), then broker 0, the last in-sync replica, and broker 1 die: only
+/// broker 2, out of sync, is alive.
+fn only_an_out_of_sync_replica_alive(unclean_default: bool) -> Cluster {
+    let config = ControllerConfig {
+        min_insync_replicas: 2,
+        unclean_leader_election: unclean_default,
+        ..ControllerConfig::default()
+    };
+    let mut c = Cluster::with_config(config, &[None, None, None]);
+    c.create_assigned("t", vec![vec![0, 1, 2]]);
+    c.alter_isr("t", 0, vec![0, 1, 2]).unwrap();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    advance(&mut c, 5_000, &[0, 1, 2]);
+    advance(&mut c, 14_500, &[0, 2]);
+    advance(&mut c, 24_000, &[2]);
+    assert!(c.image.brokers[&0].fenced && c.image.brokers[&1].fenced);
+    c
+}
+
+#[test]
+fn unclean_leader_election_lets_a_live_out_of_sync_replica_lead_only_where_allowed() {
+    // By default the partition waits for a replica that holds every committed record.
+    let mut c = only_an_out_of_sync_replica_alive(false);
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (-1, vec![0]), "offline");
+    // Setting unclean.leader.election.enable=true on the topic elects the live replica at once (as Kafka).
+    let epoch = p.leader_epoch;
+    set_topic_config(&mut c, 25_000, "unclean.leader.election.enable", "true");
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2]), "unclean election");
+    assert!(
+        p.elr.is_empty(),
+        "the eligible replicas follow the new leader"
+    );
+    assert!(p.leader_epoch > epoch);
+
+    // With the broker default on, the election happens as the last in-sync replica dies.
+    let c = only_an_out_of_sync_replica_alive(true);
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+
+    // A topic's own false wins over the broker default: offline until a clean replica returns, and then it leads.
+    let config = ControllerConfig {
+        unclean_leader_election: true,
+        ..ControllerConfig::default()
+    };
+    let mut c = Cluster::with_config(config, &[None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    set_topic_config(&mut c, 0, "unclean.leader.election.enable", "false");
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    advance(&mut c, 5_000, &[0, 1]);
+    advance(&mut c, 14_500, &[1]);
+    let p = c.partition("t", 0);
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (-1, vec![0]),
+        "the topic says no"
+    );
+}
+
+#[test]
+fn with_unclean_election_allowed_a_returning_out_of_sync_replica_leads_an_offline_partition() {
+    let config = ControllerConfig {
+        min_insync_replicas: 1,
+        ..ControllerConfig::default()
+    };
+    let mut c = Cluster::with_config(config, &[None, None]);
+    c.create_assigned("t", vec![vec![0, 1]]);
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    // Broker 1 (out of sync) dies, then broker 0 (the ISR): offline. Unclean election is then allowed.
+    advance(&mut c, 5_000, &[0, 1]);
+    advance(&mut c, 14_500, &[0]);
+    advance(&mut c, 24_000, &[]);
+    assert_eq!(c.partition("t", 0).leader, -1);
+    set_topic_config(&mut c, 24_500, "unclean.leader.election.enable", "true");
+    assert_eq!(
+        c.partition("t", 0).leader,
+        -1,
+        "no replica is alive to lead"
+    );
+    // Broker 1 comes back first: it leads, though it may lack records broker 0 had.
+    let epoch = c.image.brokers[&1].broker_epoch;
+    c.heartbeat(1, epoch, 25_000).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+}

@@ -188,6 +188,8 @@ impl Sim {
             default_replication_factor: 3,
             leader_rebalance: Some((REBALANCE_INTERVAL_MS, 10)),
             min_insync_replicas: MIN_INSYNC_REPLICAS as i32,
+            // The simulation checks that no acknowledged record is lost: only clean elections.
+            unclean_leader_election: false,
         };
         let controller = Controller::new(config, &image, 0);
         Self {
