@@ -51,16 +51,82 @@ pub(crate) fn batch_records(header: &BatchHeader, batch: &Bytes) -> Result<Vec<R
     parse_records(&data, header.records_count)
 }
 
-pub(crate) fn decompress(compression: Compression, mut body: Bytes) -> Result<Bytes, String> {
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
-    let out = match compression {
-        Compression::None => return Ok(body),
-        Compression::Gzip => <codec::Gzip as Decompressor<Bytes>>::decompress(&mut body, take),
-        Compression::Snappy => <codec::Snappy as Decompressor<Bytes>>::decompress(&mut body, take),
-        Compression::Lz4 => <codec::Lz4 as Decompressor<Bytes>>::decompress(&mut body, take),
-        Compression::Zstd => <codec::Zstd as Decompressor<Bytes>>::decompress(&mut body, take),
+/// The most bytes one batch's records may decompress to. Decompression is where a small hostile batch costs the
+/// broker the most memory (a megabyte of gzip can inflate to a gigabyte); a batch past this is refused before it
+/// is inflated further. Far above what producers send: librdkafka and the Java client cut batches at
+/// `batch.size` (16 KiB to 1 MB) before compression.
+pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 128 << 20;
+
+pub(crate) fn decompress(compression: Compression, body: Bytes) -> Result<Bytes, String> {
+    decompress_at_most(compression, body, MAX_DECOMPRESSED_BATCH_BYTES)
+}
+
+fn decompress_at_most(
+    compression: Compression,
+    mut body: Bytes,
+    limit: usize,
+) -> Result<Bytes, String> {
+    use std::io::Read;
+    let failed =
+        |e: &dyn std::fmt::Display| format!("cannot decompress {compression:?} records: {e}");
+    let too_big = || {
+        format!(
+            "{compression:?} records decompress to more than {limit} bytes, the most one batch may hold"
+        )
     };
-    out.map_err(|e| format!("cannot decompress {compression:?} records: {e}"))
+    // Streams through the decoder, stopping one byte past the limit.
+    let inflate = |reader: &mut dyn Read| -> Result<Bytes, String> {
+        let mut out = Vec::new();
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| failed(&e))?;
+        if out.len() > limit {
+            return Err(too_big());
+        }
+        Ok(Bytes::from(out))
+    };
+    match compression {
+        Compression::None => Ok(body),
+        Compression::Gzip => inflate(&mut flate2::read::GzDecoder::new(&body[..])),
+        Compression::Lz4 => inflate(&mut lz4::Decoder::new(&body[..]).map_err(|e| failed(&e))?),
+        Compression::Zstd => {
+            inflate(&mut zstd::stream::read::Decoder::new(&body[..]).map_err(|e| failed(&e))?)
+        }
+        Compression::Snappy => {
+            // Snappy blocks state their decompressed length up front: checked before any is inflated.
+            if snappy_decompressed_len(&body).map_err(|e| failed(&e))? > limit {
+                return Err(too_big());
+            }
+            let take = |b: &mut Bytes| Ok(std::mem::take(b));
+            <codec::Snappy as Decompressor<Bytes>>::decompress(&mut body, take)
+                .map_err(|e| failed(&e))
+        }
+    }
+}
+
+/// The xerial framing Kafka's clients write snappy in: an 8-byte magic, two 4-byte version fields, then blocks of
+/// a 4-byte big-endian length and raw snappy bytes. Bodies without the magic are one raw snappy block.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER: usize = 16;
+
+fn snappy_decompressed_len(body: &[u8]) -> Result<usize, String> {
+    let block_len = |block: &[u8]| snap::raw::decompress_len(block).map_err(|e| e.to_string());
+    if !body.starts_with(XERIAL_MAGIC) {
+        return block_len(body);
+    }
+    let mut total = 0usize;
+    let mut rest = body.get(XERIAL_HEADER..).ok_or("truncated snappy header")?;
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_at_checked(4)
+            .ok_or("truncated snappy block length")?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let (block, tail) = tail.split_at_checked(len).ok_or("truncated snappy block")?;
+        total = total.saturating_add(block_len(block)?);
+        rest = tail;
+    }
+    Ok(total)
 }
 
 pub(crate) fn compress(compression: Compression, data: &[u8]) -> Result<BytesMut, String> {
@@ -202,6 +268,25 @@ mod tests {
         assert_eq!(read_varlong(&[0xd0, 0x0f], &mut p).unwrap(), 1000);
         p = 0;
         assert!(read_varint(&[0x80, 0x80], &mut p).is_err());
+    }
+
+    #[test]
+    fn a_batch_that_inflates_past_the_limit_is_refused_before_it_is_inflated_whole() {
+        // Four MiB of zeros: a few kilobytes compressed in every codec.
+        let zeros = vec![0u8; 4 << 20];
+        for c in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let body = Bytes::from(compress(c, &zeros).unwrap().to_vec());
+            assert!(body.len() < zeros.len() / 10, "{c:?}: {} bytes", body.len());
+            let err = decompress_at_most(c, body.clone(), 1 << 20).unwrap_err();
+            assert!(err.contains("more than 1048576 bytes"), "{c:?}: {err}");
+            let whole = decompress_at_most(c, body, 4 << 20).unwrap();
+            assert_eq!(whole.len(), zeros.len(), "{c:?}");
+        }
     }
 
     #[test]
