@@ -141,7 +141,9 @@ pub fn apply(
     quotas: &ReplicationQuotas,
     cleaner: &IoThrottle,
 ) {
-    if image.broker_configs.is_empty() && quotas.unchanged_from(static_config) {
+    let as_in_the_file = quotas.unchanged_from(static_config)
+        && cleaner.rate() == static_config.log_cleaner_io_max_bytes_per_second;
+    if image.broker_configs.is_empty() && as_in_the_file {
         return;
     }
     let config = effective(static_config, image);
@@ -190,6 +192,24 @@ mod tests {
         let c = effective(&file, &MetadataImage::default());
         assert_eq!(c.leader_replication_throttled_rate, 100);
         assert_eq!(c.follower_replication_throttled_rate, u64::MAX);
+    }
+
+    #[test]
+    fn the_throttles_follow_the_image_and_return_to_the_file_s_values_when_removed() {
+        let file = BrokerConfig::default();
+        let quotas = ReplicationQuotas::new(&file);
+        let cleaner = IoThrottle::new(file.log_cleaner_io_max_bytes_per_second);
+        let set = image(&[
+            ("", "log.cleaner.io.max.bytes.per.second", "1000000"),
+            ("1", "follower.replication.throttled.rate", "2000"),
+        ]);
+        apply(&file, &set, &quotas, &cleaner);
+        assert_eq!(cleaner.rate(), 1_000_000.0);
+        assert_eq!(quotas.follower.limit(), 2000);
+        assert_eq!(quotas.leader.limit(), u64::MAX);
+        apply(&file, &MetadataImage::default(), &quotas, &cleaner);
+        assert_eq!(cleaner.rate(), f64::MAX);
+        assert_eq!(quotas.follower.limit(), u64::MAX);
     }
 
     #[test]
