@@ -204,6 +204,13 @@ fn a_killed_member_s_partitions_move_to_the_survivor_from_the_committed_offsets(
     );
     child.kill();
     let killed_at = Instant::now();
+    // What the survivor processed so far: on a busy machine a late heartbeat can move the child's partitions to
+    // the survivor and back before the kill, and what it read then is not the takeover checked below.
+    let processed_before_kill = processed.lock().unwrap().len();
+    // The group's committed offsets now, before the child's session expires: the child owned its partitions
+    // last, so they are its last commits (a commit from an older generation is refused).
+    let committed_at_kill =
+        group_committed(&broker.bootstrap(), "failover-group", &child_partitions);
 
     wait_for_assignments(&[&survivor], "all 4 partitions on the survivor", |a| {
         a[0].len() == 4
@@ -245,9 +252,26 @@ fn a_killed_member_s_partitions_move_to_the_survivor_from_the_committed_offsets(
 
     let log = child.log.lock().unwrap();
     let processed = processed.lock().unwrap();
+    let earlier: Vec<_> = processed[..processed_before_kill]
+        .iter()
+        .filter(|(_, q, _, _)| child_partitions.contains(q))
+        .map(|(_, q, o, _)| (*q, *o))
+        .collect();
+    if !earlier.is_empty() {
+        eprintln!(
+            "the survivor owned some of the child's partitions for a while before the kill: {} records ({:?}...)",
+            earlier.len(),
+            &earlier[..earlier.len().min(5)]
+        );
+    }
     for p in &child_partitions {
         let committed = log.committed.get(p).copied().unwrap_or(0);
-        let survivor_offsets: BTreeSet<i64> = processed
+        assert_eq!(
+            committed_at_kill.get(p).copied().unwrap_or(0),
+            committed,
+            "partition {p}: the group's committed offset at the kill is the child's last commit"
+        );
+        let survivor_offsets: BTreeSet<i64> = processed[processed_before_kill..]
             .iter()
             .filter(|(_, q, _, _)| q == p)
             .map(|(_, _, o, _)| *o)
@@ -268,4 +292,30 @@ fn a_killed_member_s_partitions_move_to_the_survivor_from_the_committed_offsets(
         o,
         "the child stopped after processing {p}@{o} without committing it"
     );
+}
+
+/// The group's committed offsets of `partitions` of topic `failover` (none: absent), as OffsetFetch answers.
+fn group_committed(bootstrap: &str, group: &str, partitions: &BTreeSet<i32>) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = common::client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition("failover", *p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("OffsetFetch");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
 }
