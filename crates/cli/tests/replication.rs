@@ -975,19 +975,8 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
         200,
     );
     producer.wait_for_progress(2_000);
-    let replicas = format!("{outsider},{staying}");
     let started = Instant::now();
-    let out = cluster.strom(
-        outsider,
-        &[
-            "topic",
-            "reassign",
-            TOPIC,
-            "--replicas",
-            &replicas,
-            "--wait",
-        ],
-    );
+    let out = reassign_and_wait(&cluster, outsider, TOPIC, &[outsider, staying]);
     assert!(out.status.success(), "{}", describe_output(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("completed"), "{text}");
@@ -1059,11 +1048,30 @@ fn a_reassignment_copies_the_log_to_the_new_replica_before_the_old_one_leaves() 
         .iter()
         .map(|(p, offset, value)| ((*p, *offset), value.parse().expect("a sequence number")))
         .collect();
-    let lost = acks
+    let misplaced: Vec<(&u64, &(i32, i64))> = acks
         .acked
         .iter()
         .filter(|(seq, placed)| at.get(placed) != Some(seq))
-        .count();
+        .collect();
+    let lost = misplaced.len();
+    if lost > 0 {
+        // Where each of the first ones really is, and what is at the offset its acknowledgement named: a wrong
+        // offset in the acknowledgement, or a record overwritten.
+        let found: BTreeMap<u64, (i32, i64)> =
+            at.iter().map(|(placed, seq)| (*seq, *placed)).collect();
+        for (seq, placed) in misplaced.iter().take(10) {
+            eprintln!(
+                "record {seq}: acknowledged at {placed:?}, found at {:?}; at {placed:?} is record {:?}",
+                found.get(seq),
+                at.get(placed)
+            );
+        }
+        let (first, last) = (
+            misplaced.iter().map(|m| m.1 .1).min(),
+            misplaced.iter().map(|m| m.1 .1).max(),
+        );
+        eprintln!("{lost} misplaced, acknowledged at offsets {first:?}..={last:?}");
+    }
     eprintln!(
         "reassigned {TOPIC}-0 from {:?} (leader {}) to {:?} (leader {}) under load in {} ms: {sent} sent, \
          {} acknowledged, {} read, {lost} lost; replica logs identical ({sizes:?} bytes)",
@@ -1573,19 +1581,8 @@ fn a_throttled_reassignment_copies_no_faster_than_the_throttled_rate() {
             delivered(f).expect("acknowledged");
         }
 
-        let replicas = format!("{leader},{newcomer}");
         let started = Instant::now();
-        let out = cluster.strom(
-            leader,
-            &[
-                "topic",
-                "reassign",
-                topic,
-                "--replicas",
-                &replicas,
-                "--wait",
-            ],
-        );
+        let out = reassign_and_wait(&cluster, leader, topic, &[leader, newcomer]);
         assert!(out.status.success(), "{}", describe_output(&out));
         took.insert(topic, started.elapsed());
         let p = wait_fully_replicated(&cluster, &[leader], topic)
@@ -1602,4 +1599,26 @@ fn a_throttled_reassignment_copies_no_faster_than_the_throttled_rate() {
             took[topic]
         );
     }
+}
+
+/// `strom topic reassign <topic> --replicas ... --wait` through node `via`.
+fn reassign_and_wait(
+    cluster: &TestCluster,
+    via: i32,
+    topic: &str,
+    replicas: &[i32],
+) -> std::process::Output {
+    let replicas: Vec<String> = replicas.iter().map(i32::to_string).collect();
+    let replicas = replicas.join(",");
+    cluster.strom(
+        via,
+        &[
+            "topic",
+            "reassign",
+            topic,
+            "--replicas",
+            &replicas,
+            "--wait",
+        ],
+    )
 }

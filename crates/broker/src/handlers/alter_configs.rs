@@ -23,34 +23,26 @@ pub async fn handle(
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            // The resource's whole new set of configs: a key without a value is not set.
+            let named: BTreeMap<String, String> = resource
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
             let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                let overrides: BTreeMap<String, String> = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
                 state
-                    .set_topic_configs(resource.resource_name.as_str(), overrides, validate_only)
+                    .set_topic_configs(resource.resource_name.as_str(), named, validate_only)
                     .await
                     .map_err(|e| (e.code(), e.to_string()))
             } else if resource.resource_type == RESOURCE_BROKER {
-                let set = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
                 crate::dynamic_config::alter(
                     &state,
                     resource.resource_name.as_str(),
-                    set,
+                    named,
                     Vec::new(),
                     true,
                     validate_only,
