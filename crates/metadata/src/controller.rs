@@ -1452,66 +1452,43 @@ fn leaders_away_from(
     records
 }
 
-/// Offline partitions that a broker back from a fence can lead: those whose ISR holds it, and those whose ISR has
-/// no live member while it is among their eligible leader replicas.
+/// Offline partitions that a broker back from a fence can lead: those whose ISR holds it, those whose ISR has no
+/// live member while it is among their eligible leader replicas, and (where the topic allows unclean elections)
+/// those with no live in-sync or eligible replica that it holds a replica of.
 fn leaders_back_to(
     image: &MetadataImage,
     broker_id: i32,
     config: &ControllerConfig,
 ) -> Vec<MetadataRecord> {
     let live = |b: &i32| *b == broker_id || image.brokers.get(b).is_some_and(|r| !r.fenced);
-    // A topic that allows unclean elections: an offline partition with no live in-sync or eligible replica is
-    // led by the returning broker if it holds a replica.
-    let mut unclean = Vec::new();
-    for topic in image.topics.values() {
-        if !unclean_allowed(topic, config.unclean_leader_election) {
-            continue;
-        }
-        for (index, p) in &topic.partitions {
-            let waits = p.leader == -1 && !p.isr.iter().any(live) && !p.elr.iter().any(live);
-            if waits && p.replicas.contains(&broker_id) {
-                unclean.extend(unclean_election(topic, *index, p, broker_id));
-            }
-        }
-    }
-    if !unclean.is_empty() {
-        let mut records = changes(image, |p| {
-            (p.leader == -1 && p.isr.contains(&broker_id)).then(|| (broker_id, p.isr.clone()))
-        });
-        records.extend(unclean);
-        return records;
-    }
-    changes(image, |p| {
-        if p.leader != -1 {
-            return None;
-        }
-        if p.isr.contains(&broker_id) {
-            Some((broker_id, p.isr.clone()))
-        } else if p.elr.contains(&broker_id) && !p.isr.iter().any(live) {
-            Some((broker_id, vec![broker_id]))
-        } else {
-            None
-        }
-    })
-}
-
-fn changes(
-    image: &MetadataImage,
-    change: impl Fn(&PartitionImage) -> Option<(i32, Vec<i32>)>,
-) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for (index, p) in &topic.partitions {
-            if let Some((leader, isr)) = change(p) {
-                if leader != p.leader || isr != p.isr {
-                    records.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.topic_id.clone(),
-                        partition: *index,
-                        leader,
-                        isr,
-                    });
-                }
+            if p.leader != -1 {
+                continue;
             }
+            let isr = if p.isr.contains(&broker_id) {
+                p.isr.clone()
+            } else if p.elr.contains(&broker_id) && !p.isr.iter().any(live) {
+                vec![broker_id]
+            } else {
+                // A topic that allows unclean elections: with no live in-sync or eligible replica, the returning
+                // broker leads if it holds a replica.
+                let waits = !p.isr.iter().any(live) && !p.elr.iter().any(live);
+                if waits
+                    && p.replicas.contains(&broker_id)
+                    && unclean_allowed(topic, config.unclean_leader_election)
+                {
+                    records.extend(unclean_election(topic, *index, p, broker_id));
+                }
+                continue;
+            };
+            records.push(MetadataRecord::PartitionChange {
+                topic_id: topic.topic_id.clone(),
+                partition: *index,
+                leader: broker_id,
+                isr,
+            });
         }
     }
     records

@@ -816,3 +816,50 @@ fn with_unclean_election_allowed_a_returning_out_of_sync_replica_leads_an_offlin
     let p = c.partition("t", 0);
     assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
 }
+
+#[test]
+fn a_returning_broker_leads_where_it_is_eligible_and_where_an_unclean_election_is_allowed_at_once()
+{
+    let config = ControllerConfig {
+        min_insync_replicas: 2,
+        ..ControllerConfig::default()
+    };
+    let mut c = Cluster::with_config(config, &[None, None, None]);
+    // `t`: broker 1 left an ISR below 2 and is eligible. `u` (unclean elections allowed): broker 1 is out of sync.
+    c.create_assigned("t", vec![vec![0, 1, 2]]);
+    c.alter_isr("t", 0, vec![0, 1, 2]).unwrap();
+    c.alter_isr("t", 0, vec![0, 1]).unwrap();
+    c.alter_isr("t", 0, vec![0]).unwrap();
+    c.create_assigned("u", vec![vec![0, 1]]);
+    c.alter_isr("u", 0, vec![0]).unwrap();
+    c.request(
+        0,
+        ControllerRequest::AlterTopicConfigs {
+            name: "u".into(),
+            set: [(
+                "unclean.leader.election.enable".to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+            remove: Vec::new(),
+            replace: false,
+            validate_only: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(c.partition("t", 0).elr, vec![1]);
+    // Broker 1, then broker 0 and 2, go silent: both partitions are offline.
+    advance(&mut c, 5_000, &[0, 1, 2]);
+    advance(&mut c, 14_500, &[0, 2]);
+    advance(&mut c, 24_000, &[]);
+    assert_eq!(
+        (c.partition("t", 0).leader, c.partition("u", 0).leader),
+        (-1, -1)
+    );
+    // Broker 1 returns: it leads both, `t` as its eligible replica, `u` by an unclean election.
+    let epoch = c.image.brokers[&1].broker_epoch;
+    c.heartbeat(1, epoch, 25_000).unwrap();
+    let (t, u) = (c.partition("t", 0), c.partition("u", 0));
+    assert_eq!((t.leader, t.isr.clone()), (1, vec![1]), "eligible");
+    assert_eq!((u.leader, u.isr.clone()), (1, vec![1]), "unclean");
+}
