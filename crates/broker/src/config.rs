@@ -78,12 +78,8 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: default for topics; when no in-sync or eligible replica is alive, a live
     /// out-of-sync one may lead (losing the committed records it lacks).
     pub unclean_leader_election_enable: bool,
-    /// `compression.type`: default for topics; None is `producer`.
-    pub compression_type: Option<Compression>,
-    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`: defaults for topics.
-    pub compression_gzip_level: i32,
-    pub compression_lz4_level: i32,
-    pub compression_zstd_level: i32,
+    /// `compression.type` and `compression.<codec>.level`: defaults for topics.
+    pub compression: CodecSettings,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`: the session timeouts members may ask for.
@@ -204,10 +200,7 @@ impl Default for BrokerConfig {
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
-            compression_type: None,
-            compression_gzip_level: -1,
-            compression_lz4_level: 9,
-            compression_zstd_level: 3,
+            compression: CodecSettings::default(),
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -420,18 +413,11 @@ impl BrokerConfig {
                 self.retention_check_interval_ms = positive::<i64>(key, value)? as u64
             }
             "min.insync.replicas" => self.min_insync_replicas = positive(key, value)?,
-            "compression.type" => {
-                self.compression_type = parse_compression_type(value).map_err(|r| invalid(&r))?
-            }
-            "compression.gzip.level" => {
-                self.compression_gzip_level = parse_gzip_level(value).map_err(|r| invalid(&r))?
-            }
-            "compression.lz4.level" => {
-                self.compression_lz4_level = parse_level(value, 1, 17).map_err(|r| invalid(&r))?
-            }
-            "compression.zstd.level" => {
-                self.compression_zstd_level =
-                    parse_level(value, -131_072, 22).map_err(|r| invalid(&r))?
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => {
+                self.compression.set(key, value).map_err(|r| invalid(&r))?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = non_negative::<i64>(key, value)? as u64
@@ -856,9 +842,80 @@ pub(crate) fn parse_timestamp_type(value: &str) -> Result<TimestampType, String>
     }
 }
 
-/// `compression.type`: `producer` (None: batches are stored as the producer compressed them) or the codec the
-/// broker stores every batch in.
-pub(crate) fn parse_compression_type(value: &str) -> Result<Option<Compression>, String> {
+/// `compression.type` and the codec levels, as the broker's defaults and as each topic's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecSettings {
+    /// None is `producer`: batches are stored as the producer compressed them. Otherwise the codec the broker
+    /// stores every batch in.
+    pub compression_type: Option<Compression>,
+    /// `compression.gzip.level`: -1 (zlib's default, 6) or 1-9.
+    pub gzip_level: i32,
+    /// `compression.lz4.level`: 1-17.
+    pub lz4_level: i32,
+    /// `compression.zstd.level`: -131072 to 22.
+    pub zstd_level: i32,
+}
+
+impl Default for CodecSettings {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            compression_type: None,
+            gzip_level: -1,
+            lz4_level: 9,
+            zstd_level: 3,
+        }
+    }
+}
+
+impl CodecSettings {
+    /// Sets `compression.type` or one of the `compression.<codec>.level` keys; the error says why the value is
+    /// refused.
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let level = |min: i32, max: i32| match value.trim().parse::<i32>() {
+            Ok(l) if (min..=max).contains(&l) => Ok(l),
+            _ => Err(format!("must be from {min} to {max}")),
+        };
+        match key {
+            "compression.type" => self.compression_type = parse_compression_type(value)?,
+            "compression.gzip.level" => {
+                self.gzip_level = match level(-1, 9) {
+                    Ok(l) if l != 0 => l,
+                    _ => return Err("must be -1 (the codec's default) or from 1 to 9".into()),
+                }
+            }
+            "compression.lz4.level" => self.lz4_level = level(1, 17)?,
+            "compression.zstd.level" => self.zstd_level = level(-131_072, 22)?,
+            other => return Err(format!("{other} is not a compression config")),
+        }
+        Ok(())
+    }
+
+    /// The value of one of its keys, as DescribeConfigs shows it.
+    pub(crate) fn value_of(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "compression.type" => format_compression_type(self.compression_type).to_string(),
+            "compression.gzip.level" => self.gzip_level.to_string(),
+            "compression.lz4.level" => self.lz4_level.to_string(),
+            "compression.zstd.level" => self.zstd_level.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The codec the broker stores batches in, with its level; None for `producer`.
+    pub fn codec(&self) -> Option<strom_log::TopicCodec> {
+        let compression = self.compression_type?;
+        let level = match compression {
+            Compression::Gzip => self.gzip_level,
+            Compression::Lz4 => self.lz4_level,
+            Compression::Zstd => self.zstd_level,
+            Compression::None | Compression::Snappy => 0,
+        };
+        Some(strom_log::TopicCodec { compression, level })
+    }
+}
+
+fn parse_compression_type(value: &str) -> Result<Option<Compression>, String> {
     match value {
         "producer" => Ok(None),
         "uncompressed" => Ok(Some(Compression::None)),
@@ -872,7 +929,7 @@ pub(crate) fn parse_compression_type(value: &str) -> Result<Option<Compression>,
     }
 }
 
-pub(crate) fn format_compression_type(c: Option<Compression>) -> &'static str {
+fn format_compression_type(c: Option<Compression>) -> &'static str {
     match c {
         None => "producer",
         Some(Compression::None) => "uncompressed",
@@ -880,22 +937,6 @@ pub(crate) fn format_compression_type(c: Option<Compression>) -> &'static str {
         Some(Compression::Snappy) => "snappy",
         Some(Compression::Lz4) => "lz4",
         Some(Compression::Zstd) => "zstd",
-    }
-}
-
-/// `compression.gzip.level`: -1 (zlib's default) or 1-9.
-pub(crate) fn parse_gzip_level(value: &str) -> Result<i32, String> {
-    match value.trim().parse::<i32>() {
-        Ok(l) if l == -1 || (1..=9).contains(&l) => Ok(l),
-        _ => Err("must be -1 (the codec's default) or from 1 to 9".into()),
-    }
-}
-
-/// `compression.lz4.level` (1-17) and `compression.zstd.level` (-131072 to 22).
-pub(crate) fn parse_level(value: &str, min: i32, max: i32) -> Result<i32, String> {
-    match value.trim().parse::<i32>() {
-        Ok(l) if (min..=max).contains(&l) => Ok(l),
-        _ => Err(format!("must be from {min} to {max}")),
     }
 }
 

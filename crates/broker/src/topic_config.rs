@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use strom_log::{Compression, LogConfig, TopicCodec};
+use strom_log::{LogConfig, TopicCodec};
 
 use crate::config::{
-    format_cleanup_policy, format_compression_type, format_timestamp_type, parse_bool,
-    parse_cleanup_policy, parse_compression_type, parse_gzip_level, parse_level, parse_ratio,
-    parse_timestamp_type, BrokerConfig, RATIO_EXPECTED,
+    format_cleanup_policy, format_timestamp_type, parse_bool, parse_cleanup_policy, parse_ratio,
+    parse_timestamp_type, BrokerConfig, CodecSettings, RATIO_EXPECTED,
 };
 use crate::replication::quota::ThrottledReplicas;
 
@@ -278,12 +277,8 @@ pub struct TopicSettings {
     pub flush_messages: i64,
     /// `flush.ms`: written records are fsynced within this long.
     pub flush_ms: i64,
-    /// `compression.type`: None is `producer` (batches stored as sent).
-    pub compression_type: Option<Compression>,
-    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
-    pub gzip_level: i32,
-    pub lz4_level: i32,
-    pub zstd_level: i32,
+    /// `compression.type` and `compression.<codec>.level`.
+    pub compression: CodecSettings,
     /// `leader.replication.throttled.replicas` and `follower.replication.throttled.replicas`, with their text as
     /// set.
     pub leader_throttled: ThrottledReplicas,
@@ -305,10 +300,7 @@ impl TopicSettings {
             unclean_leader_election: broker.unclean_leader_election_enable,
             flush_messages: broker.flush_interval_messages,
             flush_ms: broker.flush_interval_ms as i64,
-            compression_type: broker.compression_type,
-            gzip_level: broker.compression_gzip_level,
-            lz4_level: broker.compression_lz4_level,
-            zstd_level: broker.compression_zstd_level,
+            compression: broker.compression,
             leader_throttled: ThrottledReplicas::None,
             leader_throttled_text: String::new(),
             follower_throttled: ThrottledReplicas::None,
@@ -330,18 +322,10 @@ impl TopicSettings {
                 let items: Vec<&str> = value.split(',').map(str::trim).collect();
                 self.cleanup_policy_text = Some(items.join(","));
             }
-            "compression.type" => {
-                self.compression_type = parse_compression_type(value).map_err(|e| bad(&e))?
-            }
-            "compression.gzip.level" => {
-                self.gzip_level = parse_gzip_level(value).map_err(|e| bad(&e))?
-            }
-            "compression.lz4.level" => {
-                self.lz4_level = parse_level(value, 1, 17).map_err(|e| bad(&e))?
-            }
-            "compression.zstd.level" => {
-                self.zstd_level = parse_level(value, -131_072, 22).map_err(|e| bad(&e))?
-            }
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => self.compression.set(key, value).map_err(|e| bad(&e))?,
             "delete.retention.ms" => {
                 log.delete_retention_ms = at_least(long()?, 0).map_err(|e| bad(&e))?
             }
@@ -425,14 +409,7 @@ impl TopicSettings {
 
     /// The codec the broker stores this topic's batches in, or None for `compression.type=producer`.
     pub fn codec(&self) -> Option<TopicCodec> {
-        let compression = self.compression_type?;
-        let level = match compression {
-            Compression::Gzip => self.gzip_level,
-            Compression::Lz4 => self.lz4_level,
-            Compression::Zstd => self.zstd_level,
-            Compression::None | Compression::Snappy => 0,
-        };
-        Some(TopicCodec { compression, level })
+        self.compression.codec()
     }
 
     /// The effective value of `name`, as DescribeConfigs shows it.
@@ -443,10 +420,10 @@ impl TopicSettings {
                 .cleanup_policy_text
                 .clone()
                 .unwrap_or_else(|| format_cleanup_policy(&log.cleanup_policy)),
-            "compression.type" => format_compression_type(self.compression_type).into(),
-            "compression.gzip.level" => self.gzip_level.to_string(),
-            "compression.lz4.level" => self.lz4_level.to_string(),
-            "compression.zstd.level" => self.zstd_level.to_string(),
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => self.compression.value_of(name).unwrap_or_default(),
             "file.delete.delay.ms" => log.file_delete_delay_ms.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "local.retention.bytes" | "local.retention.ms" => "-2".into(),
