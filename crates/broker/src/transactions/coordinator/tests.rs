@@ -37,6 +37,11 @@ fn initialized() -> Coordinator {
 
 /// Producer 7 of "tx" at epoch `i16::MAX - 1`, the last one, with a transaction open on a-0.
 fn open_at_the_last_epoch() -> Coordinator {
+    at_the_last_epoch(TxnState::Ongoing, &[("a", 0)])
+}
+
+/// Producer 7 of "tx" at epoch `i16::MAX - 1` in `state`, holding `partitions`.
+fn at_the_last_epoch(state: TxnState, partitions: &[(&str, i32)]) -> Coordinator {
     let mut c = coordinator();
     c.load([(
         "tx".to_string(),
@@ -45,8 +50,8 @@ fn open_at_the_last_epoch() -> Coordinator {
             producer_id: 7,
             producer_epoch: i16::MAX - 1,
             timeout_ms: 60_000,
-            state: TxnState::Ongoing,
-            partitions: parts(&[("a", 0)]).into_iter().collect(),
+            state,
+            partitions: parts(partitions).into_iter().collect(),
             start_ms: NOW,
             last_update_ms: NOW,
         }),
@@ -228,20 +233,7 @@ fn an_expired_transaction_is_aborted_with_the_next_epoch() {
 
 #[test]
 fn an_exhausted_epoch_moves_to_a_new_producer_id() {
-    let mut c = coordinator();
-    c.load([(
-        "tx".to_string(),
-        Some(TxnMetadata {
-            transactional_id: "tx".into(),
-            producer_id: 7,
-            producer_epoch: i16::MAX - 1,
-            timeout_ms: 60_000,
-            state: TxnState::CompleteCommit,
-            partitions: BTreeSet::new(),
-            start_ms: -1,
-            last_update_ms: 0,
-        }),
-    )]);
+    let mut c = at_the_last_epoch(TxnState::CompleteCommit, &[]);
     let t = persist(&mut c, |c| {
         c.init_producer_id("tx", 60_000, None, NOW, || 8)
     });
