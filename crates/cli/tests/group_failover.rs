@@ -296,25 +296,18 @@ fn a_killed_member_s_partitions_move_to_the_survivor_from_the_committed_offsets(
 
 /// The group's committed offsets of `partitions` of topic `failover` (none: absent), as OffsetFetch answers.
 fn group_committed(bootstrap: &str, group: &str, partitions: &BTreeSet<i32>) -> BTreeMap<i32, i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = common::client_config(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition("failover", *p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(30))
-        .expect("OffsetFetch");
+    let committed = common::group_committed(
+        bootstrap,
+        group,
+        "failover",
+        partitions.iter().copied(),
+        Duration::from_secs(30),
+    )
+    .expect("OffsetFetch");
     committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
+        .into_iter()
+        .filter_map(|(p, offset)| match offset {
+            Ok(rdkafka::Offset::Offset(o)) => Some((p, o)),
             _ => None,
         })
         .collect()

@@ -617,24 +617,12 @@ fn coordinator(cluster: &TestCluster, via: i32, group: &str) -> Result<i32, Stri
 
 /// The offsets `group` has committed for partitions 0..3 of `topic`, read through `bootstrap`.
 fn committed(bootstrap: &str, group: &str, topic: &str) -> Result<Vec<i64>, String> {
-    let consumer: BaseConsumer = {
-        let mut c = client_config(bootstrap);
-        c.set("enable.auto.commit", "false").set("group.id", group);
-        c.create().map_err(|e| e.to_string())?
-    };
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
-    got.elements()
-        .iter()
-        .map(|e| match (e.error(), e.offset()) {
-            (Ok(()), Offset::Offset(o)) => Ok(o),
-            (Ok(()), other) => Err(format!("partition {}: {other:?}", e.partition())),
-            (Err(err), _) => Err(format!("partition {}: {err}", e.partition())),
+    common::group_committed(bootstrap, group, topic, 0..3, Duration::from_secs(10))?
+        .into_iter()
+        .map(|(p, offset)| match offset {
+            Ok(Offset::Offset(o)) => Ok(o),
+            Ok(other) => Err(format!("partition {p}: {other:?}")),
+            Err(err) => Err(format!("partition {p}: {err}")),
         })
         .collect()
 }

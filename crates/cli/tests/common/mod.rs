@@ -288,3 +288,41 @@ pub fn delivered(
         .map(|d| (d.partition, d.offset))
         .map_err(|(e, _)| e)
 }
+
+/// One partition's committed offset (`Offset::Invalid`: none), or its error.
+pub type Committed = (i32, Result<Offset, String>);
+
+/// `group`'s committed offsets of `partitions` of `topic` (OffsetFetch through librdkafka).
+#[allow(dead_code)]
+pub fn group_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+    timeout: Duration,
+) -> Result<Vec<Committed>, String> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|e| e.to_string())?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| {
+            (
+                e.partition(),
+                e.error()
+                    .map(|()| e.offset())
+                    .map_err(|err| err.to_string()),
+            )
+        })
+        .collect())
+}
