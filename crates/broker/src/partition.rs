@@ -85,6 +85,17 @@ pub struct IsrProposal {
     pub isr: Vec<i32>,
 }
 
+/// Whether `proposal` is the pending ISR change of a leader at `partition_epoch`.
+fn is_pending(state: &LeaderState, partition_epoch: i32, proposal: &IsrProposal) -> bool {
+    state.leader_epoch() == proposal.leader_epoch
+        && partition_epoch == proposal.partition_epoch
+        && state.pending_isr().is_some_and(|p| {
+            let mut proposed = proposal.isr.clone();
+            proposed.sort_unstable();
+            p == proposed
+        })
+}
+
 pub struct Partition {
     pub topic: Arc<str>,
     pub topic_id: Uuid,
@@ -525,10 +536,35 @@ impl Partition {
         self.apply(effects)
     }
 
-    /// The controller refused an ISR change: the leader goes back to the ISR the metadata holds.
-    pub fn isr_change_refused(&self, committed_isr: Vec<i32>) {
+    /// The controller refused `proposal` at its partition epoch: if it is still this leader's pending change, the
+    /// leader drops it and keeps the ISR committed at that epoch (the one it holds), so the next fetch or tick can
+    /// propose again. Decided here, under the role lock, from the leader's own partition epoch: this broker's topic
+    /// table is published after the roles, so a refusal looked up there could see the previous epoch and leave the
+    /// proposal pending for good, and with it every later ISR change (a restarted follower never rejoined).
+    pub fn isr_proposal_refused(&self, proposal: &IsrProposal) {
+        self.settle_isr_proposal(proposal, |state| state.isr());
+    }
+
+    /// The controller answered `proposal` with nothing to change: the ISR it holds at the proposal's partition
+    /// epoch already is the proposed one, which the leader takes if the proposal is still pending.
+    pub fn isr_proposal_unchanged(&self, proposal: &IsrProposal) {
+        self.settle_isr_proposal(proposal, |_| proposal.isr.clone());
+    }
+
+    fn settle_isr_proposal(
+        &self,
+        proposal: &IsrProposal,
+        committed: impl FnOnce(&LeaderState) -> Vec<i32>,
+    ) {
         let effects = match &mut *self.role.lock() {
-            Role::Leader { state, .. } => state.on_isr_committed(committed_isr),
+            Role::Leader {
+                state,
+                partition_epoch,
+            } if is_pending(state, *partition_epoch, proposal) => {
+                let isr = committed(state);
+                tracing::info!(partition = %self.name(), isr = ?isr, proposed = ?proposal.isr, "ISR proposal settled without a new partition epoch");
+                state.on_isr_committed(isr)
+            }
             _ => return,
         };
         self.publish(effects.high_watermark);
@@ -541,15 +577,7 @@ impl Partition {
             Role::Leader {
                 state,
                 partition_epoch,
-            } => {
-                state.leader_epoch() == proposal.leader_epoch
-                    && *partition_epoch == proposal.partition_epoch
-                    && state.pending_isr().is_some_and(|p| {
-                        let mut mine = proposal.isr.clone();
-                        mine.sort_unstable();
-                        p == mine
-                    })
-            }
+            } => is_pending(state, *partition_epoch, proposal),
             _ => false,
         }
     }
@@ -899,7 +927,7 @@ pub(crate) mod tests {
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
-    use super::Partition;
+    use super::{IsrProposal, Partition};
 
     /// One batch of `n` records at offsets `base..base + n`, stamped with `leader_epoch`, as a leader stores it.
     pub(crate) fn batch(base: i64, n: i64, leader_epoch: i32) -> Bytes {
@@ -939,6 +967,49 @@ pub(crate) mod tests {
             0,
         )
         .unwrap()
+    }
+
+    /// A refused ISR expansion is dropped by the leader itself, at its own partition epoch, so the follower's next
+    /// fetch proposes it again; a refusal of an older proposal leaves the current one alone (found under load: a
+    /// restarted follower refused while still fenced never rejoined the ISR).
+    #[test]
+    fn a_refused_isr_proposal_is_dropped_and_proposed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(&dir);
+        assert!(p.become_leader(1, 3, 7, &[1, 2, 3], &[1, 2], 30_000, 1, 0));
+        let proposal = p
+            .on_follower_fetch(3, 0, 1)
+            .unwrap()
+            .expect("a caught-up follower outside the ISR is proposed");
+        assert_eq!(
+            proposal,
+            IsrProposal {
+                leader_epoch: 3,
+                partition_epoch: 7,
+                isr: vec![1, 2, 3]
+            }
+        );
+        assert_eq!(p.on_follower_fetch(3, 0, 2).unwrap(), None, "one at a time");
+
+        let stale = IsrProposal {
+            partition_epoch: 6,
+            ..proposal.clone()
+        };
+        p.isr_proposal_refused(&stale);
+        assert!(p.isr_proposal_pending(&proposal));
+
+        p.isr_proposal_refused(&proposal);
+        assert!(!p.isr_proposal_pending(&proposal));
+        assert_eq!(p.leader_view().unwrap().0, vec![1, 2], "the committed ISR");
+        assert_eq!(
+            p.on_follower_fetch(3, 0, 3).unwrap(),
+            Some(proposal.clone())
+        );
+
+        // Nothing to change at the controller: the proposal is the committed ISR.
+        p.isr_proposal_unchanged(&proposal);
+        assert_eq!(p.leader_view().unwrap().0, vec![1, 2, 3]);
+        assert_eq!(p.on_follower_fetch(3, 0, 4).unwrap(), None);
     }
 
     /// A follower takes its leader's high watermark without a leader's publish; once it leads, a retried

@@ -37,6 +37,9 @@ pub fn now_ms() -> u64 {
 /// How long an ISR change may take to reach the controller before the leader gives up on it.
 const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The pause before an ISR change the controller failed to handle is sent again.
+const ALTER_PARTITION_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
 pub struct ReplicaManager {
     config: Arc<BrokerConfig>,
     topics: Arc<Topics>,
@@ -70,9 +73,10 @@ impl ReplicaManager {
     /// reaches the leader through the metadata image (`Partition::become_leader`). Without an answer the outcome
     /// is unknown (the change may be committed), so the proposal stays pending and is sent again while it is
     /// still this leader's pending change; falling back to the ISR of this broker's own, possibly older, metadata
-    /// could let the high watermark pass a replica the controller already counts in the ISR. Only
-    /// INELIGIBLE_REPLICA says the change was refused at the proposal's partition epoch, which is when the leader
-    /// goes back to the committed ISR; any other refusal means its metadata is behind, and the image settles it.
+    /// could let the high watermark pass a replica the controller already counts in the ISR. A refusal at the
+    /// proposal's partition epoch (INELIGIBLE_REPLICA, INVALID_REQUEST: the controller checks the epochs first)
+    /// sends the leader back to the ISR it holds; a stale epoch or leadership means this broker's metadata is
+    /// behind, and the image settles it; anything else is sent again after a pause.
     pub fn propose_isr(self: &Arc<Self>, partition: Arc<Partition>, proposal: IsrProposal) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -84,16 +88,8 @@ impl ReplicaManager {
                 partition_epoch: proposal.partition_epoch,
                 isr: proposal.isr.clone(),
             };
-            // The ISR the metadata committed at the proposal's partition epoch, if that is still the current one.
-            let committed = || {
-                this.topics.get(&partition.topic).and_then(|t| {
-                    t.slot(partition.index)
-                        .filter(|s| s.partition_epoch == proposal.partition_epoch)
-                        .map(|s| s.isr.clone())
-                })
-            };
             loop {
-                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, "proposing ISR change");
+                tracing::info!(partition = %partition.name(), isr = ?proposal.isr, leader_epoch = proposal.leader_epoch, partition_epoch = proposal.partition_epoch, "proposing ISR change");
                 let error = match this
                     .cluster
                     .request(request.clone(), ALTER_PARTITION_TIMEOUT)
@@ -103,30 +99,30 @@ impl ReplicaManager {
                         // This broker's image is now at least where the controller was when it answered. A
                         // committed change moved the partition epoch, and applying it cleared the proposal. If
                         // the epoch did not move, the controller had nothing to change (the committed ISR is
-                        // already the proposed one): the leader takes the committed ISR, or the proposal would
-                        // stay pending for good and no later ISR change could start.
-                        if partition.isr_proposal_pending(&proposal) {
-                            if let Some(isr) = committed() {
-                                tracing::info!(partition = %partition.name(), isr = ?isr, "ISR change had nothing to change; taking the committed ISR");
-                                partition.isr_change_refused(isr);
-                            }
-                        }
+                        // already the proposed one): the leader takes it, or the proposal would stay pending for
+                        // good and no later ISR change could start.
+                        partition.isr_proposal_unchanged(&proposal);
                         return;
                     }
                     Err(e) => e,
                 };
                 tracing::info!(partition = %partition.name(), isr = ?proposal.isr, error = %error, "ISR change not accepted");
                 match error.code {
-                    codes::INELIGIBLE_REPLICA => {
-                        if let Some(isr) = committed() {
-                            partition.isr_change_refused(isr);
-                        }
+                    codes::INELIGIBLE_REPLICA | codes::INVALID_REQUEST => {
+                        partition.isr_proposal_refused(&proposal);
                         return;
                     }
-                    codes::REQUEST_TIMED_OUT | codes::NOT_CONTROLLER
-                        if partition.isr_proposal_pending(&proposal) =>
-                    {
-                        continue
+                    codes::FENCED_LEADER_EPOCH
+                    | codes::INVALID_UPDATE_VERSION
+                    | codes::NOT_LEADER_OR_FOLLOWER
+                    | codes::UNKNOWN_TOPIC_OR_PARTITION => return,
+                    _ if partition.isr_proposal_pending(&proposal) => {
+                        if error.code != codes::REQUEST_TIMED_OUT
+                            && error.code != codes::NOT_CONTROLLER
+                        {
+                            tokio::time::sleep(ALTER_PARTITION_RETRY_BACKOFF).await;
+                        }
+                        continue;
                     }
                     _ => return,
                 }
