@@ -24,6 +24,7 @@ mod scan;
 mod segment;
 mod time_index;
 pub mod txn;
+mod txn_index;
 
 pub use batch::{split_batches, BatchError, BatchHeader, Compression, TimestampType};
 pub use config::{CleanupPolicy, LogConfig};

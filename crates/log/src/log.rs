@@ -2,14 +2,15 @@
 //!
 //! Directory layout (`<dir>` is one partition, named `<topic>-<partition>` by the broker):
 //! ```text
-//! <dir>/00000000000000000000.log        segments, see segment.rs (with .index and .timeindex beside each)
+//! <dir>/00000000000000000000.log        segments, see segment.rs (with .index, .timeindex and .txnindex beside
+//!                                       each)
 //! <dir>/00000000000000012345.log        ... the last segment is the active one, the only one appended to
 //! <dir>/log-start-offset                checkpoints, see checkpoint.rs
 //! <dir>/recovery-point
 //! <dir>/.clean-shutdown
 //! <dir>/high-watermark
 //! <dir>/leader-epoch-checkpoint         the leader epoch cache (leader_epoch.rs), format in checkpoint.rs
-//! <dir>/producer-state.snapshot         see producer_state.rs (with open and aborted transactions, txn.rs)
+//! <dir>/producer-state.snapshot         see producer_state.rs (with open transactions, txn.rs)
 //! <dir>/<base>.log.cleaned              compaction output being written; deleted by open
 //! <dir>/<base>.log.swap                 complete compaction output; open finishes the swap (see log/compact.rs)
 //! ```
@@ -254,7 +255,9 @@ impl Log {
         let now = opts.now_ms;
         self.active_mut().append(&pieces, &headers, now)?;
         for h in &headers {
-            self.producers.update(h, None);
+            // Data batches (clients cannot write control batches): they abort nothing.
+            let aborted = self.producers.update(h, None);
+            debug_assert!(aborted.is_none());
         }
         Ok(AppendOutcome::Appended {
             base_offset: headers[0].base_offset,

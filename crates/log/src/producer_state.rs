@@ -1,7 +1,7 @@
 //! Idempotent-producer state of one partition: per producer id, its epoch and the last five batches it wrote; for
 //! transactional producers also the transaction open on the partition (its first offset, which holds the last
-//! stable offset), the epoch of the coordinator that wrote the producer's last marker, and the aborted
-//! transactions a `read_committed` fetch lists (see `txn.rs`).
+//! stable offset) and the epoch of the coordinator that wrote the producer's last marker. A marker that aborts a
+//! transaction gives the entry for its segment's aborted-transaction index (`txn_index.rs`).
 //!
 //! The state is derived from the log: every batch with a producer id carries epoch and sequences in its header,
 //! so replaying headers in offset order rebuilds the state exactly. Replay is what unclean open does; a clean
@@ -9,14 +9,13 @@
 //!
 //! ```text
 //! producer-state.snapshot (big-endian), written with checkpoint::write_atomic
-//!   magic "SPS1" | crc u32 (CRC-32C of everything after it) | end_offset i64 | producers u32
+//!   magic "SPS2" | crc u32 (CRC-32C of everything after it) | end_offset i64 | producers u32
 //!   per producer: producer_id i64 | epoch i16 | coordinator_epoch i32 | txn_first_offset i64 (-1: none)
 //!                 | batches u8 (<= 5)
 //!     per batch: first_seq i32 | last_seq i32 | first_offset i64 | last_offset i64
-//!   aborted u32
-//!     per aborted transaction: producer_id i64 | first_offset i64 | last_offset i64 | last_stable_offset i64
 //! ```
-//! An "SPS0" snapshot (before transactions) is not read: the open replays the log instead.
+//! Older snapshots ("SPS0" from before transactions, "SPS1" that also listed the aborted transactions, now in the
+//! segments' indexes) are not read: the open replays the log instead.
 //! A snapshot is used only if its CRC matches and `end_offset` equals the log end offset found at open; the open
 //! deletes it after reading, so a later truncate-and-refill can never make a stale snapshot look current.
 //! Anything else (missing, damaged, wrong offset) falls back to replaying the log.
@@ -36,7 +35,7 @@ use crate::error::{AppendError, IoContext, LogError};
 use crate::txn::{AbortedTxn, ControlType, Marker};
 
 pub(crate) const SNAPSHOT_FILE: &str = "producer-state.snapshot";
-const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS2";
 /// The base sequence of a batch a coordinator writes for a producer (Kafka's NO_SEQUENCE): transactional offset
 /// commits carry the producer's id and epoch, for fencing and for the transaction, but no sequence.
 const NO_SEQUENCE: i32 = -1;
@@ -93,8 +92,6 @@ pub struct ActiveProducer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
-    /// Aborted transactions in the order of their markers (by last offset).
-    aborted: VecDeque<AbortedTxn>,
 }
 
 enum Check {
@@ -222,19 +219,21 @@ impl ProducerStateManager {
     }
 
     /// Records a batch that is now in the log (append, or replay at open); `marker` is what a control batch says.
-    pub(crate) fn update(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+    /// Returns the transaction an abort marker ended, for the aborted-transaction index of its segment.
+    #[must_use = "an aborted transaction goes into its segment's index"]
+    pub(crate) fn update(&mut self, h: &BatchHeader, marker: Option<Marker>) -> Option<AbortedTxn> {
         if let (true, Some(marker)) = (h.is_control(), marker) {
-            self.end_txn(h, marker);
-            return;
+            return self.end_txn(h, marker);
         }
         if !tracked(h) {
-            return;
+            return None;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
         apply(entry, h);
+        None
     }
 
     /// Checks a marker before it is written: not from a fenced producer epoch, nor from an older coordinator.
@@ -264,8 +263,8 @@ impl ProducerStateManager {
         Ok(())
     }
 
-    /// Ends the producer's open transaction with the marker `h` (in the log); an abort is remembered.
-    fn end_txn(&mut self, h: &BatchHeader, marker: Marker) {
+    /// Ends the producer's open transaction with the marker `h` (in the log); returns it if it was aborted.
+    fn end_txn(&mut self, h: &BatchHeader, marker: Marker) -> Option<AbortedTxn> {
         let entry = self
             .producers
             .entry(h.producer_id)
@@ -276,15 +275,12 @@ impl ProducerStateManager {
         }
         entry.coordinator_epoch = marker.coordinator_epoch;
         let first_offset = entry.txn_first_offset.take().unwrap_or(h.base_offset);
-        if marker.control == ControlType::Abort {
-            let last_stable_offset = self.first_unstable_offset().unwrap_or(h.base_offset + 1);
-            self.aborted.push_back(AbortedTxn {
-                producer_id: h.producer_id,
-                first_offset,
-                last_offset: h.base_offset,
-                last_stable_offset,
-            });
-        }
+        (marker.control == ControlType::Abort).then(|| AbortedTxn {
+            producer_id: h.producer_id,
+            first_offset,
+            last_offset: h.base_offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(h.base_offset + 1),
+        })
     }
 
     /// The first offset of the earliest transaction still open: the last stable offset, if below the high
@@ -331,28 +327,13 @@ impl ProducerStateManager {
             .collect()
     }
 
-    /// The aborted transactions with records in `[from, upper)`: their marker is at or after `from` and their
-    /// first batch below `upper` (Kafka's rule for a fetch's aborted-transaction list).
-    pub(crate) fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
-        let start = self.aborted.partition_point(|a| a.last_offset < from);
-        self.aborted
-            .iter()
-            .skip(start)
-            .filter(|a| a.first_offset < upper)
-            .copied()
-            .collect()
-    }
-
-    /// Forgets batches that start below `offset` (their segment was deleted), producers left with none and no
-    /// open transaction, and aborted transactions whose marker is below it.
+    /// Forgets batches that start below `offset` (their segment was deleted), and producers left with none and no
+    /// open transaction.
     pub(crate) fn prune_below(&mut self, offset: i64) {
         self.producers.retain(|_, e| {
             e.batches.retain(|m| m.first_offset >= offset);
             !e.batches.is_empty() || e.txn_first_offset.is_some()
         });
-        while self.aborted.front().is_some_and(|a| a.last_offset < offset) {
-            self.aborted.pop_front();
-        }
     }
 
     /// Producer id -> last offset of its newest batch; compaction keeps those batches.
@@ -378,17 +359,6 @@ impl ProducerStateManager {
                 body.extend_from_slice(&m.last_seq.to_be_bytes());
                 body.extend_from_slice(&m.first_offset.to_be_bytes());
                 body.extend_from_slice(&m.last_offset.to_be_bytes());
-            }
-        }
-        body.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
-        for a in &self.aborted {
-            for v in [
-                a.producer_id,
-                a.first_offset,
-                a.last_offset,
-                a.last_stable_offset,
-            ] {
-                body.extend_from_slice(&v.to_be_bytes());
             }
         }
         let mut file = Vec::with_capacity(body.len() + 8);
@@ -471,17 +441,7 @@ fn parse_snapshot(data: &[u8]) -> Option<(i64, ProducerStateManager)> {
             },
         );
     }
-    let count = u32::from_be_bytes(r.take()?);
-    let mut aborted = VecDeque::new();
-    for _ in 0..count {
-        aborted.push_back(AbortedTxn {
-            producer_id: i64::from_be_bytes(r.take()?),
-            first_offset: i64::from_be_bytes(r.take()?),
-            last_offset: i64::from_be_bytes(r.take()?),
-            last_stable_offset: i64::from_be_bytes(r.take()?),
-        });
-    }
-    Some((end_offset, ProducerStateManager { producers, aborted }))
+    Some((end_offset, ProducerStateManager { producers }))
 }
 
 #[cfg(test)]
@@ -510,7 +470,7 @@ mod tests {
     fn sequence_rules() {
         let mut s = ProducerStateManager::default();
         assert!(s.validate(&[header(1, 0, 7, 2, 0)]).unwrap().is_none());
-        s.update(&header(1, 0, 7, 2, 0), None);
+        assert_eq!(s.update(&header(1, 0, 7, 2, 0), None), None);
         assert!(matches!(
             s.validate(&[header(1, 0, 10, 1, 2)]),
             Err(AppendError::OutOfOrderSequence {
@@ -525,7 +485,7 @@ mod tests {
             s.validate(&[header(1, 1, 3, 1, 2)]),
             Err(AppendError::OutOfOrderSequence { expected: 0, .. })
         ));
-        s.update(&header(1, 1, 0, 1, 2), None);
+        assert_eq!(s.update(&header(1, 1, 0, 1, 2), None), None);
         assert!(matches!(
             s.validate(&[header(1, 0, 9, 1, 3)]),
             Err(AppendError::InvalidProducerEpoch {
@@ -548,9 +508,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStateManager::default();
         for i in 0..8 {
-            s.update(&header(5, 2, i, 1, i64::from(i)), None);
+            assert_eq!(s.update(&header(5, 2, i, 1, i64::from(i)), None), None);
         }
-        s.update(&header(6, 0, 0, 3, 8), None);
+        assert_eq!(s.update(&header(6, 0, 0, 3, 8), None), None);
         s.write_snapshot(dir.path(), 11).unwrap();
         assert_eq!(
             ProducerStateManager::read_snapshot(dir.path(), 11).unwrap(),

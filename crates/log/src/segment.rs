@@ -5,6 +5,7 @@
 //!                                     our own: each batch's own length prefix frames it)
 //! <base offset, 20 digits>.index      see offset_index.rs
 //! <base offset, 20 digits>.timeindex  see time_index.rs
+//! <base offset, 20 digits>.txnindex   see txn_index.rs (the transactions aborted by markers in this segment)
 //! ```
 //! The base offset in the name is the first offset the segment may hold; the first batch's base offset is >= it
 //! (equal unless compaction removed the first batches). Within a segment, batch offsets strictly increase and
@@ -27,6 +28,7 @@ use crate::error::{IoContext, LogError};
 use crate::offset_index::OffsetIndex;
 use crate::scan::{BatchScanner, ScanMode, Step};
 use crate::time_index::TimeIndex;
+use crate::txn_index::{TxnIndex, TXN_INDEX_SUFFIX};
 
 mod read;
 
@@ -95,6 +97,7 @@ pub(crate) struct Segment {
     next_offset: i64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TxnIndex,
     /// Largest batch maxTimestamp in the segment (-1 if none) and the base offset of the first batch reaching it.
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -132,6 +135,7 @@ impl Segment {
         config: &LogConfig,
         log: File,
         size: u64,
+        txn_index: TxnIndex,
     ) -> Result<Self, LogError> {
         Ok(Segment {
             base_offset,
@@ -147,6 +151,7 @@ impl Segment {
                 &segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
                 config.segment_index_bytes,
             )?,
+            txn_index,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
@@ -168,7 +173,8 @@ impl Segment {
     ) -> Result<Self, LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let (log, size) = open_log_file(&path, true)?;
-        let mut seg = Self::assemble(dir, base_offset, config, log, size)?;
+        let txn_index = TxnIndex::create(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX))?;
+        let mut seg = Self::assemble(dir, base_offset, config, log, size, txn_index)?;
         seg.created_ms = now_ms;
         if config.preallocate {
             seg.preallocate(config.segment_bytes.min(MAX_SEGMENT_SPAN as u64));
@@ -259,6 +265,10 @@ impl Segment {
                 true,
             ));
         };
+        let txn_index = TxnIndex::open(
+            &segment_file(dir, base_offset, TXN_INDEX_SUFFIX),
+            next_offset,
+        )?;
         let (mut max_timestamp, mut offset_of_max) =
             time_index.last().map_or((-1, base_offset), |e| {
                 (e.timestamp, base_offset + i64::from(e.relative_offset))
@@ -274,6 +284,7 @@ impl Segment {
             next_offset,
             offset_index,
             time_index,
+            txn_index,
             max_timestamp,
             offset_of_max_timestamp: offset_of_max,
             bytes_since_index_entry: tail_bytes,
@@ -298,7 +309,10 @@ impl Segment {
     ) -> Result<(Self, u64), LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let (log, size) = open_log_file(&path, false)?;
-        let mut seg = Self::assemble(dir, base_offset, config, log, size)?;
+        // Its entries are checked against the recovered log end by `recover_in_place`.
+        let txn_index =
+            TxnIndex::open(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX), i64::MAX)?;
+        let mut seg = Self::assemble(dir, base_offset, config, log, size, txn_index)?;
         let truncated = seg.recover_in_place()?;
         seg.created_ms = seg.roll_clock_start(now_ms)?;
         seg.flush()?;
@@ -373,6 +387,8 @@ impl Segment {
         for (position, header) in valid {
             self.track_batch(&header, position)?;
         }
+        // Transactions aborted by markers that are no longer here are not aborted here.
+        self.txn_index.truncate_to(self.next_offset)?;
         self.dirty = true;
         Ok(truncated)
     }
@@ -555,7 +571,7 @@ impl Segment {
             self.time_index.sync()?;
             self.index_dirty = false;
         }
-        Ok(())
+        self.txn_index.sync()
     }
 
     /// For a flush done outside the partition lock: if the log file has unsynced writes, marks it clean and returns
@@ -578,6 +594,7 @@ impl Segment {
     pub(crate) fn delete(self) -> Result<(), LogError> {
         self.offset_index.delete()?;
         self.time_index.delete()?;
+        self.txn_index.delete()?;
         drop(self.log);
         remove_if_exists(&self.log_path)
     }
@@ -587,7 +604,12 @@ impl Segment {
     pub(crate) fn retire(self) -> Result<Vec<PathBuf>, LogError> {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let mut renamed = Vec::new();
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
             let path = segment_file(dir, self.base_offset, suffix);
             let mut target = path.clone().into_os_string();
             target.push(DELETED_SUFFIX);
@@ -601,10 +623,19 @@ impl Segment {
         Ok(renamed)
     }
 
-    /// Deletes the index files but not the log: compaction is about to rename a new log over it.
+    /// Deletes the offset and time indexes but not the log: compaction is about to rename a new log over it. The
+    /// aborted-transaction index stays: compaction keeps the markers, so it holds for the new log too.
     pub(crate) fn delete_indexes(self) -> Result<(), LogError> {
         self.offset_index.delete()?;
         self.time_index.delete()
+    }
+
+    pub(crate) fn txn_index(&self) -> &TxnIndex {
+        &self.txn_index
+    }
+
+    pub(crate) fn txn_index_mut(&mut self) -> &mut TxnIndex {
+        &mut self.txn_index
     }
 
     pub(crate) fn file(&self) -> (&File, &Path) {

@@ -177,8 +177,8 @@ fn retention_renames_segments_deleted_and_removes_them_after_the_delay() {
     let retired = log.retired_files();
     assert_eq!(
         retired.len(),
-        3 * deleted,
-        "a .log, .index and .timeindex each"
+        4 * deleted,
+        "a .log, .index, .timeindex and .txnindex each"
     );
     for path in &retired {
         assert!(path.exists(), "{path:?} removed before its delay");

@@ -150,6 +150,42 @@ fn the_transaction_state_survives_clean_and_unclean_reopen() {
     check_history(&log);
 }
 
+/// Each abort is an entry in the aborted-transaction index of the segment holding its marker, in Kafka's
+/// 34-byte layout; an index lost (a data directory from before it existed) or damaged is rebuilt from the log at
+/// open, even a clean one, and written whole only then.
+#[test]
+fn aborts_live_in_the_txnindex_of_their_marker_s_segment_and_a_lost_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_batch_per_segment = LogConfig {
+        segment_bytes: 1,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), one_batch_per_segment.clone(), 0).unwrap();
+    history(&mut log);
+    let index = dir.path().join("00000000000000000010.txnindex");
+    let bytes = std::fs::read(&index).unwrap();
+    assert_eq!(bytes.len(), 34, "one entry, in the abort marker's segment");
+    assert_eq!(&bytes[..2], &0i16.to_be_bytes(), "version");
+    assert_eq!(&bytes[2..10], &2i64.to_be_bytes(), "producer id");
+    assert_eq!(&bytes[10..18], &5i64.to_be_bytes(), "first offset");
+    assert_eq!(&bytes[18..26], &10i64.to_be_bytes(), "last offset");
+    assert_eq!(&bytes[26..34], &11i64.to_be_bytes(), "last stable offset");
+    let empty = dir.path().join("00000000000000000007.txnindex");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "a commit");
+    log.close().unwrap();
+
+    std::fs::remove_file(&index).unwrap();
+    let log = Log::open(dir.path(), one_batch_per_segment.clone(), 0).unwrap();
+    check_history(&log);
+    assert_eq!(std::fs::read(&index).unwrap(), bytes, "rebuilt");
+    log.close().unwrap();
+
+    std::fs::write(&index, &bytes[..20]).unwrap();
+    let log = Log::open(dir.path(), one_batch_per_segment, 0).unwrap();
+    check_history(&log);
+    assert_eq!(std::fs::read(&index).unwrap(), bytes, "rebuilt");
+}
+
 #[test]
 fn fenced_markers_and_writes_outside_an_open_transaction_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,8 @@
 //!    scanned batch by batch; the first torn or invalid batch truncates its file and every later segment is
 //!    deleted. Segments before the recovery point are trusted as above.
 //! 3. Producer state comes from the snapshot if it was written for exactly this log end offset, else from a
-//!    replay of all batch headers. The leader epoch cache comes from `leader-epoch-checkpoint`, else (missing
+//!    replay of all batch headers. A segment whose aborted-transaction index is missing or damaged (see
+//!    txn_index.rs) is filled by that replay too, which then runs whatever the snapshot says. The leader epoch cache comes from `leader-epoch-checkpoint`, else (missing
 //!    or unparsable) from the partitionLeaderEpoch of all batch headers, in the same replay when both are
 //!    needed; entries past the log end offset (data the crash lost) and below the log start offset are dropped,
 //!    and the file is rewritten if that changed it. The snapshot and the marker are then deleted, so a
@@ -36,6 +37,8 @@ use crate::segment::{
     parse_segment_name, segment_file, Segment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
 };
+use crate::txn::AbortedTxn;
+use crate::txn_index::TXN_INDEX_SUFFIX;
 
 pub(super) const CLEANED_SUFFIX: &str = ".log.cleaned";
 pub(super) const SWAP_SUFFIX: &str = ".log.swap";
@@ -65,7 +68,12 @@ impl Log {
         for (i, &base) in bases.iter().enumerate() {
             if dropping {
                 tracing::warn!(dir = %dir.display(), base_offset = base, "deleting segment after a truncated one");
-                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                for suffix in [
+                    LOG_SUFFIX,
+                    INDEX_SUFFIX,
+                    TIME_INDEX_SUFFIX,
+                    TXN_INDEX_SUFFIX,
+                ] {
                     remove_if_exists(&segment_file(dir, base, suffix))?;
                 }
                 continue;
@@ -98,19 +106,24 @@ impl Log {
         let rebuild_epochs = checkpointed_epochs.is_none() && segments.iter().any(|s| s.size() > 0);
         let mut epochs =
             LeaderEpochCache::from_entries(checkpointed_epochs.clone().unwrap_or_default());
+        let incomplete_txn_indexes = segments.iter().any(|s| !s.txn_index().is_complete());
         let producers = match snapshot {
-            Some(state) if !rebuild_epochs => state,
+            Some(state) if !rebuild_epochs && !incomplete_txn_indexes => state,
             snapshot => {
                 let mut replayed = ProducerStateManager::default();
-                let replay_producers = snapshot.is_none();
-                replay_headers(&segments, |h, marker| {
-                    if replay_producers {
-                        replayed.update(h, marker);
+                let mut aborted = Vec::new();
+                replay_headers(&segments, |segment, h, marker| {
+                    if let Some(txn) = replayed.update(h, marker) {
+                        aborted.push((segment, txn));
                     }
                     if rebuild_epochs {
                         epochs.assign(h.partition_leader_epoch, h.base_offset);
                     }
                 })?;
+                if incomplete_txn_indexes {
+                    tracing::info!(dir = %dir.display(), aborted = aborted.len(), "rebuilt aborted-transaction indexes from the log");
+                }
+                fill_txn_indexes(&mut segments, aborted)?;
                 if rebuild_epochs {
                     tracing::warn!(dir = %dir.display(), epochs = epochs.entries().len(), "rebuilt leader epoch cache from batch headers");
                 }
@@ -175,13 +188,35 @@ impl Log {
     }
 }
 
-/// Rebuilds producer state by replaying every batch header in offset order (bodies are not read).
+/// Rebuilds producer state by replaying every batch header in offset order (bodies are read for control batches
+/// only); the aborted-transaction indexes get any entry they lack.
 pub(super) fn rebuild_producer_state(
-    segments: &[Segment],
+    segments: &mut [Segment],
 ) -> Result<ProducerStateManager, LogError> {
     let mut state = ProducerStateManager::default();
-    replay_headers(segments, |h, marker| state.update(h, marker))?;
+    let mut aborted = Vec::new();
+    replay_headers(segments, |segment, h, marker| {
+        if let Some(txn) = state.update(h, marker) {
+            aborted.push((segment, txn));
+        }
+    })?;
+    fill_txn_indexes(segments, aborted)?;
     Ok(state)
+}
+
+/// Adds each replayed abort (by the index of the segment holding its marker) to that segment's index, where it is
+/// not already, and writes out the indexes that were being rebuilt.
+fn fill_txn_indexes(
+    segments: &mut [Segment],
+    aborted: Vec<(usize, AbortedTxn)>,
+) -> Result<(), LogError> {
+    for (segment, txn) in aborted {
+        segments[segment].txn_index_mut().append(txn)?;
+    }
+    for segment in segments {
+        segment.txn_index_mut().complete()?;
+    }
+    Ok(())
 }
 
 /// What a control batch (whole, header included) says; `None` for a data batch, or a control batch that does not
@@ -199,14 +234,14 @@ pub(super) fn marker_of(header: &BatchHeader, batch: &bytes::Bytes) -> Option<cr
     }
 }
 
-/// Calls `f` with every batch header in offset order, and what each control batch says (bodies are read for
-/// control batches only).
+/// Calls `f` with the index of its segment, every batch header in offset order, and what each control batch says
+/// (bodies are read for control batches only).
 fn replay_headers(
     segments: &[Segment],
-    mut f: impl FnMut(&BatchHeader, Option<crate::txn::Marker>),
+    mut f: impl FnMut(usize, &BatchHeader, Option<crate::txn::Marker>),
 ) -> Result<(), LogError> {
     use std::os::unix::fs::FileExt;
-    for seg in segments {
+    for (i, seg) in segments.iter().enumerate() {
         let (file, path) = seg.file();
         let mut scanner = BatchScanner::new(file, path, 0, seg.size(), ScanMode::Headers);
         loop {
@@ -216,9 +251,9 @@ fn replay_headers(
                 } if header.is_control() => {
                     let mut batch = vec![0u8; header.total_size()];
                     file.read_exact_at(&mut batch, position).at(path)?;
-                    f(&header, marker_of(&header, &bytes::Bytes::from(batch)));
+                    f(i, &header, marker_of(&header, &bytes::Bytes::from(batch)));
                 }
-                Step::Batch { header, .. } => f(&header, None),
+                Step::Batch { header, .. } => f(i, &header, None),
                 Step::End => break,
                 Step::Invalid { position, reason } => {
                     return Err(LogError::Corrupt {
@@ -270,7 +305,7 @@ fn clean_leftovers(dir: &Path) -> Result<Vec<i64>, LogError> {
     }
     bases.sort_unstable();
     for name in &names {
-        let orphan = [INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+        let orphan = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
             .iter()
             .filter_map(|s| parse_segment_name(name, s))
             .any(|base| bases.binary_search(&base).is_err());

@@ -94,7 +94,9 @@ impl Log {
         self.active_mut()
             .append(&[&records[..bytes]], &headers, now_ms)?;
         for (h, batch) in &batches[..fitting] {
-            self.producers.update(h, super::open::marker_of(h, batch));
+            if let Some(aborted) = self.producers.update(h, super::open::marker_of(h, batch)) {
+                self.active_mut().txn_index_mut().append(aborted)?;
+            }
         }
         Ok(Some(ReplicatedAppend {
             first_offset,

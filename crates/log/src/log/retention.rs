@@ -102,7 +102,7 @@ impl Log {
             }
             self.active_mut().truncate_to(offset)?;
             self.dir_dirty = true;
-            self.producers = rebuild_producer_state(&self.segments)?;
+            self.producers = rebuild_producer_state(&mut self.segments)?;
         }
         let end = self.log_end_offset();
         // Records written again at the truncated offsets were never cleaned.

@@ -39,7 +39,9 @@ impl Log {
         }
         self.active_mut()
             .append(&[&batch], &[header], opts.now_ms)?;
-        self.producers.update(&header, Some(marker));
+        if let Some(aborted) = self.producers.update(&header, Some(marker)) {
+            self.active_mut().txn_index_mut().append(aborted)?;
+        }
         Ok(offset)
     }
 
@@ -98,8 +100,14 @@ impl Log {
     }
 
     /// The aborted transactions with records in `[from, upper)`, for a `read_committed` fetch from `from` that
-    /// returned data below `upper`.
+    /// returned data below `upper` (Kafka's rule): their marker is at or after `from`, so in the segment holding
+    /// `from` or a later one, and their first batch is below `upper`.
     pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
-        self.producers.aborted_between(from, upper)
+        let first = self.segments.partition_point(|s| s.next_offset() <= from);
+        let mut out = Vec::new();
+        for segment in &self.segments[first..] {
+            segment.txn_index().collect(from, upper, &mut out);
+        }
+        out
     }
 }
