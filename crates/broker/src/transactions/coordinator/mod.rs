@@ -387,9 +387,17 @@ impl Coordinator {
         let (prepare, complete, control) = ending(commit);
         if bump_epoch {
             if let Some(entry) = self.txns.get(transactional_id) {
-                if entry.ended_by == Some(producer) && entry.pending.is_none() {
-                    // A retry of the EndTxn that bumped the epoch: its outcome, if it is this one.
-                    return match entry.current.state {
+                let m = &entry.current;
+                // A retry of the EndTxn that bumped the epoch (its response lost): this coordinator saw it
+                // (`ended_by`, which also knows an exhausted epoch's move to a new producer id), or it comes from
+                // the epoch just before the current one of a transaction that ended this way, which is what a
+                // coordinator that took over from the one that answered knows of it (Kafka's rule).
+                let retry = entry.ended_by == Some(producer)
+                    || (producer.producer_id == m.producer_id
+                        && producer.producer_epoch.checked_add(1) == Some(m.producer_epoch)
+                        && (m.state == prepare || m.state == complete));
+                if retry && entry.pending.is_none() {
+                    return match m.state {
                         s if s == prepare => Err(error::CONCURRENT_TRANSACTIONS),
                         s if s == complete => Ok(None),
                         _ => Err(error::INVALID_TXN_STATE),

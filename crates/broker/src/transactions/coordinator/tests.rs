@@ -458,6 +458,54 @@ fn transaction_version_2_ends_each_transaction_with_the_next_epoch() {
     );
 }
 
+/// Transaction version 2 after a coordinator failover: the coordinator that loads `__transaction_state` knows a
+/// retried EndTxn by its epoch, the one just before the bumped one, and answers it as the first one would have;
+/// the producer's epochs before that stay fenced.
+#[test]
+fn a_retried_version_2_end_txn_is_answered_by_the_coordinator_that_took_over() {
+    let mut c = initialized();
+    persist(&mut c, |c| {
+        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+            .unwrap()
+            .unwrap())
+    });
+    persist(&mut c, |c| {
+        Ok(c.end_txn("tx", pe(7, 0), true, true, NOW).unwrap().unwrap())
+    });
+    let take_over = |c: &Coordinator| {
+        let mut next = coordinator();
+        let resumed = next.load([("tx".to_string(), c.get("tx").cloned())]);
+        (next, resumed)
+    };
+    // Taken over while the markers are written: the retry waits, and the new coordinator writes them.
+    let (mut next, resumed) = take_over(&c);
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(
+        next.end_txn("tx", pe(7, 0), true, true, NOW),
+        Err(error::CONCURRENT_TRANSACTIONS)
+    );
+    persist(&mut next, |c| {
+        Ok(c.markers_written("tx", 7, 1, NOW, None).unwrap())
+    });
+    // Taken over once complete: the retry is answered, the other end and older epochs are refused.
+    let (mut last, _) = take_over(&next);
+    assert_eq!(last.end_txn("tx", pe(7, 0), true, true, NOW), Ok(None));
+    assert_eq!(
+        last.end_txn("tx", pe(7, 0), false, true, NOW),
+        Err(error::PRODUCER_FENCED),
+        "not the end it made"
+    );
+    assert_eq!(
+        last.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+    // Transaction version 1 never bumped: the epoch before the current one is a zombie's.
+    assert_eq!(
+        last.end_txn("tx", pe(7, 0), true, false, NOW),
+        Err(error::PRODUCER_FENCED)
+    );
+}
+
 #[test]
 fn bad_timeouts_and_out_of_step_ends_get_kafka_s_codes() {
     let mut c = coordinator();
