@@ -112,6 +112,13 @@ fn bench_prints_summaries_targets_and_a_report() {
             && e2e.contains("broker fetch wake-up p50 <= "),
         "{e2e}"
     );
+    // The same run with Strom's own client at both ends, beside librdkafka's.
+    let strom_client = line_of(&stdout, "e2e-latency/strom-client");
+    assert!(
+        strom_client.starts_with("e2e-latency/strom-client: 1000 records, ")
+            && strom_client.contains("p99.9 "),
+        "{strom_client}"
+    );
     // After 2 MiB of load, one second at each fixed rate.
     for (case, records) in [("e2e-after-load/5k", 5000), ("e2e-after-load/10k", 10000)] {
         let line = line_of(&stdout, case);

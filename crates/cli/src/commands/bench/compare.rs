@@ -67,7 +67,7 @@ pub fn compare(saved: &Saved, results: &[CaseResult]) -> Comparison {
             lines.push(format!("{}: not in the saved report", result.name));
             continue;
         };
-        let (what, old_value, new_value, worse) = if result.name == "e2e-latency" {
+        let (what, old_value, new_value, worse) = if result.name.starts_with("e2e-") {
             let new = result.figures.latency_ms.map_or(f64::INFINITY, |l| l.p99);
             let old = old.p99_ms.unwrap_or(f64::INFINITY);
             ("p99 ms", old, new, new > old * (1.0 + TOLERANCE))

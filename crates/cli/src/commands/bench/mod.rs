@@ -91,7 +91,7 @@ pub enum Scenario {
     ProduceDurable,
     /// Read back the 1 KiB records of produce-1k: assigned partitions, and as a consumer group.
     Consume,
-    /// Fixed-rate produce (linger 0, acks=1) to consume, per-record latency.
+    /// Fixed-rate produce (linger 0, acks=1) to consume, per-record latency: librdkafka's clients, then Strom's.
     #[value(name = "e2e-latency")]
     E2eLatency,
     /// e2e-latency at 5,000 and 10,000 records/s right after 2 GB of produce traffic (1.5M × 1 KiB and
@@ -146,7 +146,7 @@ enum Kind {
         partitions: i32,
     },
     Consume(consume::Mode),
-    E2eLatency,
+    E2eLatency(e2e::Client),
     /// e2e-latency at `rate` records/s right after [`after_load`]'s traffic.
     E2eAfterLoad {
         rate: u32,
@@ -173,7 +173,7 @@ impl Kind {
             Kind::Produce { .. }
             | Kind::Recompress { .. }
             | Kind::Transactional { .. }
-            | Kind::E2eLatency
+            | Kind::E2eLatency(_)
             | Kind::E2eAfterLoad { .. } => Some("Produce"),
             Kind::Consume(_) => Some("Fetch"),
             Kind::Ceiling { .. }
@@ -234,10 +234,16 @@ impl Scenario {
                     kind: Kind::Consume(consume::Mode::Group),
                 },
             ],
-            Scenario::E2eLatency => vec![Case {
-                name: "e2e-latency",
-                kind: Kind::E2eLatency,
-            }],
+            Scenario::E2eLatency => vec![
+                Case {
+                    name: "e2e-latency",
+                    kind: Kind::E2eLatency(e2e::Client::Librdkafka),
+                },
+                Case {
+                    name: "e2e-latency/strom-client",
+                    kind: Kind::E2eLatency(e2e::Client::Strom),
+                },
+            ],
             Scenario::E2eAfterLoad => vec![
                 Case {
                     name: "e2e-after-load/5k",
@@ -322,7 +328,9 @@ fn baselines(case: &Case) -> &'static [&'static str] {
         Kind::Replicated { .. } | Kind::Transactional { .. } => &["produce-durable/p6"],
         Kind::Recompress { codec: Some(_) } => &["produce-recompress/as-sent"],
         Kind::Recompress { codec: None } => &[],
-        Kind::Ceiling { .. } | Kind::E2eLatency | Kind::E2eAfterLoad { .. } | Kind::Failover => &[],
+        Kind::Ceiling { .. } | Kind::E2eLatency(_) | Kind::E2eAfterLoad { .. } | Kind::Failover => {
+            &[]
+        }
     }
 }
 
@@ -522,15 +530,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     finished_topic = Some(topic);
                     figures
                 }
-                Kind::E2eLatency => {
+                Kind::E2eLatency(client) => {
                     let records = args.e2e_rate as usize * args.e2e_seconds as usize;
-                    let figures = e2e::run(&bootstrap, &topic, PARTITIONS, args.e2e_rate, records)?;
+                    let figures = e2e::run(
+                        &bootstrap,
+                        &topic,
+                        PARTITIONS,
+                        args.e2e_rate,
+                        records,
+                        client,
+                    )?;
                     finished_topic = Some(topic);
                     figures
                 }
                 Kind::E2eAfterLoad { rate } => {
                     let records = rate as usize * args.e2e_seconds as usize;
-                    let figures = e2e::run(&bootstrap, &topic, PARTITIONS, rate, records)?;
+                    let figures = e2e::run(
+                        &bootstrap,
+                        &topic,
+                        PARTITIONS,
+                        rate,
+                        records,
+                        e2e::Client::Librdkafka,
+                    )?;
                     finished_topic = Some(topic);
                     figures
                 }
@@ -579,7 +601,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if let Some((addr, api, before)) = metrics_before {
                 let after = broker_metrics::scrape(addr)?;
                 figures.broker_request_ms = after.since(&before, broker_metrics::REQUEST_TIME, api);
-                if matches!(case.kind, Kind::E2eLatency | Kind::E2eAfterLoad { .. }) {
+                if matches!(case.kind, Kind::E2eLatency(_) | Kind::E2eAfterLoad { .. }) {
                     figures.broker_fetch_wakeup_ms =
                         after.since(&before, broker_metrics::FETCH_WAKEUP, "Fetch");
                 }
@@ -595,7 +617,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let rates_of_all_runs: Vec<f64> = runs.iter().map(|f| f.records_per_sec).collect();
         let figures = match case.kind {
             // A fixed-rate run is judged by its latency, not its rate.
-            Kind::E2eLatency | Kind::E2eAfterLoad { .. } => {
+            Kind::E2eLatency(_) | Kind::E2eAfterLoad { .. } => {
                 figures::median_run(runs, |f| f.latency_ms.map_or(f64::MAX, |l| l.p99))
             }
             Kind::Failover => figures::median_run(runs, |f| f.pause_ms.unwrap_or(f64::MAX)),
