@@ -35,6 +35,17 @@ fn initialized() -> Coordinator {
     c
 }
 
+/// Producer 7 of "tx" at epoch 0 with a transaction open on a-0.
+fn open_on_a0() -> Coordinator {
+    let mut c = initialized();
+    persist(&mut c, |c| {
+        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
+            .unwrap()
+            .unwrap())
+    });
+    c
+}
+
 /// Producer 7 of "tx" at epoch `i16::MAX - 1`, the last one, with a transaction open on a-0.
 fn open_at_the_last_epoch() -> Coordinator {
     at_the_last_epoch(TxnState::Ongoing, &[("a", 0)])
@@ -177,12 +188,7 @@ fn init_producer_id_bumps_the_epoch_and_fences_the_old_producer() {
 
 #[test]
 fn init_producer_id_aborts_a_transaction_left_open_with_the_new_epoch() {
-    let mut c = initialized();
-    persist(&mut c, |c| {
-        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
-            .unwrap()
-            .unwrap())
-    });
+    let mut c = open_on_a0();
     let fence = persist(&mut c, |c| c_init(c, None));
     assert_eq!(fence.metadata.state, TxnState::PrepareAbort);
     assert_eq!(
@@ -206,12 +212,7 @@ fn init_producer_id_aborts_a_transaction_left_open_with_the_new_epoch() {
 
 #[test]
 fn an_expired_transaction_is_aborted_with_the_next_epoch() {
-    let mut c = initialized();
-    persist(&mut c, |c| {
-        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
-            .unwrap()
-            .unwrap())
-    });
+    let mut c = open_on_a0();
     assert!(c.expired(NOW + 59_999).is_empty());
     assert_eq!(c.expired(NOW + 60_000), vec!["tx".to_string()]);
     let abort = persist(&mut c, |c| c.abort_expired("tx", NOW + 60_000).ok_or(0));
@@ -321,12 +322,7 @@ fn loading_resumes_the_markers_of_prepared_transactions() {
 
 #[test]
 fn a_prepared_transaction_whose_marker_writer_stopped_is_handed_out_again_once() {
-    let mut c = initialized();
-    persist(&mut c, |c| {
-        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
-            .unwrap()
-            .unwrap())
-    });
+    let mut c = open_on_a0();
     persist(&mut c, |c| {
         Ok(c.end_txn("tx", pe(7, 0), true, false, NOW)
             .unwrap()
@@ -463,12 +459,7 @@ fn transaction_version_2_ends_each_transaction_with_the_next_epoch() {
 /// the producer's epochs before that stay fenced.
 #[test]
 fn a_retried_version_2_end_txn_is_answered_by_the_coordinator_that_took_over() {
-    let mut c = initialized();
-    persist(&mut c, |c| {
-        Ok(c.add_partitions("tx", pe(7, 0), &parts(&[("a", 0)]), NOW)
-            .unwrap()
-            .unwrap())
-    });
+    let mut c = open_on_a0();
     persist(&mut c, |c| {
         Ok(c.end_txn("tx", pe(7, 0), true, true, NOW).unwrap().unwrap())
     });

@@ -71,111 +71,147 @@ pub fn run(
     let sender = {
         let topic = topic.to_string();
         std::thread::spawn(move || -> Result<()> {
-            let mut schedule = Schedule::new(epoch, rate);
-            let mut payload = vec![b'x'; RECORD_BYTES];
-            for seq in 0..total {
-                if seq == WARM_UP {
-                    wait_for_warm_up
-                        .recv()
-                        .context("the consumer stopped during warm-up")?;
-                    schedule.start = Instant::now();
-                }
-                payload[..16].copy_from_slice(&schedule.wait_for(seq));
-                send(&producer, &topic, None, &seq.to_string(), &payload)?;
-            }
+            send_on_schedule(epoch, rate, total, &wait_for_warm_up, |seq, payload| {
+                send(&producer, &topic, None, &seq.to_string(), payload)
+            })?;
             producer.flush(Duration::from_secs(60))?;
             check_failures(&producer)
         })
     };
 
-    let progress = super::report::progress_bar(records as u64, "received");
-    let mut latencies_us: Vec<u32> = Vec::with_capacity(records);
-    let mut received = 0u64;
-    let mut last_record = Instant::now();
-    let mut measured_from = None;
-    while received < total {
+    let mut received = Received::new(epoch, records, warmed_up);
+    while received.count < total {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                let arrived = epoch.elapsed().as_nanos() as u64;
-                let latency = latency_of(message.payload().unwrap_or_default(), arrived)?;
-                received += 1;
-                last_record = Instant::now();
-                if received == WARM_UP {
-                    let _ = warmed_up.send(());
-                }
-                if let Some(micros) = latency {
-                    measured_from.get_or_insert_with(Instant::now);
-                    latencies_us.push(micros);
-                    if latencies_us.len().is_multiple_of(1024) {
-                        progress.set_position(latencies_us.len() as u64);
-                    }
-                }
-            }
+            Some(Ok(message)) => received.record(message.payload().unwrap_or_default())?,
             Some(Err(e)) => return Err(e).context("consuming"),
-            None if last_record.elapsed() > STALL => {
-                bail!("no record for {STALL:?} after receiving {received} of {total}")
-            }
-            None => {}
+            None => received.check_stall(total)?,
         }
     }
-    let elapsed = measured_from.map(|s| s.elapsed()).unwrap_or_default();
-    progress.finish_and_clear();
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("the e2e producer thread panicked"))??;
-    if latencies_us.len() != records {
-        bail!(
-            "received {} of {records} measured records",
-            latencies_us.len()
-        );
-    }
-    let mut figures = Figures::new(records, (records * RECORD_BYTES) as u64, elapsed);
-    figures.latency_ms = Latency::from_micros(&mut latencies_us);
-    figures.note = Some("fixed rate; latency from scheduled send to consumer poll");
-    Ok(figures)
+    received.finish(
+        sender,
+        "fixed rate; latency from scheduled send to consumer poll",
+    )
 }
 
-/// The schedule of one run: when record `seq` is due. The measured records' schedule starts (`start` is reset)
-/// once the consumer has every warm-up record.
-struct Schedule {
+/// Sends records `0..total` through `send` (sequence number, payload), each when it is due at `rate` per second,
+/// its payload stamped with its sequence number and due time (nanoseconds since `epoch`). The measured records'
+/// schedule starts once `warmed_up` says the consumer has every warm-up record.
+fn send_on_schedule(
     epoch: Instant,
-    interval: Duration,
-    start: Instant,
-}
-
-impl Schedule {
-    fn new(epoch: Instant, rate: u32) -> Self {
-        Self {
-            epoch,
-            interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
-            start: Instant::now(),
+    rate: u32,
+    total: u64,
+    warmed_up: &std::sync::mpsc::Receiver<()>,
+    mut send: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut start = Instant::now();
+    let mut payload = vec![b'x'; RECORD_BYTES];
+    for seq in 0..total {
+        if seq == WARM_UP {
+            warmed_up
+                .recv()
+                .context("the consumer stopped during warm-up")?;
+            start = Instant::now();
         }
-    }
-
-    /// Sleeps until `seq` is due and returns the record's stamp: sequence number and due time.
-    fn wait_for(&self, seq: u64) -> [u8; 16] {
-        let due = self.start + self.interval.mul_f64(seq.saturating_sub(WARM_UP) as f64);
+        let due = start + interval.mul_f64(seq.saturating_sub(WARM_UP) as f64);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        let due_nanos = due.duration_since(self.epoch).as_nanos() as u64;
-        let mut stamp = [0u8; 16];
-        stamp[..8].copy_from_slice(&seq.to_be_bytes());
-        stamp[8..].copy_from_slice(&due_nanos.to_be_bytes());
-        stamp
+        let due_nanos = due.duration_since(epoch).as_nanos() as u64;
+        payload[..8].copy_from_slice(&seq.to_be_bytes());
+        payload[8..16].copy_from_slice(&due_nanos.to_be_bytes());
+        send(seq, &payload)?;
     }
+    Ok(())
 }
 
-/// Latency of one received record (`None` for a warm-up record): microseconds from due to `arrived_nanos`.
-fn latency_of(payload: &[u8], arrived_nanos: u64) -> Result<Option<u32>> {
-    if payload.len() < 16 {
-        bail!("a record of {} bytes is not from this run", payload.len());
+/// The consumer's side of a run: what has arrived and the latency of each measured record.
+struct Received {
+    epoch: Instant,
+    records: usize,
+    count: u64,
+    latencies_us: Vec<u32>,
+    last_record: Instant,
+    measured_from: Option<Instant>,
+    /// Told once every warm-up record is in, which starts the measured records' schedule.
+    warmed_up: std::sync::mpsc::Sender<()>,
+    progress: indicatif::ProgressBar,
+}
+
+impl Received {
+    fn new(epoch: Instant, records: usize, warmed_up: std::sync::mpsc::Sender<()>) -> Self {
+        Self {
+            epoch,
+            records,
+            count: 0,
+            latencies_us: Vec::with_capacity(records),
+            last_record: Instant::now(),
+            measured_from: None,
+            warmed_up,
+            progress: super::report::progress_bar(records as u64, "received"),
+        }
     }
-    let seq = u64::from_be_bytes(payload[..8].try_into()?);
-    let due = u64::from_be_bytes(payload[8..16].try_into()?);
-    let micros = arrived_nanos.saturating_sub(due) / 1000;
-    Ok((seq >= WARM_UP).then(|| u32::try_from(micros).unwrap_or(u32::MAX)))
+
+    /// A record's payload arrived now: its latency is from the due time it carries.
+    fn record(&mut self, payload: &[u8]) -> Result<()> {
+        let arrived = self.epoch.elapsed().as_nanos() as u64;
+        if payload.len() < 16 {
+            bail!("a record of {} bytes is not from this run", payload.len());
+        }
+        let seq = u64::from_be_bytes(payload[..8].try_into()?);
+        let due = u64::from_be_bytes(payload[8..16].try_into()?);
+        self.count += 1;
+        self.last_record = Instant::now();
+        if self.count == WARM_UP {
+            let _ = self.warmed_up.send(());
+        }
+        if seq >= WARM_UP {
+            self.measured_from.get_or_insert_with(Instant::now);
+            let micros = arrived.saturating_sub(due) / 1000;
+            self.latencies_us
+                .push(u32::try_from(micros).unwrap_or(u32::MAX));
+            if self.latencies_us.len().is_multiple_of(1024) {
+                self.progress.set_position(self.latencies_us.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// A poll brought nothing: an error once nothing has come for [`STALL`].
+    fn check_stall(&self, total: u64) -> Result<()> {
+        if self.last_record.elapsed() > STALL {
+            bail!(
+                "no record for {STALL:?} after receiving {} of {total}",
+                self.count
+            );
+        }
+        Ok(())
+    }
+
+    /// Every record is in: joins the sender and gives the run's figures.
+    fn finish(
+        mut self,
+        sender: std::thread::JoinHandle<Result<()>>,
+        note: &'static str,
+    ) -> Result<Figures> {
+        let elapsed = self.measured_from.map(|s| s.elapsed()).unwrap_or_default();
+        self.progress.finish_and_clear();
+        sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("the e2e producer thread panicked"))??;
+        let records = self.records;
+        if self.latencies_us.len() != records {
+            bail!(
+                "received {} of {records} measured records",
+                self.latencies_us.len()
+            );
+        }
+        let mut figures = Figures::new(records, (records * RECORD_BYTES) as u64, elapsed);
+        figures.latency_ms = Latency::from_micros(&mut self.latencies_us);
+        figures.note = Some(note);
+        Ok(figures)
+    }
 }
 
 fn run_strom(
@@ -225,22 +261,14 @@ fn run_strom(
         let handle = producer_runtime.handle().clone();
         let topic: Arc<str> = Arc::from(topic);
         std::thread::spawn(move || -> Result<()> {
-            let mut schedule = Schedule::new(epoch, rate);
-            let mut payload = vec![b'x'; RECORD_BYTES];
             let mut deliveries = Vec::with_capacity(total as usize);
-            for seq in 0..total {
-                if seq == WARM_UP {
-                    wait_for_warm_up
-                        .recv()
-                        .context("the consumer stopped during warm-up")?;
-                    schedule.start = Instant::now();
-                }
-                payload[..16].copy_from_slice(&schedule.wait_for(seq));
+            send_on_schedule(epoch, rate, total, &wait_for_warm_up, |seq, payload| {
                 let record = ProducerRecord::new(topic.clone())
                     .key(seq.to_string())
-                    .value(payload.clone());
+                    .value(payload.to_vec());
                 deliveries.push(handle.block_on(producer.send(record))?);
-            }
+                Ok(())
+            })?;
             handle.block_on(async {
                 for delivery in deliveries {
                     delivery.await?;
@@ -250,49 +278,22 @@ fn run_strom(
         })
     };
 
-    let progress = super::report::progress_bar(records as u64, "received");
-    let mut latencies_us: Vec<u32> = Vec::with_capacity(records);
-    let mut received = 0u64;
-    let mut last_record = Instant::now();
-    let mut measured_from = None;
-    while received < total {
+    let mut received = Received::new(epoch, records, warmed_up);
+    while received.count < total {
         let batch = consumer_runtime
             .block_on(consumer.poll(Duration::from_millis(100)))
             .context("consuming")?;
-        let arrived = epoch.elapsed().as_nanos() as u64;
-        if batch.is_empty() && last_record.elapsed() > STALL {
-            bail!("no record for {STALL:?} after receiving {received} of {total}");
+        if batch.is_empty() {
+            received.check_stall(total)?;
         }
         for record in batch {
-            let latency = latency_of(record.value.as_deref().unwrap_or_default(), arrived)?;
-            received += 1;
-            last_record = Instant::now();
-            if received == WARM_UP {
-                let _ = warmed_up.send(());
-            }
-            if let Some(micros) = latency {
-                measured_from.get_or_insert_with(Instant::now);
-                latencies_us.push(micros);
-                if latencies_us.len().is_multiple_of(1024) {
-                    progress.set_position(latencies_us.len() as u64);
-                }
-            }
+            received.record(record.value.as_deref().unwrap_or_default())?;
         }
     }
-    let elapsed = measured_from.map(|s| s.elapsed()).unwrap_or_default();
-    progress.finish_and_clear();
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("the e2e producer thread panicked"))??;
+    let figures = received.finish(
+        sender,
+        "fixed rate; latency from scheduled send to consumer poll (strom-client)",
+    );
     producer_runtime.block_on(producer.close());
-    if latencies_us.len() != records {
-        bail!(
-            "received {} of {records} measured records",
-            latencies_us.len()
-        );
-    }
-    let mut figures = Figures::new(records, (records * RECORD_BYTES) as u64, elapsed);
-    figures.latency_ms = Latency::from_micros(&mut latencies_us);
-    figures.note = Some("fixed rate; latency from scheduled send to consumer poll (strom-client)");
-    Ok(figures)
+    figures
 }
