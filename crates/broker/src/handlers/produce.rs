@@ -268,6 +268,9 @@ fn handle_verified(
                     leader_epoch,
                     ..
                 }) => {
+                    // Rare (a producer's retry of a batch whose answer it lost, often across a leader change),
+                    // and the offsets it names are the producer's record of where its batch is: worth a line.
+                    tracing::info!(partition = %partition.name(), base_offset, last_offset, leader_epoch, "answered a retried batch with the offsets it was appended at");
                     let mut r = response
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(-1);
