@@ -255,9 +255,7 @@ impl Log {
         let now = opts.now_ms;
         self.active_mut().append(&pieces, &headers, now)?;
         for h in &headers {
-            // Data batches (clients cannot write control batches): they abort nothing.
-            let aborted = self.producers.update(h, None);
-            debug_assert!(aborted.is_none());
+            self.track_appended(h, None)?;
         }
         Ok(AppendOutcome::Appended {
             base_offset: headers[0].base_offset,

@@ -116,7 +116,8 @@ pub(crate) struct Segment {
     index_interval_bytes: usize,
 }
 
-fn open_log_file(path: &Path, create: bool) -> Result<(File, u64), LogError> {
+/// Opens `path` for reading and writing (with `create`: created, or emptied if it exists); returns its size.
+pub(crate) fn open_read_write(path: &Path, create: bool) -> Result<(File, u64), LogError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -172,7 +173,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self, LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let (log, size) = open_log_file(&path, true)?;
+        let (log, size) = open_read_write(&path, true)?;
         let txn_index = TxnIndex::create(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX))?;
         let mut seg = Self::assemble(dir, base_offset, config, log, size, txn_index)?;
         seg.created_ms = now_ms;
@@ -203,7 +204,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(Self, bool), LogError> {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let (log, size) = open_log_file(&log_path, false)?;
+        let (log, size) = open_read_write(&log_path, false)?;
         let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
         let Some(offset_index) = OffsetIndex::load(&index_path, config.segment_index_bytes, size)?
         else {
@@ -308,7 +309,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(Self, u64), LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let (log, size) = open_log_file(&path, false)?;
+        let (log, size) = open_read_write(&path, false)?;
         // Its entries are checked against the recovered log end by `recover_in_place`.
         let txn_index =
             TxnIndex::open(&segment_file(dir, base_offset, TXN_INDEX_SUFFIX), i64::MAX)?;

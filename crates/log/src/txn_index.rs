@@ -11,16 +11,18 @@
 //! The entries are derived from the log (the replay that rebuilds producer state finds every abort marker), so
 //! the file is a cache that must be complete: every segment gets one when created, even empty, and an append is
 //! idempotent (an entry whose marker is not past the last one's is already there). A missing or damaged file
-//! makes the log's open replay the headers to fill it again (and write it whole only then); entries whose marker a recovery or truncation cut
-//! off are dropped with it. The entries are also kept in memory, where a `read_committed` fetch collects them.
+//! makes the log's open replay the headers to fill it again (and write it whole only then); entries whose marker
+//! a recovery or truncation cut off are dropped with it. The entries are also kept in memory, where a
+//! `read_committed` fetch collects them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{remove_if_exists, write_atomic};
 use crate::error::{IoContext, LogError};
+use crate::segment::open_read_write;
 use crate::txn::AbortedTxn;
 
 pub(crate) const TXN_INDEX_SUFFIX: &str = ".txnindex";
@@ -39,13 +41,7 @@ pub(crate) struct TxnIndex {
 impl TxnIndex {
     /// Creates an empty index at `path` (a new segment's), replacing any file there.
     pub(crate) fn create(path: &Path) -> Result<Self, LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .at(path)?;
+        let (file, _) = open_read_write(path, true)?;
         Ok(Self {
             path: path.to_path_buf(),
             file: Some(file),
@@ -74,11 +70,7 @@ impl TxnIndex {
             remove_if_exists(path)?;
             return Ok(incomplete());
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
+        let (file, _) = open_read_write(path, false)?;
         let whole = entries.len();
         entries.retain(|a| a.last_offset < end_offset);
         let mut index = Self {
@@ -112,12 +104,7 @@ impl TxnIndex {
             _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)).at(&self.path),
         };
         write_atomic(dir, name, &bytes)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .at(&self.path)?;
-        self.file = Some(file);
+        self.file = Some(open_read_write(&self.path, false)?.0);
         Ok(())
     }
 

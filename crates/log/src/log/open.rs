@@ -11,11 +11,11 @@
 //!    deleted. Segments before the recovery point are trusted as above.
 //! 3. Producer state comes from the snapshot if it was written for exactly this log end offset, else from a
 //!    replay of all batch headers. A segment whose aborted-transaction index is missing or damaged (see
-//!    txn_index.rs) is filled by that replay too, which then runs whatever the snapshot says. The leader epoch cache comes from `leader-epoch-checkpoint`, else (missing
-//!    or unparsable) from the partitionLeaderEpoch of all batch headers, in the same replay when both are
-//!    needed; entries past the log end offset (data the crash lost) and below the log start offset are dropped,
-//!    and the file is rewritten if that changed it. The snapshot and the marker are then deleted, so a
-//!    crash from here on is seen as unclean by the next open.
+//!    txn_index.rs) is filled by that replay too, which then runs whatever the snapshot says. The leader epoch
+//!    cache comes from `leader-epoch-checkpoint`, else (missing or unparsable) from the partitionLeaderEpoch of
+//!    all batch headers, in the same replay when both are needed; entries past the log end offset (data the
+//!    crash lost) and below the log start offset are dropped, and the file is rewritten if that changed it. The
+//!    snapshot and the marker are then deleted, so a crash from here on is seen as unclean by the next open.
 //! 4. `high-watermark` is read as it is; [`Log::persisted_high_watermark`] caps it to the recovered log.
 
 use std::fs;

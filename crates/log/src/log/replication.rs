@@ -94,9 +94,7 @@ impl Log {
         self.active_mut()
             .append(&[&records[..bytes]], &headers, now_ms)?;
         for (h, batch) in &batches[..fitting] {
-            if let Some(aborted) = self.producers.update(h, super::open::marker_of(h, batch)) {
-                self.active_mut().txn_index_mut().append(aborted)?;
-            }
+            self.track_appended(h, super::open::marker_of(h, batch))?;
         }
         Ok(Some(ReplicatedAppend {
             first_offset,

@@ -39,10 +39,21 @@ impl Log {
         }
         self.active_mut()
             .append(&[&batch], &[header], opts.now_ms)?;
-        if let Some(aborted) = self.producers.update(&header, Some(marker)) {
+        self.track_appended(&header, Some(marker))?;
+        Ok(offset)
+    }
+
+    /// Records a batch just appended to the active segment in the producer state (`marker`: what a control batch
+    /// says); the transaction an abort marker ends goes into that segment's aborted-transaction index.
+    pub(super) fn track_appended(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<Marker>,
+    ) -> Result<(), LogError> {
+        if let Some(aborted) = self.producers.update(header, marker) {
             self.active_mut().txn_index_mut().append(aborted)?;
         }
-        Ok(offset)
+        Ok(())
     }
 
     /// The first offset of the earliest transaction still open here, if any: `read_committed` fetches stop
