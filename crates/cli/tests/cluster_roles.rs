@@ -132,6 +132,16 @@ fn create_topic_cli(bootstrap: &str, name: &str, partitions: i32, rf: i16) -> St
         .to_string()
 }
 
+/// Waits until every node of `bootstrap` (comma-separated host:port) lists `topic` under `topic_id`: a client
+/// bootstrapped from any of them then finds it (each node applies a new topic a moment after the controller
+/// commits it, and the CLI's producer refuses a topic its metadata does not have).
+#[track_caller]
+fn wait_topic_on_all(bootstrap: &str, topic: &str, topic_id: &str) {
+    for addr in bootstrap.split(',') {
+        wait_topic(addr.parse().expect("host:port"), topic, topic_id);
+    }
+}
+
 /// Waits until the node at `addr` lists `topic` under `topic_id` with every partition led, and returns its view.
 #[track_caller]
 fn wait_topic(addr: SocketAddr, topic: &str, topic_id: &str) -> MetadataView {
@@ -897,6 +907,7 @@ fn dev_cluster_comes_up_stops_on_sigterm_and_starts_the_same_cluster_again() {
     }
 
     let topic_id = create_topic_cli(&node_1, "kept", 3, 1);
+    wait_topic_on_all(&up.bootstrap, "kept", &topic_id);
     let lines: String = (0..30).map(|i| format!("k{i}|v{i}\n")).collect();
     strom_with_input(
         &up.bootstrap,
@@ -926,8 +937,7 @@ fn dev_cluster_comes_up_stops_on_sigterm_and_starts_the_same_cluster_again() {
             d.display()
         );
     }
-    let addr: SocketAddr = node_1.parse().unwrap();
-    wait_topic(addr, "kept", &topic_id);
+    wait_topic_on_all(&up_again.bootstrap, "kept", &topic_id);
     let consumed = strom_with_input(
         &up_again.bootstrap,
         &[
